@@ -1,0 +1,80 @@
+"""Shared render → call → parse step and the dependencies every agent receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from robustft.client import CallError, LLMClient, Target
+from robustft.config import Config, resolved_endpoint
+from robustft.parsing import parse_answer
+from robustft.prompts import Prompt
+from robustft.retrieval import CleanIndex
+from robustft.schemas import AgentCall, Completion, Sample
+from robustft.scoring import mean_nll, mean_token_entropy, token_at, tokens_in_span
+
+
+@dataclass
+class Deps:
+    """What agents and nodes need for a run; passed as the graph's runtime context."""
+
+    config: Config
+    client: LLMClient
+    prompts: dict[str, Prompt]
+    index: CleanIndex | None = None
+
+
+def question_vars(sample: Sample) -> dict[str, Any]:
+    """Template variables every prompt shares."""
+    return {"question": sample.question, "options": sample.option_items(),
+            "letters": ", ".join(sample.letters)}
+
+
+def _logprob_summary(call: AgentCall, completion: Completion, start: int, end: int) -> None:
+    lps = completion.logprobs
+    if not lps:
+        return
+    tokens = [t.token for t in lps]
+    call.mean_nll = mean_nll([t.logprob for t in lps])
+    if start < 0:
+        return
+    i = token_at(tokens, start)
+    if i is not None:
+        call.answer_top_logprobs = lps[i].top or [(lps[i].token, lps[i].logprob)]
+    span = tokens_in_span(tokens, start, end)
+    if span:
+        call.answer_token_entropy = mean_token_entropy([lps[j].top for j in span])
+
+
+async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample,
+                    **values: Any) -> AgentCall:
+    """Render ``prompt_name`` for ``sample``, call ``role``'s endpoint, parse the reply.
+
+    Never raises on a failed call or bad model text: the AgentCall carries the error or the
+    "unparsed" status next to the raw reply.
+    """
+    prompt = deps.prompts[prompt_name]
+    messages = prompt.render(**question_vars(sample), **values)
+    base_url, model, key_env = resolved_endpoint(deps.config, role)
+    rc = deps.config.role(role)
+    call = AgentCall(role=role, prompt=prompt_name, prompt_hash=prompt.hash, model=model,
+                     endpoint=base_url, messages=messages)
+    try:
+        if not base_url:
+            raise CallError("no endpoint: set --base-url, OPENAI_BASE_URL or endpoint.base_url",
+                            0)
+        completion = await deps.client.chat(
+            Target(base_url, model, key_env), messages, temperature=rc.temperature,
+            max_tokens=rc.max_tokens, top_logprobs=rc.top_logprobs)
+    except CallError as e:
+        call.parse_status, call.error, call.attempts = "error", e.reason, e.attempts
+        return call
+    parsed = parse_answer(completion.text, sample.letters)
+    call.model, call.raw, call.answer = completion.model, completion.text, parsed.answer
+    call.parse_status, call.reasoning = parsed.status, parsed.reasoning
+    call.prompt_tokens, call.completion_tokens = (completion.prompt_tokens,
+                                                  completion.completion_tokens)
+    call.usage_source, call.latency_s = completion.usage_source, completion.latency_s
+    call.attempts = completion.attempts
+    _logprob_summary(call, completion, parsed.start, parsed.end)
+    return call

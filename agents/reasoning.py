@@ -1,0 +1,9 @@
+"""Reasoning expert: step-by-step reasoning ending in an answer line."""
+
+from robustft.schemas import AgentCall, Sample
+
+from .base import Deps, run_agent
+
+
+async def answer_with_reasoning(deps: Deps, sample: Sample) -> AgentCall:
+    return await run_agent(deps, "reasoning", "reasoning", sample)

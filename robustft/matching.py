@@ -1,0 +1,67 @@
+"""Answer comparison and the checker's verdict (pure functions).
+
+Multiple choice compares option letters. Free text compares *whole* normalised strings with a
+DROP-style token F1 (lowercase, punctuation and articles removed, numbers canonicalised) — never
+character by character, the reference code's defect.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Mapping
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+
+
+def normalise(text: str) -> list[str]:
+    """Tokens of a normalised answer: lowercase, no punctuation/articles, canonical numbers."""
+    text = text.lower().replace(",", "") if re.search(r"\d,\d", text) else text.lower()
+    tokens = _ARTICLES.sub(" ", text.translate(_PUNCT)).split()
+    out = []
+    for t in tokens:
+        try:
+            f = float(t)
+            out.append(str(int(f)) if f.is_integer() else str(f))
+        except ValueError:
+            out.append(t)
+    return out
+
+
+def token_f1(a: str, b: str) -> float:
+    """Token-overlap F1 of two normalised whole answers; 1.0 for two empty answers."""
+    ta, tb = normalise(a), normalise(b)
+    if not ta or not tb:
+        return float(ta == tb)
+    common = sum((Counter(ta) & Counter(tb)).values())
+    if common == 0:
+        return 0.0
+    p, r = common / len(ta), common / len(tb)
+    return 2 * p * r / (p + r)
+
+
+def answers_match(a: str | None, b: str | None, is_mc: bool, threshold: float = 0.8) -> bool:
+    """True when two answers are the same: letters for MC, token F1 ≥ threshold for free text."""
+    if a is None or b is None:
+        return False
+    if is_mc:
+        return a.strip().upper() == b.strip().upper()
+    return token_f1(a, b) >= threshold
+
+
+def check(expert_answers: Mapping[str, str | None], label: str, policy: str, is_mc: bool,
+          threshold: float = 0.8) -> tuple[str, str]:
+    """Checker verdict ("clean" | "noisy") and a readable reason.
+
+    policy "all": clean only when every expert matches the label (an unparsed answer counts as
+    a mismatch). policy "majority": clean when strictly more than half match.
+    """
+    agree = [r for r, a in expert_answers.items() if answers_match(a, label, is_mc, threshold)]
+    n = len(expert_answers)
+    clean = len(agree) == n if policy == "all" else len(agree) * 2 > n
+    shown = ", ".join(f"{r}={a if a is not None else 'unparsed'}"
+                      for r, a in expert_answers.items())
+    verdict = "clean" if clean else "noisy"
+    return verdict, f"{len(agree)}/{n} experts agree with label {label!r} ({shown}; {policy})"

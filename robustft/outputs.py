@@ -1,0 +1,76 @@
+"""Final outputs of a run, written from the run store in input order.
+
+- ``curated.<ext>``: kept rows (clean + relabeled-kept) in the input's format, label replaced;
+- ``sft.jsonl``: ``{"id", "prompt", "completion"}`` with the completion ``Answer: X``;
+- ``decisions.csv``: one row per input row with its fate and why;
+- ``summary.json``: counts by fate, calls and tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .io import file_format, write_rows
+from .prompts import Prompt
+from .runstore import RunStore
+from .schemas import Decision, Sample
+
+DECISION_COLUMNS = ["id", "row", "fate", "reason", "original_label", "final_label",
+                    "expert_direct", "expert_reasoning", "context_answer", "reviewer_answer",
+                    "entropy", "entropy_source", "neighbour_ids"]
+KEPT = ("clean", "relabeled-kept")
+
+
+def decision_of(r: dict[str, Any]) -> Decision:
+    sample = r.get("sample") or {}
+    return Decision(
+        id=r["id"], row=r["row"], fate=r.get("fate") or "error",
+        reason=r.get("reason") or "not processed", original_label=sample.get("label"),
+        final_label=r.get("final"), expert_answers=r.get("experts") or {},
+        context_answer=r.get("context_answer"), reviewer_answer=r.get("reviewer_answer"),
+        entropy=r.get("entropy"), entropy_source=r.get("entropy_source"),
+        neighbour_ids=[n["id"] for n in r.get("neighbours") or []])
+
+
+def _decision_row(d: Decision) -> dict[str, Any]:
+    row = d.model_dump(exclude={"expert_answers", "neighbour_ids"})
+    row["expert_direct"] = d.expert_answers.get("direct")
+    row["expert_reasoning"] = d.expert_answers.get("reasoning")
+    row["neighbour_ids"] = json.dumps(d.neighbour_ids)
+    return row
+
+
+def sft_example(prompt: Prompt, sample: Sample, label: str) -> dict[str, str]:
+    """One SFT pair; evaluation must send exactly this prompt text."""
+    msgs = prompt.render(question=sample.question, options=sample.option_items(),
+                         letters=", ".join(sample.letters))
+    return {"id": sample.id, "prompt": "\n\n".join(m["content"] for m in msgs),
+            "completion": f"Answer: {label}"}
+
+
+def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, is_mc: bool,
+                  config: Config) -> dict[str, Any]:
+    fmt = file_format(input_path)
+    out = store.dir
+    curated, sft, decisions = [], [], []
+    for r in store.records():
+        d = decision_of(r)
+        decisions.append(_decision_row(d))
+        if d.fate in KEPT and d.final_label is not None:
+            sample = Sample.model_validate(r["sample"])
+            curated.append({**sample.raw, config.data.answer_column: d.final_label})
+            sft.append(sft_example(sft_prompt, sample, d.final_label))
+    curated_path = out / f"curated{input_path.suffix.lower()}"
+    write_rows(curated_path, curated, fmt)
+    write_rows(out / "sft.jsonl", sft, "jsonl")
+    write_rows(out / "decisions.csv", decisions, "csv", DECISION_COLUMNS)
+    summary = {**store.totals(), "task": "multiple_choice" if is_mc else "free_text",
+               "input": str(input_path), "kept": len(curated),
+               "outputs": {"curated": str(curated_path), "sft": str(out / "sft.jsonl"),
+                           "decisions": str(out / "decisions.csv"),
+                           "traces": str(out / "run.sqlite")}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,67 @@
+"""Answer extraction from model text. Never raises: unparseable text gives status "unparsed".
+
+The *last* ``Answer: X`` line wins (reflection may revise an earlier answer); the reference
+code took the first and crashed on empty replies.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_MC = re.compile(r"answer\s*(?:is)?\s*\**\s*[:：]\s*[*_(\[\s]*([A-Za-z])(?![A-Za-z0-9])",
+                 re.IGNORECASE)
+_BARE = re.compile(r"^\s*[*_(\[]*([A-Za-z])[)\].*_]*\s*$")
+_FREE = re.compile(r"^[ \t>*_#-]*answer\s*\**\s*[:：]\**[ \t]*(.+?)[ \t]*$",
+                   re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    answer: str | None
+    status: str  # "ok" | "unparsed"
+    reasoning: str  # text before the answer line (the whole text when unparsed)
+    start: int = -1  # char offset of the answer in the text, -1 when unparsed
+    end: int = -1
+
+
+def _unparsed(text: str) -> Parsed:
+    return Parsed(None, "unparsed", text.strip())
+
+
+def parse_choice(text: str | None, letters: list[str]) -> Parsed:
+    """Option letter from the last ``Answer: X`` (or a bare letter reply) within ``letters``."""
+    text = text or ""
+    allowed = {x.upper() for x in letters}
+    for m in reversed(list(_MC.finditer(text))):
+        letter = m.group(1).upper()
+        if letter in allowed:
+            line_start = text.rfind("\n", 0, m.start()) + 1
+            return Parsed(letter, "ok", text[:line_start].strip(), m.start(1), m.end(1))
+    m = _BARE.match(text)
+    if m and m.group(1).upper() in allowed:
+        return Parsed(m.group(1).upper(), "ok", "", m.start(1), m.end(1))
+    return _unparsed(text)
+
+
+def parse_free(text: str | None) -> Parsed:
+    """Short answer from the last ``Answer: ...`` line, or a one-line reply of ≤ 20 words."""
+    text = text or ""
+    matches = list(_FREE.finditer(text))
+    if matches:
+        m = matches[-1]
+        value = m.group(1).strip().strip("*_`").strip()
+        value = value[:-1].rstrip() if value.endswith(".") else value
+        if value:
+            start = m.start(1) + m.group(1).find(value[:1])
+            return Parsed(value, "ok", text[: m.start()].strip(), start, start + len(value))
+    stripped = text.strip()
+    if stripped and "\n" not in stripped and len(stripped.split()) <= 20:
+        start = text.find(stripped)
+        return Parsed(stripped.rstrip("."), "ok", "", start, start + len(stripped))
+    return _unparsed(text)
+
+
+def parse_answer(text: str | None, letters: list[str]) -> Parsed:
+    """Multiple choice when ``letters`` is non-empty, free text otherwise."""
+    return parse_choice(text, letters) if letters else parse_free(text)

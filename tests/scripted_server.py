@@ -1,0 +1,156 @@
+"""A small scripted OpenAI-compatible HTTP server on 127.0.0.1 for tests.
+
+A *script* maps each chat request body to a :class:`Reply`; the server tokenises the reply text
+and returns ``choices[0].logprobs.content[].top_logprobs`` in the OpenAI shape, with the answer
+token's alternatives drawn from ``Reply.dist``. ``faults`` queues HTTP errors to answer the next
+requests with. Every request body is recorded in ``requests``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_TOKEN = re.compile(r"\s?[A-Za-z]+|\s?\d|\s?[^\sA-Za-z\d]|\s+")
+
+
+@dataclass
+class Reply:
+    text: str
+    dist: dict[str, float] | None = None  # answer-token alternatives (letter -> probability)
+    usage: bool = True
+
+
+@dataclass
+class Fault:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = '{"error": {"message": "scripted fault"}}'
+
+
+def tokens_of(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+def _logprobs(text: str, dist: dict[str, float] | None, top_n: int) -> dict[str, Any]:
+    toks = tokens_of(text)
+    answer_at = None
+    m = list(re.finditer(r"Answer:\s*([A-Za-z])\b", text))
+    if m and dist:
+        pos, offset = 0, m[-1].start(1)
+        for i, t in enumerate(toks):
+            if pos <= offset < pos + len(t):
+                answer_at = i
+            pos += len(t)
+    content = []
+    for i, t in enumerate(toks):
+        if i == answer_at:
+            letter = t.strip()
+            alts = sorted(dist.items(), key=lambda kv: -kv[1])
+            top = [{"token": (" " if t.startswith(" ") else "") + k, "logprob": math.log(p),
+                    "bytes": None} for k, p in alts if p > 0][:top_n]
+            lp = math.log(dist.get(letter, 1e-9))
+        else:
+            lp = -0.01
+            top = [{"token": t, "logprob": lp, "bytes": None}][:top_n]
+        content.append({"token": t, "logprob": lp, "bytes": None, "top_logprobs": top})
+    return {"content": content}
+
+
+class ScriptedServer:
+    def __init__(self, script: Callable[[dict], Reply], models: list[str] | None = None,
+                 delay_s: float = 0.0):
+        self.script, self.models, self.delay_s = script, models or ["scripted"], delay_s
+        self.requests: list[dict] = []
+        self.faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, status: int, body: str, headers: dict[str, str] | None = None):
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, json.dumps({"object": "list", "data": [
+                        {"id": m, "object": "model", "owned_by": "test"}
+                        for m in server.models]}))
+                else:
+                    self._send(404, '{"error": "not found"}')
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server._lock:
+                    server.requests.append(body)
+                    fault = server.faults.popleft() if server.faults else None
+                if fault:
+                    self._send(fault.status, fault.body, fault.headers)
+                    return
+                if server.delay_s:
+                    time.sleep(server.delay_s)
+                self._send(200, json.dumps(server.complete(body)))
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def complete(self, body: dict) -> dict:
+        reply = self.script(body)
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": reply.text}}
+        if body.get("logprobs"):
+            choice["logprobs"] = _logprobs(reply.text, reply.dist, body.get("top_logprobs") or 1)
+        out = {"id": "chatcmpl-test", "object": "chat.completion", "created": 0,
+               "model": body.get("model", self.models[0]), "choices": [choice]}
+        if reply.usage:
+            prompt = sum(len(m["content"].split()) for m in body["messages"])
+            done = len(tokens_of(reply.text))
+            out["usage"] = {"prompt_tokens": prompt, "completion_tokens": done,
+                            "total_tokens": prompt + done}
+        return out
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def target_question(body: dict) -> str:
+    """The question a request is about: the last ``Question: ...`` line of the user turn."""
+    user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+    return user.rsplit("Question: ", 1)[-1].split("\n", 1)[0].strip()
+
+
+def mc_reply(letter: str, letters: list[str], confidence: float = 0.9,
+             reasoning: str = "Checked each option carefully.") -> Reply:
+    """A reply ending in ``Answer: letter`` whose answer token has ``confidence``."""
+    rest = [x for x in letters if x != letter]
+    dist = {letter: confidence, **{x: (1 - confidence) / len(rest) for x in rest}}
+    return Reply(f"{reasoning}\nAnswer: {letter}", dist)

@@ -1,0 +1,106 @@
+"""``robustft curate`` as a subprocess against the scripted server, on real ARC rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import read_csv, write_jsonl
+from .scripted_server import Reply, mc_reply, target_question
+
+pytestmark = pytest.mark.e2e
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 300):
+    e = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    e.pop("OPENAI_BASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "robustft.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=e)
+
+
+def truth_script(labeled: list[dict]):
+    truth = {r["question"].strip(): (r["answer"], len(json.loads(r["options"]))) for r in labeled}
+
+    def script(body: dict) -> Reply:
+        answer, n = truth[target_question(body)]
+        return mc_reply(answer, [chr(65 + i) for i in range(n)], confidence=0.85,
+                        reasoning="Step 1: recall the relevant science fact.")
+    return script
+
+
+@pytest.fixture
+def arc40(arc_dir, tmp_path) -> tuple[Path, list[dict], list[dict]]:
+    noisy = read_csv(arc_dir / "noisy30.csv", 40)
+    labeled = read_csv(arc_dir / "labeled.csv", 40)
+    path = tmp_path / "noisy40.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(noisy[0]))
+        w.writeheader()
+        w.writerows(noisy)
+    return path, noisy, labeled
+
+
+def test_curate_arc40_detects_exactly_the_flips(arc40, tmp_path, serve):
+    path, noisy, labeled = arc40
+    srv = serve(truth_script(labeled))
+    run = tmp_path / "run"
+    res = run_cli("curate", "--input", str(path), "--output", str(run),
+                  "--base-url", srv.base_url, "--model", "scripted")
+    assert res.returncode == 0, res.stderr
+    with (run / "decisions.csv").open() as f:
+        decisions = list(csv.DictReader(f))
+    assert len(decisions) == 40
+    flagged = {d["id"] for d in decisions if d["fate"] != "clean"}
+    flipped = {n["id"] for n, t in zip(noisy, labeled, strict=True) if n["answer"] != t["answer"]}
+    assert flipped, "the first 40 rows of noisy30 hold flipped labels"
+    tp = len(flagged & flipped)
+    precision, recall = tp / len(flagged), tp / len(flipped)
+    assert precision == recall == 1.0
+    truth = {t["id"]: t["answer"] for t in labeled}
+    with (run / "curated.csv").open(newline="") as f:
+        curated = list(csv.DictReader(f))
+    assert curated and all(r["answer"] == truth[r["id"]] for r in curated)
+    assert list(curated[0]) == list(noisy[0])  # input columns kept, in order
+    kept = {d["id"] for d in decisions if d["fate"] == "relabeled-kept"}
+    assert len(kept) == -(-len(flipped) // 2)  # β = 0.5, rounded up
+
+    sid = sorted(kept)[0]
+    story = run_cli("trace", str(run), sid, env={"COLUMNS": "200"})
+    assert story.returncode == 0, story.stderr
+    out = story.stdout
+    for needle in ("direct", "reasoning", "reflection", "checker", "verdict: noisy",
+                   "retrieved clean neighbours", "context", "reviewer", "reviewer reasoning",
+                   "entropy:", "relabeled-kept", truth[sid]):
+        assert needle in out, needle
+    neighbours = json.loads(next(d for d in decisions if d["id"] == sid)["neighbour_ids"])
+    assert len(neighbours) == 3 and all(n in out for n in neighbours)
+    summary = run_cli("summary", str(run))
+    assert summary.returncode == 0 and "relabeled-kept" in summary.stdout
+
+
+def test_prompt_override_shows_in_trace(tmp_path, serve):
+    rows = [{"id": f"r{i}", "question": f"Is {i} even?", "options": ["yes", "no"],
+             "answer": "A" if i % 2 == 0 else "B"} for i in range(4)]
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
+    srv = serve(lambda body: mc_reply("A" if int(target_question(body).split()[1]) % 2 == 0
+                                      else "B", ["A", "B"]))
+    override = tmp_path / "my_prompts"
+    override.mkdir()
+    builtin = Path(__file__).resolve().parent.parent / "prompts" / "direct.yaml"
+    text = builtin.read_text().replace("You are an expert", "You are a MARKER-42 expert")
+    (override / "direct.yaml").write_text(text)
+    run = tmp_path / "run"
+    res = run_cli("curate", "-i", str(inp), "-o", str(run), "--base-url", srv.base_url,
+                  "--model", "scripted", "--prompts", str(override))
+    assert res.returncode == 0, res.stderr
+    assert any("MARKER-42" in m["content"] for r in srv.requests for m in r["messages"])
+    story = run_cli("trace", str(run), "r0", "--full", env={"COLUMNS": "200"})
+    assert "MARKER-42" in story.stdout
+    prompts = json.loads((run / "prompts.json").read_text())
+    assert prompts["direct"]["path"] == str(override / "direct.yaml")
