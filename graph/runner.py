@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from agents.base import Deps
 from robustft.client import LLMClient
-from robustft.config import Config, dump_config
+from robustft.config import ROLES, Config, dump_config, resolved_endpoint
 from robustft.io import load_samples
 from robustft.outputs import write_outputs
 from robustft.prompts import load_prompts
@@ -133,6 +133,10 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
     """Run the RobustFT pipeline; returns the summary (also written to summary.json)."""
     rep = reporter or _Quiet()
     input_path, run_dir = Path(input_path), Path(run_dir)
+    for role in ROLES:
+        if not resolved_endpoint(config, role)[0]:
+            raise ValueError(f"no endpoint for role '{role}': pass --base-url, set "
+                             "OPENAI_BASE_URL, or set endpoint.base_url in the config")
     prompts = load_prompts(config.prompts_dir)
     samples, input_errors, is_mc = load_samples(input_path, config.data)
     store = RunStore(run_dir)

@@ -18,15 +18,16 @@ _PUNCT = str.maketrans({c: " " for c in string.punctuation})
 
 def normalise(text: str) -> list[str]:
     """Tokens of a normalised answer: lowercase, no punctuation/articles, canonical numbers."""
-    text = text.lower().replace(",", "") if re.search(r"\d,\d", text) else text.lower()
-    tokens = _ARTICLES.sub(" ", text.translate(_PUNCT)).split()
-    out = []
-    for t in tokens:
+    out: list[str] = []
+    for word in text.lower().split():
+        core = word.strip(string.punctuation)
         try:
-            f = float(t)
+            f = float(core.replace(",", ""))
             out.append(str(int(f)) if f.is_integer() else str(f))
+            continue
         except ValueError:
-            out.append(t)
+            pass
+        out.extend(_ARTICLES.sub(" ", word.translate(_PUNCT)).split())
     return out
 
 

@@ -14,6 +14,7 @@ _MC = re.compile(r"answer\s*(?:is)?\s*\**\s*[:：]\s*[*_(\[\s]*([A-Za-z])(?![A-Z
 _BARE = re.compile(r"^\s*[*_(\[]*([A-Za-z])[)\].*_]*\s*$")
 _FREE = re.compile(r"^[ \t>*_#-]*answer\s*\**\s*[:：]\**[ \t]*(.+?)[ \t]*$",
                    re.IGNORECASE | re.MULTILINE)
+_EMPTY_ANSWER = re.compile(r"^[\W_]*answer\W*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ def parse_free(text: str | None) -> Parsed:
             start = m.start(1) + m.group(1).find(value[:1])
             return Parsed(value, "ok", text[: m.start()].strip(), start, start + len(value))
     stripped = text.strip()
-    if stripped and "\n" not in stripped and len(stripped.split()) <= 20:
+    one_line = stripped and "\n" not in stripped and len(stripped.split()) <= 20
+    if one_line and not _EMPTY_ANSWER.match(stripped):
         start = text.find(stripped)
         return Parsed(stripped.rstrip("."), "ok", "", start, start + len(stripped))
     return _unparsed(text)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("LANCE_LOG", "error")  # lance's Rust log otherwise warns on every create
+os.environ.setdefault("LANCEDB_LOG", "error")  # its Rust log otherwise warns on every create
 
 from .schemas import Neighbour, Sample
 

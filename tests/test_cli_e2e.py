@@ -18,8 +18,8 @@ pytestmark = pytest.mark.e2e
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300):
-    e = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    e.pop("OPENAI_BASE_URL", None)
+    e = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "ROBUSTFT_MODEL")}
+    e.update({"HF_HUB_OFFLINE": "1", **(env or {})})
     return subprocess.run([sys.executable, "-m", "robustft.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env=e)
 
@@ -104,3 +104,58 @@ def test_prompt_override_shows_in_trace(tmp_path, serve):
     assert "MARKER-42" in story.stdout
     prompts = json.loads((run / "prompts.json").read_text())
     assert prompts["direct"]["path"] == str(override / "direct.yaml")
+
+
+MC_ROWS = [{"id": f"r{i}", "question": f"Is {i} even?", "options": ["yes", "no"],
+            "answer": "A" if i % 2 == 0 else "B"} for i in range(4)]
+
+
+def parity(body: dict) -> Reply:
+    return mc_reply("A" if int(target_question(body).split()[1]) % 2 == 0 else "B", ["A", "B"])
+
+
+def test_bad_rows_become_error_rows_and_the_rest_runs(tmp_path, serve):
+    srv = serve(parity)
+    lines = [json.dumps(MC_ROWS[0]), '{"id": "broken", "question": ', json.dumps(MC_ROWS[1]),
+             json.dumps({**MC_ROWS[2], "answer": "Z"}), json.dumps(MC_ROWS[3])]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("\n".join(lines) + "\n")
+    before = inp.read_bytes()
+    run = tmp_path / "run"
+    res = run_cli("curate", "-i", str(inp), "-o", str(run), "--base-url", srv.base_url,
+                  "--model", "scripted")
+    assert res.returncode == 3, res.stderr
+    assert "2 row(s) ended as errors" in res.stderr
+    with (run / "decisions.csv").open() as f:
+        dec = list(csv.DictReader(f))
+    assert [d["fate"] for d in dec] == ["clean", "error", "clean", "error", "clean"]
+    assert dec[1]["reason"].startswith(f"{inp}:2: malformed JSON")
+    assert dec[3]["reason"] == f"{inp}:4: answer 'Z' is not an option letter A-B"
+    assert inp.read_bytes() == before
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("empty.jsonl", "", "empty.jsonl: no data rows (empty file)"),
+    ("nocol.csv", "id,question,options\n1,Q,\"[]\"\n", "nocol.csv:1: missing column(s)"),
+])
+def test_unusable_input_file_exits_2(tmp_path, name, content, message):
+    (tmp_path / name).write_text(content)
+    res = run_cli("curate", "-i", str(tmp_path / name), "-o", str(tmp_path / "run"),
+                  "--base-url", "http://127.0.0.1:9/v1", "--model", "m", env={"COLUMNS": "300"})
+    assert res.returncode == 2
+    assert message in " ".join(res.stderr.split())
+
+
+def test_endpoint_from_environment_and_api_key_never_written(tmp_path, serve):
+    srv = serve(parity, models=["env-model"])
+    sentinel = "sk-SENTINEL-5f3a9c1e7b"
+    inp = write_jsonl(tmp_path / "in.jsonl", MC_ROWS)
+    run = tmp_path / "run"
+    res = run_cli("curate", "-i", str(inp), "-o", str(run), "-v",
+                  env={"OPENAI_BASE_URL": srv.base_url, "OPENAI_API_KEY": sentinel})
+    assert res.returncode == 0, res.stderr
+    assert {r["model"] for r in srv.requests} == {"env-model"}  # the endpoint's only model
+    assert sentinel not in res.stdout + res.stderr
+    for f in run.rglob("*"):
+        if f.is_file():
+            assert sentinel.encode() not in f.read_bytes(), f

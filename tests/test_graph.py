@@ -6,12 +6,14 @@ import asyncio
 import csv
 import json
 
+import pytest
+
 from graph.runner import curate
 from robustft.config import Config
 from robustft.runstore import RunStore
 
 from .conftest import write_jsonl
-from .scripted_server import Reply, mc_reply, target_question
+from .scripted_server import Fault, Reply, mc_reply, target_question
 
 TRUTH = {
     "What color is a clear daytime sky?": ("A", ["blue", "green", "red", "black"]),
@@ -64,3 +66,108 @@ def test_truthful_experts_find_flips_and_relabel(tmp_path, serve):
     assert rec["entropy_source"] == "option-logprobs"
     # H = 0.9·ln(1/0.9) + 3·(1/30)·ln 30 = 0.09482 + 0.34012 nats
     assert abs(rec["entropy"] - 0.43494) < 1e-4
+
+
+def per_role(body: dict) -> Reply:
+    """Experts on separate models: the direct model always says A, the others tell the truth."""
+    if body["model"] == "m-direct":
+        return mc_reply("A", ["A", "B", "C", "D"])
+    return truthful(body)
+
+
+def test_multi_model_experts_and_majority_policy(tmp_path, serve):
+    srv = serve(per_role, models=["m-direct", "m-big"])
+    inp = write_jsonl(tmp_path / "in.jsonl", mc_rows())
+    cfg = cfg_for(srv.base_url)
+    cfg.roles["direct"].model = "m-direct"
+    cfg.endpoint.model = "m-big"
+    summary = asyncio.run(curate(cfg, inp, tmp_path / "all"))
+    # policy all: every row whose truth is not A disagrees with the direct expert
+    assert summary["fates"]["clean"] == 2
+    assert {r["model"] for r in srv.requests} == {"m-direct", "m-big"}
+    cfg.detect.policy = "majority"  # 1 of 2 is not a strict majority either
+    assert asyncio.run(curate(cfg, inp, tmp_path / "maj"))["fates"]["clean"] == 2
+
+
+def test_free_text_rows(tmp_path, serve):
+    truth = {"How many touchdowns did Smith score?": "two touchdowns",
+             "Who kicked the longest field goal?": "Jason Hanson",
+             "How many yards was the longest pass?": "1,200 yards",
+             "Which team won the game?": "the Lions"}
+    given = {**truth, "Who kicked the longest field goal?": "Matt Prater",
+             "How many yards was the longest pass?": "1200 Yards."}
+
+    def script(body):
+        return Reply(f"Thinking.\nAnswer: {truth[target_question(body)]}")
+
+    srv = serve(script)
+    rows = [{"question": q, "answer": a} for q, a in given.items()]
+    inp = write_jsonl(tmp_path / "drop.jsonl", rows)
+    summary = asyncio.run(curate(cfg_for(srv.base_url, selection={"beta": 1.0}), inp,
+                                 tmp_path / "run"))
+    assert summary["task"] == "free_text"
+    assert summary["fates"] == {"clean": 3, "relabeled-kept": 1}  # "1200 Yards." matches
+    curated = {r["question"]: r["answer"]
+               for r in map(json.loads, (tmp_path / "run" / "curated.jsonl").open())}
+    assert curated == {**given, "Who kicked the longest field goal?": "Jason Hanson"}
+    rec = RunStore.open_existing(tmp_path / "run").record(
+        next(r["id"] for r in RunStore.open_existing(tmp_path / "run").records()
+             if r["fate"] == "relabeled-kept"))
+    assert rec["entropy_source"] == "answer-token-logprobs" and rec["entropy"] >= 0
+
+
+def test_no_logprobs_falls_back_to_agreement(tmp_path, serve):
+    srv = serve(truthful)
+    cfg = cfg_for(srv.base_url, selection={"beta": 0.5})
+    for r in cfg.roles.values():
+        r.top_logprobs = 0
+    summary = asyncio.run(curate(cfg, write_jsonl(tmp_path / "in.jsonl", mc_rows()),
+                                 tmp_path / "run"))
+    assert summary["fates"] == {"clean": 4, "relabeled-kept": 1, "relabeled-dropped": 1}
+    store = RunStore.open_existing(tmp_path / "run")
+    recs = [r for r in store.records() if r["stage"] == "relabeled"]
+    assert all(r["entropy_source"] == "agreement" and r["entropy"] == 0.0 for r in recs)
+    assert all("logprobs" not in r for r in srv.requests)
+
+
+def test_endpoint_failures_become_error_rows(tmp_path, serve):
+    good, bad = serve(truthful), serve(truthful)
+    bad.faults.extend([Fault(400)] * 10)
+    cfg = cfg_for(good.base_url, selection={"beta": 1.0})
+    cfg.roles["reviewer"].base_url = bad.base_url  # the reviewer's endpoint rejects everything
+    summary = asyncio.run(curate(cfg, write_jsonl(tmp_path / "in.jsonl", mc_rows()),
+                                 tmp_path / "run"))
+    with (tmp_path / "run" / "decisions.csv").open() as f:
+        dec = {r["id"]: r for r in csv.DictReader(f)}
+    assert len(dec) == 6 and summary["fates"] == {"clean": 4, "error": 2}
+    assert dec["q1"]["fate"] == "error" and "reviewer" in dec["q1"]["reason"]
+    assert "HTTP 400" in dec["q1"]["reason"]
+    assert len(bad.requests) == 2  # a 400 is never retried
+
+
+def test_unparsed_expert_reply_counts_as_disagreement(tmp_path, serve):
+    def script(body):
+        if body["model"] == "m-direct" and "frozen" in target_question(body):
+            return Reply("I am not sure, sorry.\n\nQuestion: something else")
+        return truthful(body)
+
+    srv = serve(script)
+    cfg = cfg_for(srv.base_url, selection={"beta": 1.0})
+    cfg.roles["direct"].model = "m-direct"
+    asyncio.run(curate(cfg, write_jsonl(tmp_path / "in.jsonl", mc_rows()), tmp_path / "run"))
+    rec = RunStore.open_existing(tmp_path / "run").record("q4")
+    assert rec["experts"] == {"direct": None, "reasoning": "A"} and rec["verdict"] == "noisy"
+    assert rec["fate"] == "relabeled-kept" and rec["final"] == "A"
+    assert "confirmed" in rec["reason"]
+
+
+def test_rerun_skips_finished_samples(tmp_path, serve):
+    srv = serve(truthful)
+    inp = write_jsonl(tmp_path / "in.jsonl", mc_rows())
+    first = asyncio.run(curate(cfg_for(srv.base_url), inp, tmp_path / "run"))
+    n = len(srv.requests)
+    second = asyncio.run(curate(cfg_for(srv.base_url), inp, tmp_path / "run"))
+    assert len(srv.requests) == n and first["fates"] == second["fates"]
+    (tmp_path / "other.jsonl").write_text(inp.read_text().replace("Q", "q") + "\n")
+    with pytest.raises(ValueError, match="different input"):
+        asyncio.run(curate(cfg_for(srv.base_url), tmp_path / "other.jsonl", tmp_path / "run"))

@@ -1,0 +1,88 @@
+"""The client against the scripted server: retries only where they belong, usage, logprobs."""
+
+import asyncio
+
+import pytest
+
+from robustft.client import CallError, LLMClient, Target
+from robustft.config import EndpointConfig
+
+from .scripted_server import Fault, Reply, mc_reply
+
+MSG = [{"role": "user", "content": "Question: hi"}]
+
+
+def _chat(srv, model="scripted", retries=3, top_logprobs=5):
+    client = LLMClient(EndpointConfig(max_retries=retries, backoff_s=0.01, timeout_s=5))
+
+    async def go():
+        try:
+            return await client.chat(Target(srv.base_url, model, "NO_SUCH_KEY_VAR"), MSG,
+                                     temperature=0, max_tokens=16, top_logprobs=top_logprobs)
+        finally:
+            await client.aclose()
+    return asyncio.run(go())
+
+
+def test_logprobs_usage_and_latency(serve):
+    srv = serve(lambda b: mc_reply("B", ["A", "B"], confidence=0.8))
+    c = _chat(srv)
+    assert c.text.endswith("Answer: B") and c.usage_source == "server" and c.latency_s > 0
+    answer = [t for t in c.logprobs if t.token == " B"][0]
+    assert dict(answer.top)[" B"] == pytest.approx(-0.22314, abs=1e-4)  # ln 0.8
+    assert srv.requests[0]["logprobs"] is True and srv.requests[0]["top_logprobs"] == 5
+
+
+def test_no_logprobs_requested_when_zero(serve):
+    srv = serve(lambda b: Reply("Answer: A", usage=False))
+    c = _chat(srv, top_logprobs=0)
+    assert c.logprobs is None and "logprobs" not in srv.requests[0]
+    assert c.usage_source == "estimate" and c.completion_tokens > 0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429, 408, 409])
+def test_retries_transient_statuses(serve, status):
+    srv = serve(lambda b: Reply("Answer: A"))
+    srv.faults.extend([Fault(status), Fault(status)])
+    c = _chat(srv)
+    assert c.attempts == 3 and len(srv.requests) == 3
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+def test_no_retry_on_client_errors(serve, status):
+    srv = serve(lambda b: Reply("Answer: A"))
+    srv.faults.append(Fault(status))
+    with pytest.raises(CallError, match=f"HTTP {status}"):
+        _chat(srv)
+    assert len(srv.requests) == 1
+
+
+def test_gives_up_after_max_retries(serve):
+    srv = serve(lambda b: Reply("Answer: A"))
+    srv.faults.extend([Fault(500)] * 5)
+    with pytest.raises(CallError, match="after 3 attempt"):
+        _chat(srv, retries=2)
+    assert len(srv.requests) == 3
+
+
+def test_retry_after_header_is_honoured(serve):
+    srv = serve(lambda b: Reply("Answer: A"))
+    srv.faults.append(Fault(429, {"Retry-After": "0.3"}))
+    c = _chat(srv)
+    assert c.attempts == 2 and c.latency_s >= 0.3
+
+
+def test_connection_refused_is_an_error_after_retries():
+    class Dead:
+        base_url = "http://127.0.0.1:9/v1"
+    with pytest.raises(CallError, match="APIConnectionError"):
+        _chat(Dead(), retries=1)
+
+
+def test_model_resolved_from_endpoint(serve):
+    srv = serve(lambda b: Reply("Answer: A"), models=["only-model"])
+    _chat(srv, model=None)
+    assert srv.requests[0]["model"] == "only-model"
+    srv2 = serve(lambda b: Reply("Answer: A"), models=["m1", "m2"])
+    with pytest.raises(CallError, match="serves 2 models"):
+        _chat(srv2, model=None)
