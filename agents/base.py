@@ -65,7 +65,7 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample,
                             0)
         completion = await deps.client.chat(
             Target(base_url, model, key_env), messages, temperature=rc.temperature,
-            max_tokens=rc.max_tokens, top_logprobs=rc.top_logprobs)
+            max_tokens=rc.max_tokens, top_logprobs=rc.top_logprobs, stop=prompt.stop)
     except CallError as e:
         call.parse_status, call.error, call.attempts = "error", e.reason, e.attempts
         return call

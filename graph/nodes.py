@@ -47,7 +47,8 @@ async def reasoning_expert(state: SampleState, runtime: Runtime[Deps]) -> Sample
             best = calls[-1]
     errors = [e for c in calls for e in _failed(c)]
     return {"calls": calls, "experts": {"reasoning": best.answer}, "errors": errors,
-            "reasoning_text": best.raw or "", "reasoning_answer": best.answer}
+            "reasoning_text": (best.reasoning if best.answer is not None else best.raw) or "",
+            "reasoning_answer": best.answer}
 
 
 async def checker(state: SampleState, runtime: Runtime[Deps]) -> SampleState:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import shlex
+import signal
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -27,10 +31,22 @@ from rich.progress import (
 from rich.syntax import Syntax
 from rich.table import Table
 
-from .config import ConfigError, load_config
+from .config import ROLES, Config, ConfigError, load_config, resolved_endpoint
+from .demo import DEMO_INPUT, score_run
 from .io import InputFileError
 from .prompts import PromptError, builtin_dir, load_prompt, load_prompts
 from .runstore import RunStore
+from .serve import (
+    EMBEDDED_NAME,
+    ManagedServer,
+    ServeError,
+    embedded_model_path,
+    embedded_server,
+    free_port,
+    llama_server_binary,
+    llama_server_command,
+    vllm_command,
+)
 from .tracing import sample_story, summary_table
 
 app = typer.Typer(help="Noise-robust LLM fine-tuning: find, relabel or drop wrong labels.",
@@ -71,6 +87,60 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _on_sigterm(*_) -> None:
+    raise KeyboardInterrupt  # unwind through finally blocks: embedded servers stop cleanly
+
+
+def _needs_embedded(cfg: Config) -> bool:
+    return any(resolved_endpoint(cfg, role)[0] is None for role in ROLES)
+
+
+def _start_embedded(cfg: Config, run_dir: Path, slots: int) -> ManagedServer:
+    """Start the embedded llama-server for a run with no endpoint; roles without their own
+    endpoint use it, with the base-model prompt set unless --prompts says otherwise."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    err.print("[dim]no endpoint configured: starting the embedded llama-server "
+              f"(Gemma-3-270M, {slots} slots; log: {run_dir / 'llama-server.log'})[/dim]")
+    server = embedded_server(slots=slots, log_path=run_dir / "llama-server.log").start()
+    cfg.endpoint.base_url, cfg.endpoint.model = server.base_url, EMBEDDED_NAME
+    if cfg.prompts_dir is None:
+        cfg.prompts_dir = str(builtin_dir() / "base")
+    return server
+
+
+def _run_curate(cfg: Config, input: Path, output: Path, slots: int) -> dict:
+    from graph.runner import curate as run_curate  # the graph layer, imported on demand
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    server = None
+    columns = [TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
+               TaskProgressColumn(), RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn()]
+    try:
+        if _needs_embedded(cfg):
+            server = _start_embedded(cfg, output, slots)
+        with Progress(*columns, console=err, transient=False) as progress:
+            summary = asyncio.run(run_curate(cfg, input, output, RichReporter(progress)))
+    except (InputFileError, PromptError, ServeError, ValueError) as e:
+        raise _fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; rerun the same command to continue", 130) from None
+    finally:
+        if server is not None:
+            server.stop()
+    console.print(summary_table(summary))
+    console.print(f"outputs in [bold]{output}[/bold]: curated{input.suffix.lower()}, sft.jsonl, "
+                  f"decisions.csv, summary.json; traces: robustft trace {output} ID")
+    return summary
+
+
+def _exit_for(summary: dict, output: Path) -> None:
+    if summary["fates"].get("error"):
+        err.print(f"[yellow]{summary['fates']['error']} row(s) ended as errors; see "
+                  f"{output}/decisions.csv[/yellow]")
+        raise typer.Exit(EXIT_ROW_ERRORS)
+
+
 @app.command()
 def curate(
     input: Annotated[Path, typer.Option("--input", "-i", help="JSONL, CSV or Parquet file.")],
@@ -80,9 +150,12 @@ def curate(
     base_url: Annotated[str | None, typer.Option(help="Endpoint for all roles.")] = None,
     model: Annotated[str | None, typer.Option(help="Model for all roles.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Samples in flight.")] = None,
+    slots: Annotated[int, typer.Option(help="Embedded server slots (no endpoint).")] = 4,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Detect noisy labels, relabel them, select by entropy; write the curated dataset."""
+    """Detect noisy labels, relabel them, select by entropy; write the curated dataset.
+
+    With no endpoint configured, the embedded llama-server starts for the run."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     try:
         cfg = load_config(config)
@@ -100,23 +173,78 @@ def curate(
         cfg.prompts_dir = str(prompts)
     if concurrency:
         cfg.concurrency = concurrency
-    from graph.runner import curate as run_curate  # the graph layer, imported on demand
+    _exit_for(_run_curate(cfg, input, output, slots), output)
 
-    columns = [TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
-               TaskProgressColumn(), RateColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+
+@app.command()
+def demo(output: Annotated[Path, typer.Option("--output", "-o")] = Path("runs/demo"),
+         slots: Annotated[int, typer.Option(help="Embedded server slots.")] = 4) -> None:
+    """Curate the shipped demo (country capitals, 30% noisy labels) on the embedded model and
+    score detection against the demo's ground truth."""
+    cfg = Config()
+    for r in cfg.roles.values():  # the embedded server is the endpoint, whatever the env says
+        r.base_url = None
+    summary = _run_curate(cfg, DEMO_INPUT, output, slots)
+    s = score_run(output)
+    t = Table("detection precision", "recall", "F1", "noise base rate", "input label acc.",
+              "curated label acc.", "kept", title="demo vs ground truth")
+    t.add_row(f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}",
+              f"{s['base_rate']:.3f}", f"{s['input_accuracy']:.3f}",
+              f"{s['curated_accuracy']:.3f}", str(s["kept"]))
+    console.print(t)
+    (output / "demo_scores.json").write_text(json.dumps(s, indent=1))
+    _exit_for(summary, output)
+
+
+@app.command()
+def serve(
+    engine: Annotated[str, typer.Option(help="llama.cpp (CPU) or vllm (GPU).")] = "llama.cpp",
+    model: Annotated[str | None, typer.Option(help="GGUF path (llama.cpp; default: the "
+                                              "embedded Gemma-3-270M) or HF id/path (vllm).")
+                     ] = None,
+    slots: Annotated[int, typer.Option(help="llama.cpp parallel slots.")] = 4,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
+    served_name: Annotated[str | None, typer.Option(help="vllm: served model name.")] = None,
+    max_num_seqs: Annotated[int, typer.Option(help="vllm: concurrent sequences.")] = 256,
+    api_key_env: Annotated[str, typer.Option(help="vllm: variable holding the API key.")
+                           ] = "OPENAI_API_KEY",
+    dry_run: Annotated[bool, typer.Option(help="Print the command line only.")] = False,
+) -> None:
+    """Serve a model on 127.0.0.1 until Ctrl-C / SIGTERM; prints the base URL."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    port = port or free_port()
+    env: dict[str, str] = {}
     try:
-        with Progress(*columns, console=err, transient=False) as progress:
-            summary = asyncio.run(run_curate(cfg, input, output, RichReporter(progress)))
-    except (InputFileError, PromptError, ValueError) as e:
-        raise _fail(str(e)) from None
-    console.print(summary_table(summary))
-    console.print(f"outputs in [bold]{output}[/bold]: curated{input.suffix.lower()}, sft.jsonl, "
-                  f"decisions.csv, summary.json; traces: robustft trace {output} ID")
-    if summary["fates"].get("error"):
-        err.print(f"[yellow]{summary['fates']['error']} row(s) ended as errors; see "
-                  f"{output}/decisions.csv[/yellow]")
-        raise typer.Exit(EXIT_ROW_ERRORS)
+        if engine == "llama.cpp":
+            path = Path(model) if model else embedded_model_path()
+            cmd = llama_server_command(llama_server_binary(), path, port, slots,
+                                       passthrough=model is None,
+                                       alias=None if model else EMBEDDED_NAME)
+            health = "/health"
+        elif engine == "vllm":
+            if not model:
+                raise _fail("--engine vllm needs --model (a Hugging Face id or a path)")
+            cmd, health = vllm_command(model, port, served_name, max_num_seqs), "/health"
+            if os.environ.get(api_key_env):
+                env["VLLM_API_KEY"] = os.environ[api_key_env]
+        else:
+            raise _fail(f"unknown engine {engine!r}: use llama.cpp or vllm")
+        if dry_run:
+            console.print(shlex.join(cmd), soft_wrap=True)
+            return
+        server = ManagedServer(cmd, port, health, env=env, startup_timeout_s=1800)
+        err.print(f"starting: {shlex.join(cmd)}", soft_wrap=True)
+        with server:
+            console.print(f"serving at {server.base_url} (Ctrl-C to stop)")
+            try:
+                while server.proc.poll() is None:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                err.print("stopping")
+                return
+        raise _fail(f"server exited with code {server.proc.returncode}", 1)
+    except ServeError as e:
+        raise _fail(str(e), 1) from None
 
 
 @app.command()

@@ -123,13 +123,16 @@ class LLMClient:
                 await asyncio.sleep(delay)
 
     async def chat(self, target: Target, messages: list[dict[str, str]], *, temperature: float,
-                   max_tokens: int, top_logprobs: int) -> Completion:
+                   max_tokens: int, top_logprobs: int,
+                   stop: tuple[str, ...] = ()) -> Completion:
         """One chat completion with usage, latency and (when asked) logprobs."""
         model = await self.resolve_model(target)
         client = self._client(target.base_url, target.api_key_env)
         extra: dict[str, Any] = {}
         if top_logprobs > 0:
             extra = {"logprobs": True, "top_logprobs": top_logprobs}
+        if stop:
+            extra["stop"] = list(stop)
 
         async def call():
             resp = await client.chat.completions.create(

@@ -1,9 +1,10 @@
 """Prompt files: YAML holding Jinja2 ``system``/``user`` templates, validated at load.
 
-Each file ``prompts/NAME.yaml`` has ``description``, ``variables`` (name → meaning), ``system``
-and ``user``. Templates render with StrictUndefined in a sandboxed environment, so a sample's own
-text containing ``{{ ... }}`` is data, never code. A user's override directory replaces any
-built-in prompt by file name; an override may only use the variables the built-in declares.
+Each file ``prompts/NAME.yaml`` has ``description``, ``variables`` (name → meaning), ``system``,
+``user`` and optionally ``stop`` (stop sequences: how this prompt's completion ends).
+Templates render with StrictUndefined in a sandboxed environment, so a sample's own text
+containing ``{{ ... }}`` is data, never code. A user's override directory replaces any built-in
+prompt by file name; an override may only use the variables the built-in declares.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Prompt:
     system: str
     user: str
     hash: str
+    stop: tuple[str, ...] = ()
 
     def render(self, **values: object) -> list[dict[str, str]]:
         """Chat messages; a missing variable raises (StrictUndefined)."""
@@ -78,11 +80,14 @@ def load_prompt(path: Path, allowed: set[str] | None = None) -> Prompt:
     if allowed is not None and set(declared) - allowed:
         raise PromptError(f"{path}: declares variables the agent does not provide: "
                           f"{sorted(set(declared) - allowed)}; available: {sorted(allowed)}")
+    stop = data.get("stop") or []
+    if not isinstance(stop, list) or not all(isinstance(x, str) and x for x in stop):
+        raise PromptError(f"{path}: 'stop' must be a list of non-empty strings")
     return Prompt(
         name=path.stem, path=path, description=str(data.get("description", "")).strip(),
         variables={str(k): str(v) for k, v in declared.items()},
         system=data.get("system") or "", user=data["user"],
-        hash=hashlib.sha256(text.encode()).hexdigest()[:16])
+        hash=hashlib.sha256(text.encode()).hexdigest()[:16], stop=tuple(stop))
 
 
 def load_prompts(override_dir: str | Path | None = None) -> dict[str, Prompt]:

@@ -1,0 +1,62 @@
+"""Writes the shipped demo dataset: country capitals with 30% injected label noise.
+
+A task within the embedded Gemma-3-270M's reach (few-shot capitals: ~95% correct), unlike
+ARC (chance level for a 270M model). Each noisy label is another country's capital from the
+same list (a plausible wrong answer). Seeded; rerun to regenerate identically:
+
+    python -m eval.make_demo
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+CAPITALS = [
+    ("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
+    ("Portugal", "Lisbon"), ("the United Kingdom", "London"), ("Ireland", "Dublin"),
+    ("Russia", "Moscow"), ("China", "Beijing"), ("India", "New Delhi"), ("Egypt", "Cairo"),
+    ("Greece", "Athens"), ("Norway", "Oslo"), ("Sweden", "Stockholm"), ("Finland", "Helsinki"),
+    ("Denmark", "Copenhagen"), ("Poland", "Warsaw"), ("Austria", "Vienna"),
+    ("Hungary", "Budapest"), ("the Netherlands", "Amsterdam"), ("Belgium", "Brussels"),
+    ("the Czech Republic", "Prague"), ("Iran", "Tehran"), ("Iraq", "Baghdad"),
+    ("Saudi Arabia", "Riyadh"), ("Thailand", "Bangkok"), ("Vietnam", "Hanoi"),
+    ("South Korea", "Seoul"), ("North Korea", "Pyongyang"), ("Indonesia", "Jakarta"),
+    ("the Philippines", "Manila"), ("Malaysia", "Kuala Lumpur"), ("Mexico", "Mexico City"),
+    ("Argentina", "Buenos Aires"), ("Peru", "Lima"), ("Chile", "Santiago"),
+    ("Venezuela", "Caracas"), ("Cuba", "Havana"), ("Canada", "Ottawa"), ("Kenya", "Nairobi"),
+    ("Ethiopia", "Addis Ababa"), ("Morocco", "Rabat"), ("Afghanistan", "Kabul"),
+    ("Pakistan", "Islamabad"), ("Bangladesh", "Dhaka"), ("Nepal", "Kathmandu"),
+    ("Iceland", "Reykjavik"), ("Romania", "Bucharest"), ("Bulgaria", "Sofia"),
+    ("Serbia", "Belgrade"), ("Croatia", "Zagreb"), ("Syria", "Damascus"),
+    ("Lebanon", "Beirut"), ("Jordan", "Amman"), ("Qatar", "Doha"), ("Ghana", "Accra"),
+    ("Uganda", "Kampala"), ("Zimbabwe", "Harare"), ("Senegal", "Dakar"),
+    ("Algeria", "Algiers"), ("Tunisia", "Tunis"), ("New Zealand", "Wellington"),
+    ("Jamaica", "Kingston"), ("Uruguay", "Montevideo"), ("Ecuador", "Quito"),
+]
+NOISE_RATE, SEED = 0.3, 7
+OUT = Path(__file__).resolve().parent.parent / "robustft" / "data"
+
+
+def main() -> None:
+    rng = random.Random(SEED)
+    n_noisy = round(NOISE_RATE * len(CAPITALS))
+    noisy = set(rng.sample(range(len(CAPITALS)), n_noisy))
+    rows, truth = [], []
+    for i, (country, capital) in enumerate(CAPITALS):
+        label = capital
+        if i in noisy:
+            label = rng.choice([c for _, c in CAPITALS if c != capital])
+        sid = f"cap{i:03d}"
+        rows.append({"id": sid, "question": f"What is the capital of {country}?",
+                     "answer": label})
+        truth.append({"id": sid, "answer": capital, "noisy": i in noisy})
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, data in (("demo_capitals.jsonl", rows), ("demo_capitals_truth.jsonl", truth)):
+        (OUT / name).write_text("".join(json.dumps(r) + "\n" for r in data))
+    print(f"{len(rows)} rows, {n_noisy} noisy -> {OUT}")
+
+
+if __name__ == "__main__":
+    main()
