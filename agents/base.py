@@ -75,6 +75,6 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample,
     call.prompt_tokens, call.completion_tokens = (completion.prompt_tokens,
                                                   completion.completion_tokens)
     call.usage_source, call.latency_s = completion.usage_source, completion.latency_s
-    call.attempts = completion.attempts
+    call.attempts, call.cached = completion.attempts, completion.cached
     _logprob_summary(call, completion, parsed.start, parsed.end)
     return call

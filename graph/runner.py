@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agents.base import Deps
-from robustft.client import LLMClient
-from robustft.config import ROLES, Config, dump_config, resolved_endpoint
+from robustft.cache import RequestCache
+from robustft.client import Budget, BudgetExceeded, LLMClient
+from robustft.config import ROLES, Config, RunOptions, dump_config, resolved_endpoint
 from robustft.io import load_samples
 from robustft.outputs import write_outputs
 from robustft.prompts import load_prompts
@@ -33,9 +34,9 @@ from .state import SampleState
 
 log = logging.getLogger("robustft")
 
-_KEEP = ("experts", "reasoning_text", "reasoning_answer", "verdict", "verdict_reason",
-         "neighbours", "context_answer", "reviewer_answer", "reviewer_reasoning", "entropy",
-         "entropy_source", "answer_distribution", "errors")
+_DETECTED = ("experts", "reasoning_text", "reasoning_answer", "verdict", "verdict_reason")
+_KEEP = (*_DETECTED, "neighbours", "context_answer", "reviewer_answer", "reviewer_reasoning",
+         "entropy", "entropy_source", "answer_distribution", "errors")
 
 
 class Reporter(Protocol):
@@ -64,10 +65,14 @@ async def run_stage(graph, states: Iterable[SampleState], deps: Deps,
     """Invoke the graph once per state, at most ``deps.config.concurrency`` at a time."""
     sem = asyncio.Semaphore(deps.config.concurrency)
     tasks: set[asyncio.Task] = set()
+    stopped: list[BudgetExceeded] = []
 
     async def one(state: SampleState) -> None:
         try:
             out = await graph.ainvoke(state, context=deps)
+        except BudgetExceeded as e:  # not an error: the sample stays unfinished, resumable
+            stopped.append(e)
+            return
         except Exception as e:  # an unexpected failure costs one sample, not the run
             log.exception("sample %s failed", state["sample"].id)
             out = {**state, "verdict": state.get("verdict") or "error",
@@ -79,11 +84,16 @@ async def run_stage(graph, states: Iterable[SampleState], deps: Deps,
 
     for state in states:
         await sem.acquire()
+        if stopped:
+            sem.release()
+            break
         task = asyncio.create_task(one(state))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     if tasks:
         await asyncio.gather(*tasks)
+    if stopped:
+        raise stopped[0]
 
 
 def _input_digest(path: Path) -> str:
@@ -128,10 +138,34 @@ def _selection(store: RunStore, beta: float) -> list[tuple[str, str, str, str | 
     return fates
 
 
+def _reopen_errors(store: RunStore) -> int:
+    """Make error rows from endpoint failures pending again: a failed detection reruns whole,
+    a failed relabel reruns from retrieval. Input-validation errors stay as they are."""
+    n = 0
+    with store.db:
+        for sid, stage in store.db.execute(
+                "SELECT id, stage FROM samples WHERE fate='error' AND stage != 'error'").fetchall():
+            if stage == "detected":
+                store.db.execute("DELETE FROM samples WHERE id=?", (sid,))
+            else:
+                data = json.loads(store.db.execute("SELECT data FROM samples WHERE id=?",
+                                                   (sid,)).fetchone()[0])
+                data = {k: v for k, v in data.items() if k in ("sample", *_DETECTED)}
+                store.db.execute("UPDATE samples SET stage='detected', fate=NULL, reason=NULL, "
+                                 "final=NULL, entropy=NULL, entropy_source=NULL, data=? "
+                                 "WHERE id=?", (json.dumps(data), sid))
+            n += 1
+    return n
+
+
 async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
-                 reporter: Reporter | None = None) -> dict[str, Any]:
-    """Run the RobustFT pipeline; returns the summary (also written to summary.json)."""
-    rep = reporter or _Quiet()
+                 reporter: Reporter | None = None,
+                 options: RunOptions | None = None) -> dict[str, Any]:
+    """Run the RobustFT pipeline; returns the summary (also written to summary.json).
+
+    Raises BudgetExceeded when a call/token budget stops the run; rerunning continues it.
+    """
+    rep, opts = reporter or _Quiet(), options or RunOptions()
     input_path, run_dir = Path(input_path), Path(run_dir)
     for role in ROLES:
         if not resolved_endpoint(config, role)[0]:
@@ -141,6 +175,11 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
     samples, input_errors, is_mc = load_samples(input_path, config.data)
     store = RunStore(run_dir)
     _check_run_dir(store, _input_digest(input_path))
+    store.set_meta("input_path", str(input_path.resolve()))
+    if opts.embedded:
+        store.set_meta("embedded", "1")
+    if opts.retry_errors:
+        rep.note(f"retrying {_reopen_errors(store)} error row(s)")
     (run_dir / "config.yaml").write_text(dump_config(config))
     (run_dir / "prompts.json").write_text(json.dumps(
         {n: {"hash": p.hash, "path": str(p.path)} for n, p in prompts.items()}, indent=1))
@@ -149,7 +188,9 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
         store.save(e.id, e.row, e.source, "error", {"raw": e.raw, "errors": [e.reason]},
                    verdict="error", fate="error", reason=e.reason)
     by_id: dict[str, Sample] = {s.id: s for s in samples}
-    deps = Deps(config=config, client=LLMClient(config.endpoint), prompts=prompts)
+    cache = RequestCache(opts.cache_path or run_dir / "cache.sqlite")
+    client = LLMClient(config.endpoint, cache, Budget(opts.max_calls, opts.max_tokens))
+    deps = Deps(config=config, client=client, prompts=prompts)
     graph = build_robustft_graph()
 
     def save(state: SampleState, stage: str) -> None:
@@ -192,6 +233,7 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
                         lambda: rep.advance("relabel"))
     finally:
         await deps.client.aclose()
+        cache.close()
 
     fates = _selection(store, config.selection.beta)
     store.set_fates(fates)
@@ -200,6 +242,9 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
     if without_logprobs:
         rep.note(f"{without_logprobs} relabeled sample(s) had no answer logprobs: their entropy "
                  "is the agreement fallback (see README, 'Selection')")
-    summary = write_outputs(store, prompts["sft"], input_path, is_mc, config)
+    summary = write_outputs(store, prompts["sft"], input_path, is_mc, config,
+                            {"this_invocation": {"endpoint_calls": client.budget.calls,
+                                                 "endpoint_tokens": client.budget.tokens,
+                                                 "cache_hits": cache.hits}})
     store.close()
     return summary

@@ -1,12 +1,12 @@
 """``robustft`` command line.
 
 Exit codes: 0 success; 1 unexpected failure; 2 bad usage, config, prompt or input file;
-3 the run completed but some rows ended as errors (see decisions.csv).
+3 the run completed but some rows ended as errors (see decisions.csv); 4 a --max-calls /
+--max-tokens budget stopped the run (rerun to continue); 130 interrupted.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -17,23 +17,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.syntax import Syntax
 from rich.table import Table
 
-from .config import ROLES, Config, ConfigError, load_config, resolved_endpoint
+from .config import Config, ConfigError, RunOptions, load_config
 from .demo import DEMO_INPUT, score_run
 from .io import InputFileError
+from .launch import (
+    console,
+    dry_run_table,
+    err,
+    exit_for,
+    fail,
+    load_for_retry,
+    on_sigterm,
+    run_curate_cli,
+)
 from .prompts import PromptError, builtin_dir, load_prompt, load_prompts
 from .runstore import RunStore
 from .serve import (
@@ -41,7 +40,6 @@ from .serve import (
     ManagedServer,
     ServeError,
     embedded_model_path,
-    embedded_server,
     free_port,
     llama_server_binary,
     llama_server_command,
@@ -53,114 +51,49 @@ app = typer.Typer(help="Noise-robust LLM fine-tuning: find, relabel or drop wron
                   no_args_is_help=True, pretty_exceptions_enable=False)
 prompts_app = typer.Typer(help="List, show and check prompt files.", no_args_is_help=True)
 app.add_typer(prompts_app, name="prompts")
-console = Console()
-err = Console(stderr=True)
-
-EXIT_BAD_INPUT, EXIT_ROW_ERRORS = 2, 3
-
-
-class RateColumn(ProgressColumn):
-    """Samples per second."""
-
-    def render(self, task) -> str:
-        return f"{task.speed:.1f} samples/s" if task.speed else "– samples/s"
-
-
-class RichReporter:
-    """Progress bars with rate and ETA for each stage."""
-
-    def __init__(self, progress: Progress):
-        self.progress, self.tasks = progress, {}
-
-    def start(self, stage: str, total: int) -> None:
-        self.tasks[stage] = self.progress.add_task(stage, total=total)
-
-    def advance(self, stage: str) -> None:
-        self.progress.advance(self.tasks[stage])
-
-    def note(self, text: str) -> None:
-        self.progress.console.print(f"[dim]{text}[/dim]")
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err.print(f"[bold red]error:[/bold red] {message}")
-    return typer.Exit(code)
-
-
-def _on_sigterm(*_) -> None:
-    raise KeyboardInterrupt  # unwind through finally blocks: embedded servers stop cleanly
-
-
-def _needs_embedded(cfg: Config) -> bool:
-    return any(resolved_endpoint(cfg, role)[0] is None for role in ROLES)
-
-
-def _start_embedded(cfg: Config, run_dir: Path, slots: int) -> ManagedServer:
-    """Start the embedded llama-server for a run with no endpoint; roles without their own
-    endpoint use it, with the base-model prompt set unless --prompts says otherwise."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    err.print("[dim]no endpoint configured: starting the embedded llama-server "
-              f"(Gemma-3-270M, {slots} slots; log: {run_dir / 'llama-server.log'})[/dim]")
-    server = embedded_server(slots=slots, log_path=run_dir / "llama-server.log").start()
-    cfg.endpoint.base_url, cfg.endpoint.model = server.base_url, EMBEDDED_NAME
-    if cfg.prompts_dir is None:
-        cfg.prompts_dir = str(builtin_dir() / "base")
-    return server
-
-
-def _run_curate(cfg: Config, input: Path, output: Path, slots: int) -> dict:
-    from graph.runner import curate as run_curate  # the graph layer, imported on demand
-
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    server = None
-    columns = [TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
-               TaskProgressColumn(), RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn()]
-    try:
-        if _needs_embedded(cfg):
-            server = _start_embedded(cfg, output, slots)
-        with Progress(*columns, console=err, transient=False) as progress:
-            summary = asyncio.run(run_curate(cfg, input, output, RichReporter(progress)))
-    except (InputFileError, PromptError, ServeError, ValueError) as e:
-        raise _fail(str(e)) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted; rerun the same command to continue", 130) from None
-    finally:
-        if server is not None:
-            server.stop()
-    console.print(summary_table(summary))
-    console.print(f"outputs in [bold]{output}[/bold]: curated{input.suffix.lower()}, sft.jsonl, "
-                  f"decisions.csv, summary.json; traces: robustft trace {output} ID")
-    return summary
-
-
-def _exit_for(summary: dict, output: Path) -> None:
-    if summary["fates"].get("error"):
-        err.print(f"[yellow]{summary['fates']['error']} row(s) ended as errors; see "
-                  f"{output}/decisions.csv[/yellow]")
-        raise typer.Exit(EXIT_ROW_ERRORS)
 
 
 @app.command()
 def curate(
-    input: Annotated[Path, typer.Option("--input", "-i", help="JSONL, CSV or Parquet file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Run directory.")],
+    input: Annotated[Path | None, typer.Option("--input", "-i",
+                                               help="JSONL, CSV or Parquet file.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run directory.")
+                      ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config.")] = None,
     prompts: Annotated[Path | None, typer.Option(help="Prompt override directory.")] = None,
     base_url: Annotated[str | None, typer.Option(help="Endpoint for all roles.")] = None,
     model: Annotated[str | None, typer.Option(help="Model for all roles.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Samples in flight.")] = None,
     slots: Annotated[int, typer.Option(help="Embedded server slots (no endpoint).")] = 4,
+    cache: Annotated[Path | None, typer.Option(help="Request cache file shared across runs "
+                                               "(default: RUN/cache.sqlite).")] = None,
+    max_calls: Annotated[int | None, typer.Option(help="Stop (resumably) after this many "
+                                                  "endpoint calls.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Stop (resumably) after this many "
+                                                   "prompt+completion tokens.")] = None,
+    retry_errors: Annotated[Path | None, typer.Option(
+        help="Rerun only the rows of this run directory that ended as endpoint errors.")
+                            ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print planned calls and estimated tokens; "
+                                          "call nothing.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Detect noisy labels, relabel them, select by entropy; write the curated dataset.
 
-    With no endpoint configured, the embedded llama-server starts for the run."""
+    With no endpoint configured, the embedded llama-server starts for the run. Rerunning the
+    same command on the same run directory continues it; completed calls come from the cache.
+    """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     try:
-        cfg = load_config(config)
+        if retry_errors is not None:
+            cfg, saved_input = load_for_retry(retry_errors, config)
+            input, output = input or saved_input, output or retry_errors
+        else:
+            cfg = load_config(config)
     except ConfigError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
+    if input is None or output is None:
+        raise fail("--input and --output are required (or --retry-errors RUN)")
     if base_url:
         cfg.endpoint.base_url = base_url
         for r in cfg.roles.values():
@@ -173,7 +106,14 @@ def curate(
         cfg.prompts_dir = str(prompts)
     if concurrency:
         cfg.concurrency = concurrency
-    _exit_for(_run_curate(cfg, input, output, slots), output)
+    if dry_run:
+        try:
+            return dry_run_table(cfg, input)
+        except (InputFileError, PromptError) as e:
+            raise fail(str(e)) from None
+    options = RunOptions(cache_path=cache, max_calls=max_calls, max_tokens=max_tokens,
+                         retry_errors=retry_errors is not None)
+    exit_for(run_curate_cli(cfg, input, output, slots, options), output)
 
 
 @app.command()
@@ -184,7 +124,7 @@ def demo(output: Annotated[Path, typer.Option("--output", "-o")] = Path("runs/de
     cfg = Config()
     for r in cfg.roles.values():  # the embedded server is the endpoint, whatever the env says
         r.base_url = None
-    summary = _run_curate(cfg, DEMO_INPUT, output, slots)
+    summary = run_curate_cli(cfg, DEMO_INPUT, output, slots)
     s = score_run(output)
     t = Table("detection precision", "recall", "F1", "noise base rate", "input label acc.",
               "curated label acc.", "kept", title="demo vs ground truth")
@@ -193,7 +133,7 @@ def demo(output: Annotated[Path, typer.Option("--output", "-o")] = Path("runs/de
               f"{s['curated_accuracy']:.3f}", str(s["kept"]))
     console.print(t)
     (output / "demo_scores.json").write_text(json.dumps(s, indent=1))
-    _exit_for(summary, output)
+    exit_for(summary, output)
 
 
 @app.command()
@@ -211,7 +151,7 @@ def serve(
     dry_run: Annotated[bool, typer.Option(help="Print the command line only.")] = False,
 ) -> None:
     """Serve a model on 127.0.0.1 until Ctrl-C / SIGTERM; prints the base URL."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     port = port or free_port()
     env: dict[str, str] = {}
     try:
@@ -223,12 +163,12 @@ def serve(
             health = "/health"
         elif engine == "vllm":
             if not model:
-                raise _fail("--engine vllm needs --model (a Hugging Face id or a path)")
+                raise fail("--engine vllm needs --model (a Hugging Face id or a path)")
             cmd, health = vllm_command(model, port, served_name, max_num_seqs), "/health"
             if os.environ.get(api_key_env):
                 env["VLLM_API_KEY"] = os.environ[api_key_env]
         else:
-            raise _fail(f"unknown engine {engine!r}: use llama.cpp or vllm")
+            raise fail(f"unknown engine {engine!r}: use llama.cpp or vllm")
         if dry_run:
             console.print(shlex.join(cmd), soft_wrap=True)
             return
@@ -242,9 +182,9 @@ def serve(
             except KeyboardInterrupt:
                 err.print("stopping")
                 return
-        raise _fail(f"server exited with code {server.proc.returncode}", 1)
+        raise fail(f"server exited with code {server.proc.returncode}", 1)
     except ServeError as e:
-        raise _fail(str(e), 1) from None
+        raise fail(str(e), 1) from None
 
 
 @app.command()
@@ -256,18 +196,18 @@ def trace(run: Path, sample_id: Annotated[str, typer.Argument(help="Sample id.")
     try:
         store = RunStore.open_existing(run)
     except FileNotFoundError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     if as_json:
         rec = store.record(sample_id)
         if rec is None:
-            raise _fail(f"{run}: no sample with id {sample_id!r}")
+            raise fail(f"{run}: no sample with id {sample_id!r}")
         rec["calls"] = [{"stage": s, **c.model_dump()} for s, c in store.calls(sample_id)]
         console.print_json(json.dumps(rec, default=str))
         return
     try:
         console.print(sample_story(store, sample_id, full))
     except KeyError:
-        raise _fail(f"{run}: no sample with id {sample_id!r}") from None
+        raise fail(f"{run}: no sample with id {sample_id!r}") from None
 
 
 @app.command()
@@ -276,7 +216,7 @@ def summary(run: Path) -> None:
     try:
         store = RunStore.open_existing(run)
     except FileNotFoundError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     console.print(summary_table(store.totals()))
 
 
@@ -286,7 +226,7 @@ def prompts_list(override: Annotated[Path | None, typer.Option("--prompts")] = N
     try:
         loaded = load_prompts(override)
     except PromptError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     t = Table("name", "hash", "source", "variables", "description")
     for name, p in loaded.items():
         src = "built-in" if p.path.parent == builtin_dir() else str(p.path)
@@ -301,9 +241,9 @@ def prompts_show(name: str,
     try:
         loaded = load_prompts(override)
     except PromptError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     if name not in loaded:
-        raise _fail(f"no prompt named {name!r}; known: {sorted(loaded)}")
+        raise fail(f"no prompt named {name!r}; known: {sorted(loaded)}")
     console.print(Syntax(loaded[name].path.read_text(), "yaml"))
 
 
@@ -313,7 +253,7 @@ def prompts_check(directory: Annotated[Path | None, typer.Argument()] = None) ->
     try:
         loaded = load_prompts(directory)
     except PromptError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     if directory is not None:
         for p in sorted(Path(directory).glob("*.yaml")):
             load_prompt(p, allowed=set(loaded[p.stem].variables))

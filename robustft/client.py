@@ -2,12 +2,18 @@
 
 The openai SDK's own retries are switched off (``max_retries=0``) and LangGraph nodes get no
 RetryPolicy: this module is the single retry layer. It retries only 408/409/429/5xx, timeouts,
-connection errors and empty replies, with exponential backoff (a Retry-After header wins).
+connection errors (refused, dropped, truncated bodies), garbage (non-JSON) replies and replies
+without choices, with exponential backoff (a Retry-After header wins).
+
+Every successful completion goes into the per-request cache (when one is given) before it is
+returned; a cached request is answered from disk and costs nothing. A :class:`Budget` stops
+new calls once a call or token limit is reached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
@@ -16,6 +22,7 @@ from typing import Any
 
 import openai
 
+from .cache import RequestCache, request_key
 from .config import EndpointConfig
 from .schemas import Completion, TokenLogprob
 from .tokens import estimate_messages, estimate_tokens
@@ -47,16 +54,61 @@ def _retry_after(err: Exception) -> float | None:
         return None
 
 
+class _EmptyReply(Exception):
+    pass
+
+
+class BudgetExceeded(RuntimeError):
+    """A --max-calls / --max-tokens limit is reached: no new calls; the run stops resumably."""
+
+
+class Budget:
+    """Counts endpoint calls and tokens of this invocation (cache hits are free).
+
+    A call is counted when it is issued, so ``max_calls`` is exact under concurrency; tokens
+    are known only when replies arrive, so calls already in flight may pass ``max_tokens``.
+    When a limit is reached, the refused caller first waits for the calls in flight to finish
+    (their replies reach the cache), so stopping wastes no call that was paid for.
+    """
+
+    def __init__(self, max_calls: int | None = None, max_tokens: int | None = None):
+        self.max_calls, self.max_tokens = max_calls, max_tokens
+        self.calls = self.tokens = self.in_flight = 0
+        self._idle: asyncio.Event | None = None
+
+    def _exhausted(self) -> str | None:
+        if self.max_calls is not None and self.calls >= self.max_calls:
+            return f"call budget reached ({self.calls} calls)"
+        if self.max_tokens is not None and self.tokens >= self.max_tokens:
+            return f"token budget reached ({self.tokens} tokens)"
+        return None
+
+    async def reserve(self) -> None:
+        """Count one call about to be issued, or raise once the calls in flight are done."""
+        if (why := self._exhausted()) is not None:
+            while self.in_flight:
+                self._idle = self._idle or asyncio.Event()
+                self._idle.clear()
+                await self._idle.wait()
+            raise BudgetExceeded(why)
+        self.calls += 1
+        self.in_flight += 1
+
+    def release(self, completion: Completion | None) -> None:
+        """A reserved call ended (``completion`` None when it failed)."""
+        self.in_flight -= 1
+        if completion is not None:
+            self.tokens += completion.prompt_tokens + completion.completion_tokens
+        if not self.in_flight and self._idle is not None:
+            self._idle.set()
+
+
 def _retryable(err: Exception) -> bool:
     if isinstance(err, (openai.APITimeoutError, openai.APIConnectionError)):
         return True
     if isinstance(err, openai.APIStatusError):
         return err.status_code in RETRY_STATUS or err.status_code >= 500
-    return isinstance(err, _EmptyReply)
-
-
-class _EmptyReply(Exception):
-    pass
+    return isinstance(err, (_EmptyReply, json.JSONDecodeError))
 
 
 def _describe(err: Exception) -> str:
@@ -77,8 +129,9 @@ def _logprobs(choice: Any) -> list[TokenLogprob] | None:
 class LLMClient:
     """Holds one async client per (base_url, key variable) for the whole run."""
 
-    def __init__(self, endpoint: EndpointConfig):
-        self.cfg = endpoint
+    def __init__(self, endpoint: EndpointConfig, cache: RequestCache | None = None,
+                 budget: Budget | None = None):
+        self.cfg, self.cache, self.budget = endpoint, cache, budget or Budget()
         self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
         self._models: dict[tuple[str, str], str] = {}
         self._lock = asyncio.Lock()
@@ -124,8 +177,12 @@ class LLMClient:
 
     async def chat(self, target: Target, messages: list[dict[str, str]], *, temperature: float,
                    max_tokens: int, top_logprobs: int,
-                   stop: tuple[str, ...] = ()) -> Completion:
-        """One chat completion with usage, latency and (when asked) logprobs."""
+                   stop: tuple[str, ...] = (), sample_index: int = 0) -> Completion:
+        """One chat completion with usage, latency and (when asked) logprobs.
+
+        ``sample_index`` tells apart repeated samples of the same sampled (temperature > 0)
+        request in the cache key; it is not sent to the endpoint.
+        """
         model = await self.resolve_model(target)
         client = self._client(target.base_url, target.api_key_env)
         extra: dict[str, Any] = {}
@@ -133,12 +190,30 @@ class LLMClient:
             extra = {"logprobs": True, "top_logprobs": top_logprobs}
         if stop:
             extra["stop"] = list(stop)
+        params = {"temperature": temperature, "max_tokens": max_tokens, **extra,
+                  "sample_index": sample_index if temperature > 0 else 0}
+        key = request_key(model, messages, params)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            return hit.model_copy(update={"cached": True})
+        await self.budget.reserve()
+        completion = None
+        try:
+            completion = await self._complete(client, model, messages, temperature, max_tokens,
+                                              extra)
+            if self.cache is not None:
+                self.cache.put(key, completion)
+        finally:
+            self.budget.release(completion)
+        return completion
 
+    async def _complete(self, client: openai.AsyncOpenAI, model: str,
+                        messages: list[dict[str, str]], temperature: float, max_tokens: int,
+                        extra: dict[str, Any]) -> Completion:
         async def call():
             resp = await client.chat.completions.create(
                 model=model, messages=messages, temperature=temperature,
                 max_tokens=max_tokens, **extra)
-            if not resp.choices or resp.choices[0].message is None:
+            if not resp.choices or getattr(resp.choices[0], "message", None) is None:
                 raise _EmptyReply("reply has no choices")
             return resp
 

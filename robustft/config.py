@@ -8,6 +8,7 @@ config: only the *name* of the environment variable that holds one.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -74,6 +75,14 @@ class DataConfig(_Strict):
         "for multiple choice, the answer text for free text.")
     task: Literal["auto", "multiple_choice", "free_text"] = Field(
         "auto", description="auto: multiple choice when the options column exists.")
+    max_prompt_tokens: int | None = Field(
+        None, gt=0, description="Longest question+options accepted, in tokens (tiktoken "
+        "o200k_base, or 4 characters per token offline). None: no limit. Set it below the "
+        "model's context minus the prompts' own text and max_tokens.")
+    overlong: Literal["reject", "truncate"] = Field(
+        "reject", description="Rows over max_prompt_tokens: reject (an error row naming file "
+        "and line) or truncate the question's end to fit (the options are kept whole; the "
+        "decision's reason says so).")
 
 
 class DetectConfig(_Strict):
@@ -156,3 +165,14 @@ def resolved_endpoint(cfg: Config, role: str) -> tuple[str | None, str | None, s
 def dump_config(cfg: Config) -> str:
     """YAML snapshot for the run directory (holds no secrets: keys live only in the env)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+@dataclass
+class RunOptions:
+    """Per-invocation options of a run (not part of the method's config snapshot)."""
+
+    cache_path: Path | None = None  # per-request cache; default RUN/cache.sqlite
+    max_calls: int | None = None  # endpoint-call budget of this invocation
+    max_tokens: int | None = None  # token budget of this invocation
+    retry_errors: bool = False  # reopen rows that ended as endpoint errors
+    embedded: bool = False  # the endpoint is the embedded server started for this run

@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import DataConfig
 from .schemas import LETTERS, InputError, Sample
+from .tokens import estimate_tokens
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
@@ -125,13 +126,32 @@ def _to_sample(row: dict[str, Any], n: int, loc: str, cfg: DataConfig, mc: bool)
         if label not in letters:
             raise ValueError(f"answer {row[cfg.answer_column]!r} is not an option letter "
                              f"{letters[0]}-{letters[-1]}")
+    truncated = False
+    if cfg.max_prompt_tokens is not None:
+        question, truncated = _fit(question, options, cfg)
     given = row.get(cfg.id_column) if cfg.id_column else None
     if given is not None and str(given).strip():
         sid = str(given).strip()
     else:
         sid = hashlib.sha1(json.dumps([question, options]).encode()).hexdigest()[:12]
     return Sample(id=sid, row=n, source=loc, question=question, options=options, label=label,
-                  raw=row)
+                  raw=row, truncated=truncated)
+
+
+def _fit(question: str, options: list[str], cfg: DataConfig) -> tuple[str, bool]:
+    """Apply the overlong-row policy: (question, truncated?) or ValueError."""
+    limit = cfg.max_prompt_tokens
+    opt_tokens = sum(estimate_tokens(o) for o in options)
+    q_tokens = estimate_tokens(question)
+    if q_tokens + opt_tokens <= limit:
+        return question, False
+    if cfg.overlong == "reject" or opt_tokens >= limit:
+        raise ValueError(f"row has ~{q_tokens + opt_tokens} tokens, over "
+                         f"data.max_prompt_tokens={limit} (policy: reject)")
+    keep = len(question)
+    while keep > 0 and estimate_tokens(question[:keep]) + opt_tokens > limit:
+        keep = int(keep * 0.9)
+    return question[:keep].rstrip() + " …", True
 
 
 def load_samples(path: str | Path, cfg: DataConfig) -> tuple[list[Sample], list[InputError],

@@ -26,9 +26,12 @@ KEPT = ("clean", "relabeled-kept")
 
 def decision_of(r: dict[str, Any]) -> Decision:
     sample = r.get("sample") or {}
+    reason = r.get("reason") or "not processed"
+    if sample.get("truncated"):
+        reason += " [question truncated to data.max_prompt_tokens]"
     return Decision(
-        id=r["id"], row=r["row"], fate=r.get("fate") or "error",
-        reason=r.get("reason") or "not processed", original_label=sample.get("label"),
+        id=r["id"], row=r["row"], fate=r.get("fate") or "error", reason=reason,
+        original_label=sample.get("label"),
         final_label=r.get("final"), expert_answers=r.get("experts") or {},
         context_answer=r.get("context_answer"), reviewer_answer=r.get("reviewer_answer"),
         entropy=r.get("entropy"), entropy_source=r.get("entropy_source"),
@@ -52,7 +55,7 @@ def sft_example(prompt: Prompt, sample: Sample, label: str) -> dict[str, str]:
 
 
 def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, is_mc: bool,
-                  config: Config) -> dict[str, Any]:
+                  config: Config, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     fmt = file_format(input_path)
     out = store.dir
     curated, sft, decisions = [], [], []
@@ -71,6 +74,6 @@ def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, is_mc: 
                "input": str(input_path), "kept": len(curated),
                "outputs": {"curated": str(curated_path), "sft": str(out / "sft.jsonl"),
                            "decisions": str(out / "decisions.csv"),
-                           "traces": str(out / "run.sqlite")}}
+                           "traces": str(out / "run.sqlite")}, **(extra or {})}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS calls (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, sample_id TEXT NOT NULL, stage TEXT NOT NULL,
     role TEXT NOT NULL, prompt TEXT, prompt_hash TEXT, model TEXT, answer TEXT,
     prompt_tokens INTEGER, completion_tokens INTEGER, latency_s REAL, error TEXT,
-    data TEXT NOT NULL);
+    cached INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS calls_sample ON calls(sample_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -81,10 +81,10 @@ class RunStore:
                 (sid, row, source, stage, *values, json.dumps(data, default=str)))
             self.db.executemany(
                 "INSERT INTO calls (sample_id, stage, role, prompt, prompt_hash, model, answer, "
-                "prompt_tokens, completion_tokens, latency_s, error, data) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "prompt_tokens, completion_tokens, latency_s, error, cached, data) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(sid, stage, c.role, c.prompt, c.prompt_hash, c.model, c.answer,
-                  c.prompt_tokens, c.completion_tokens, c.latency_s, c.error,
+                  c.prompt_tokens, c.completion_tokens, c.latency_s, c.error, int(c.cached),
                   c.model_dump_json()) for c in calls])
 
     def set_fates(self, fates: list[tuple[str, str, str, str | None]]) -> None:
@@ -123,9 +123,9 @@ class RunStore:
     def totals(self) -> dict[str, Any]:
         fates = dict(self.db.execute(
             "SELECT COALESCE(fate, stage), COUNT(*) FROM samples GROUP BY 1"))
-        calls, pt, ct, errs = self.db.execute(
+        calls, pt, ct, errs, cached = self.db.execute(
             "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0),"
-            " COUNT(error) FROM calls").fetchone()
+            " COUNT(error), COALESCE(SUM(cached),0) FROM calls").fetchone()
         by_role = {r: {"calls": n, "prompt_tokens": p, "completion_tokens": c}
                    for r, n, p, c in self.db.execute(
                        "SELECT role, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) "
@@ -134,5 +134,6 @@ class RunStore:
             "SELECT COUNT(*) FROM samples WHERE fate='relabeled-kept' AND final != original"
         ).fetchone()[0]
         return {"fates": fates, "samples": sum(fates.values()), "calls": calls,
-                "failed_calls": errs, "prompt_tokens": pt, "completion_tokens": ct,
+                "failed_calls": errs, "cached_calls": cached, "prompt_tokens": pt,
+                "completion_tokens": ct,
                 "labels_changed": changed, "by_role": by_role}

@@ -22,6 +22,7 @@ class Sample(BaseModel):
     options: list[str] = Field(default_factory=list)
     label: str = Field(description="given label: option letter, or answer text")
     raw: dict[str, Any] = Field(default_factory=dict, description="the input row as read")
+    truncated: bool = Field(False, description="question cut to data.max_prompt_tokens")
 
     @property
     def is_mc(self) -> bool:
@@ -68,6 +69,7 @@ class Completion(BaseModel):
     latency_s: float = 0.0
     attempts: int = 1
     finish_reason: str | None = None
+    cached: bool = False
 
 
 class AgentCall(BaseModel):
@@ -93,6 +95,7 @@ class AgentCall(BaseModel):
     usage_source: str = "server"
     latency_s: float = 0.0
     attempts: int = 0
+    cached: bool = Field(False, description="answered from the per-request cache")
     error: str | None = None
 
 

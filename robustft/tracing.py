@@ -18,7 +18,7 @@ def _call_panel(stage: str, c: AgentCall, full: bool) -> Panel:
         (f"{c.role}", "bold cyan"), f"  prompt {c.prompt}@{c.prompt_hash}  model {c.model}  ",
         f"{c.latency_s:.2f}s  tokens {c.prompt_tokens}+{c.completion_tokens}",
         f" ({c.usage_source})" if c.usage_source != "server" else "",
-        f"  attempts {c.attempts}")
+        f"  attempts {c.attempts}", "  (cached)" if c.cached else "")
     parts: list[Any] = [head]
     if c.error:
         parts.append(Text(f"ERROR: {c.error}", style="bold red"))
@@ -105,5 +105,9 @@ def summary_table(summary: dict[str, Any]) -> Group:
     roles.add_row("total", str(summary["calls"]), str(summary["prompt_tokens"]),
                   str(summary["completion_tokens"]), style="bold")
     extra = Text(f"labels changed: {summary['labels_changed']}   failed calls: "
-                 f"{summary['failed_calls']}")
+                 f"{summary['failed_calls']}   served from cache: {summary['cached_calls']}")
+    if "this_invocation" in summary:
+        inv = summary["this_invocation"]
+        extra.append(f"\nthis invocation: {inv['endpoint_calls']} endpoint calls, "
+                     f"{inv['endpoint_tokens']} tokens, {inv['cache_hits']} cache hits")
     return Group(fates, roles, extra)

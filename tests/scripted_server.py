@@ -31,9 +31,20 @@ class Reply:
 
 @dataclass
 class Fault:
+    """An HTTP reply to send instead of a completion. ``truncate``: announce a longer body
+    than is sent, then drop the connection. ``delay_s``: wait first (for timeouts)."""
+
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: str = '{"error": {"message": "scripted fault"}}'
+    truncate: bool = False
+    delay_s: float = 0.0
+
+
+GARBAGE = Fault(200, body="<html>upstream proxy error</html>")
+TRUNCATED = Fault(200, body='{"id": "x", "choices": [{"index": 0, "mess', truncate=True)
+NO_CHOICES = Fault(200, body='{"id": "x", "object": "chat.completion", "created": 0, '
+                             '"model": "m", "choices": []}')
 
 
 def tokens_of(text: str) -> list[str]:
@@ -67,11 +78,15 @@ def _logprobs(text: str, dist: dict[str, float] | None, top_n: int) -> dict[str,
 
 class ScriptedServer:
     def __init__(self, script: Callable[[dict], Reply], models: list[str] | None = None,
-                 delay_s: float = 0.0):
+                 delay_s: float = 0.0, gate_after: int | None = None):
         self.script, self.models, self.delay_s = script, models or ["scripted"], delay_s
         self.requests: list[dict] = []
+        self.delivered: list[str] = []  # canonical bodies of requests answered with a reply
         self.faults: deque[Fault] = deque()
+        self.gate_after = gate_after  # after this many deliveries, hold every request unanswered
+        self.held = 0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -103,13 +118,33 @@ class ScriptedServer:
                 with server._lock:
                     server.requests.append(body)
                     fault = server.faults.popleft() if server.faults else None
+                    hold = (server.gate_after is not None
+                            and len(server.delivered) >= server.gate_after)
+                    server.held += hold
+                if hold:  # never answered: the connection closes when the server stops
+                    server._stop.wait()
+                    self.close_connection = True
+                    return
                 if fault:
+                    time.sleep(fault.delay_s)
+                    if fault.truncate:
+                        data = fault.body.encode()
+                        self.send_response(fault.status)
+                        self.send_header("Content-Length", str(len(data) + 100))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
                     self._send(fault.status, fault.body, fault.headers)
                     return
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 self._send(200, json.dumps(server.complete(body)))
+                with server._lock:
+                    server.delivered.append(json.dumps(body, sort_keys=True))
 
+        self._handler = Handler
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -138,8 +173,23 @@ class ScriptedServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def die(self) -> None:
+        """Stop listening: new connections are refused until :meth:`come_back`."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def come_back(self) -> None:
+        """Listen again on the same port."""
+        port = self.httpd.server_address[1]
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
 
 
 def target_question(body: dict) -> str:

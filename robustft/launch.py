@@ -1,0 +1,164 @@
+"""Starting a curation run from the command line: embedded server, progress bars, signals,
+exit codes. Shared by the ``curate`` and ``demo`` commands."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from .client import BudgetExceeded
+from .config import ROLES, Config, RunOptions, load_config, resolved_endpoint
+from .io import InputFileError, load_samples
+from .plan import plan_calls
+from .prompts import PromptError, builtin_dir, load_prompts
+from .runstore import RunStore
+from .serve import EMBEDDED_NAME, ManagedServer, ServeError, embedded_server
+from .tokens import tokenizer_name
+from .tracing import summary_table
+
+console = Console()
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT, EXIT_ROW_ERRORS, EXIT_BUDGET = 2, 3, 4
+
+
+class RateColumn(ProgressColumn):
+    """Samples per second."""
+
+    def render(self, task) -> str:
+        return f"{task.speed:.1f} samples/s" if task.speed else "– samples/s"
+
+
+class RichReporter:
+    """Progress bars with rate and ETA for each stage."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.tasks = progress, {}
+
+    def start(self, stage: str, total: int) -> None:
+        self.tasks[stage] = self.progress.add_task(stage, total=total)
+
+    def advance(self, stage: str) -> None:
+        self.progress.advance(self.tasks[stage])
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(f"[dim]{text}[/dim]")
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    err.print(f"[bold red]error:[/bold red] {message}")
+    return typer.Exit(code)
+
+
+def on_sigterm(*_) -> None:
+    raise KeyboardInterrupt  # unwind through finally blocks: embedded servers stop cleanly
+
+
+def _needs_embedded(cfg: Config) -> bool:
+    return any(resolved_endpoint(cfg, role)[0] is None for role in ROLES)
+
+
+def _start_embedded(cfg: Config, run_dir: Path, slots: int) -> ManagedServer:
+    """Start the embedded llama-server for a run with no endpoint; roles without their own
+    endpoint use it, with the base-model prompt set unless --prompts says otherwise."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    err.print("[dim]no endpoint configured: starting the embedded llama-server "
+              f"(Gemma-3-270M, {slots} slots; log: {run_dir / 'llama-server.log'})[/dim]")
+    server = embedded_server(slots=slots, log_path=run_dir / "llama-server.log").start()
+    cfg.endpoint.base_url, cfg.endpoint.model = server.base_url, EMBEDDED_NAME
+    if cfg.prompts_dir is None:
+        cfg.prompts_dir = str(builtin_dir() / "base")
+    return server
+
+
+def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
+                options: RunOptions | None = None) -> dict:
+    from graph.runner import curate as run_curate  # the graph layer, imported on demand
+
+    options = options or RunOptions()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    server = None
+    columns = [TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
+               TaskProgressColumn(), RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn()]
+    try:
+        if _needs_embedded(cfg):
+            server = _start_embedded(cfg, output, slots)
+            options.embedded = True
+        with Progress(*columns, console=err, transient=False) as progress:
+            summary = asyncio.run(run_curate(cfg, input, output, RichReporter(progress),
+                                             options))
+    except (InputFileError, PromptError, ServeError, ValueError) as e:
+        raise fail(str(e)) from None
+    except BudgetExceeded as e:
+        raise fail(f"stopped: {e}; the run directory is resumable: rerun the same command "
+                    "(with a larger budget) to continue", EXIT_BUDGET) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; rerun the same command to continue", 130) from None
+    finally:
+        if server is not None:
+            server.stop()
+    console.print(summary_table(summary))
+    console.print(f"outputs in [bold]{output}[/bold]: curated{input.suffix.lower()}, sft.jsonl, "
+                  f"decisions.csv, summary.json; traces: robustft trace {output} ID")
+    return summary
+
+
+def exit_for(summary: dict, output: Path) -> None:
+    if summary["fates"].get("error"):
+        err.print(f"[yellow]{summary['fates']['error']} row(s) ended as errors; see "
+                  f"{output}/decisions.csv[/yellow]")
+        raise typer.Exit(EXIT_ROW_ERRORS)
+
+
+def load_for_retry(run: Path, config: Path | None) -> tuple[Config, Path]:
+    """Config and input of an earlier run, for --retry-errors."""
+    try:
+        store = RunStore.open_existing(run)
+    except FileNotFoundError as e:
+        raise fail(str(e)) from None
+    input_path, embedded = store.get_meta("input_path"), store.get_meta("embedded") == "1"
+    store.close()
+    if input_path is None:
+        raise fail(f"{run}: the run directory does not record its input")
+    cfg = load_config(config or run / "config.yaml")
+    if embedded and config is None:  # that server is gone: start a new one
+        cfg.endpoint.base_url = cfg.endpoint.model = None
+    return cfg, Path(input_path)
+
+
+def dry_run_table(cfg: Config, input: Path) -> None:
+    prompts = load_prompts(cfg.prompts_dir or (builtin_dir() / "base"
+                                               if _needs_embedded(cfg) else None))
+    samples, errors, _ = load_samples(input, cfg.data)
+    t = Table("stage", "role", "calls", "est. prompt tokens", "max completion tokens",
+              title=f"planned calls for {len(samples)} samples ({len(errors)} invalid rows; "
+                    f"token estimates: {tokenizer_name()})")
+    total = [0, 0, 0]
+    for r in plan_calls(cfg, prompts, samples):
+        t.add_row(r["stage"], r["role"], str(r["calls"]), str(r["prompt_tokens"]),
+                  str(r["max_completion_tokens"]))
+        total = [a + b for a, b in zip(total, (r["calls"], r["prompt_tokens"],
+                                               r["max_completion_tokens"]), strict=True)]
+    t.add_row("total", "", *map(str, total), style="bold")
+    console.print(t)
+    console.print("relabel calls happen only for samples the checker flags as noisy; "
+                  "generated text inserted into later prompts is not counted")
+
+
