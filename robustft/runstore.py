@@ -7,6 +7,7 @@ always queryable and a rerun can skip finished work. Layout of a run directory::
     config.yaml        config snapshot (no secrets: keys are read from the environment)
     prompts.json       prompt name -> content hash used by this run
     index/             LanceDB table of clean samples
+    cache.sqlite       per-request cache of successful LLM replies (or --cache PATH)
     curated.<ext>      curated dataset in the input's format
     sft.jsonl          prompt/completion pairs for SFT
     decisions.csv      one row per input row: fate and why
