@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from robustft.client import CallError, LLMClient, Target
 from robustft.config import Config, resolved_endpoint
-from robustft.parsing import parse_answer
+from robustft.parsing import Parsed, parse_answer
 from robustft.prompts import Prompt
-from robustft.retrieval import CleanIndex
+from robustft.retrieval import CleanIndex, Embedder
 from robustft.schemas import AgentCall, Completion, Sample
 from robustft.scoring import mean_nll, mean_token_entropy, token_at, tokens_in_span
 
@@ -22,6 +23,7 @@ class Deps:
     client: LLMClient
     prompts: dict[str, Prompt]
     index: CleanIndex | None = None
+    embedder: Embedder | None = None  # CLEAR's embedding similarity
 
 
 def question_vars(sample: Sample) -> dict[str, Any]:
@@ -46,10 +48,13 @@ def _logprob_summary(call: AgentCall, completion: Completion, start: int, end: i
         call.answer_token_entropy = mean_token_entropy([lps[j].top for j in span])
 
 
-async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample,
+async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample, *,
+                    parser: Callable[[str], Parsed] | None = None, sample_index: int = 0,
                     **values: Any) -> AgentCall:
     """Render ``prompt_name`` for ``sample``, call ``role``'s endpoint, parse the reply.
 
+    ``parser`` defaults to the sample's answer parser (option letter or short answer);
+    ``sample_index`` numbers repeated samples of one sampled request (cache key only).
     Never raises on a failed call or bad model text: the AgentCall carries the error or the
     "unparsed" status next to the raw reply.
     """
@@ -65,11 +70,12 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample,
                             0)
         completion = await deps.client.chat(
             Target(base_url, model, key_env), messages, temperature=rc.temperature,
-            max_tokens=rc.max_tokens, top_logprobs=rc.top_logprobs, stop=prompt.stop)
+            max_tokens=rc.max_tokens, top_logprobs=rc.top_logprobs, stop=prompt.stop,
+            sample_index=sample_index)
     except CallError as e:
         call.parse_status, call.error, call.attempts = "error", e.reason, e.attempts
         return call
-    parsed = parse_answer(completion.text, sample.letters)
+    parsed = (parser or (lambda t: parse_answer(t, sample.letters)))(completion.text)
     call.model, call.raw, call.answer = completion.model, completion.text, parsed.answer
     call.parse_status, call.reasoning = parsed.status, parsed.reasoning
     call.prompt_tokens, call.completion_tokens = (completion.prompt_tokens,

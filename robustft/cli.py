@@ -76,6 +76,7 @@ def curate(
                             ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print planned calls and estimated tokens; "
                                           "call nothing.")] = False,
+    method: Annotated[str, typer.Option(help="robustft (default) or clear.")] = "robustft",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Detect noisy labels, relabel them, select by entropy; write the curated dataset.
@@ -111,8 +112,10 @@ def curate(
             return dry_run_table(cfg, input)
         except (InputFileError, PromptError) as e:
             raise fail(str(e)) from None
+    if method not in ("robustft", "clear"):
+        raise fail(f"unknown method {method!r}: use robustft or clear")
     options = RunOptions(cache_path=cache, max_calls=max_calls, max_tokens=max_tokens,
-                         retry_errors=retry_errors is not None)
+                         retry_errors=retry_errors is not None, method=method)
     exit_for(run_curate_cli(cfg, input, output, slots, options), output)
 
 

@@ -15,7 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-ROLES = ("direct", "reasoning", "reflection", "context", "reviewer")
+ROLES = ("direct", "reasoning", "reflection", "context", "reviewer",
+         "sampler", "certainty", "corrector", "judge")
 
 
 class ConfigError(ValueError):
@@ -60,6 +61,11 @@ def _default_roles() -> dict[str, RoleConfig]:
         "reflection": RoleConfig(max_tokens=768),
         "context": RoleConfig(max_tokens=256),
         "reviewer": RoleConfig(max_tokens=512, top_logprobs=10),
+        # CLEAR: sampled answers, reflection verdicts, candidate responses, judge verdicts
+        "sampler": RoleConfig(temperature=1.0, max_tokens=768, top_logprobs=0),
+        "certainty": RoleConfig(max_tokens=256, top_logprobs=0),
+        "corrector": RoleConfig(max_tokens=768, top_logprobs=0),
+        "judge": RoleConfig(temperature=1.0, max_tokens=256, top_logprobs=0),
     }
 
 
@@ -112,6 +118,25 @@ class SelectionConfig(_Strict):
         "log-probability of the reviewer's reply tokens (the reference code's measure).")
 
 
+class ClearConfig(_Strict):
+    k: int = Field(5, ge=1, description="Sampled answers per sample (observed consistency).")
+    alpha: float = Field(0.8, ge=0, le=1, description="O mixes similarity (α) and exact match "
+                         "(1−α) of each sampled answer with the response.")
+    beta: float = Field(0.7, ge=0, le=1, description="C = β·O + (1−β)·S.")
+    gamma: float | None = Field(None, ge=0, le=1, description="Filter threshold: samples with "
+                                "C below it are filtered. None: the dataset median of C.")
+    eta: float = Field(0.8, ge=0, le=1, description="Replace a filtered response by the "
+                       "candidate only when the judge's confidence that it is better exceeds "
+                       "η.")
+    judge_k: int = Field(5, ge=1, description="Sampled judge verdicts per filtered sample.")
+    similarity: Literal["match", "embedding"] = Field(
+        "match", description="Free-text similarity s_i: match = normalised token F1 of whole "
+        "answers; embedding = cosine of the local MiniLM embeddings (long responses). Multiple "
+        "choice always compares letters.")
+    correct: bool = Field(True, description="Run auto-correct on filtered samples (else they "
+                          "are dropped).")
+
+
 class Config(_Strict):
     endpoint: EndpointConfig = Field(
         default_factory=EndpointConfig, description="Default endpoint for all roles.")
@@ -123,6 +148,8 @@ class Config(_Strict):
         default_factory=RetrievalConfig, description="Clean-sample index and k-NN.")
     selection: SelectionConfig = Field(
         default_factory=SelectionConfig, description="Entropy selection of relabeled samples.")
+    clear: ClearConfig = Field(default_factory=ClearConfig,
+                               description="CLEAR confidence, filtering and correction.")
     concurrency: int = Field(16, ge=1, description="Samples processed at once (one bound).")
     prompts_dir: str | None = Field(
         None, description="Directory whose prompt files override the built-in ones by name.")
@@ -176,3 +203,4 @@ class RunOptions:
     max_tokens: int | None = None  # token budget of this invocation
     retry_errors: bool = False  # reopen rows that ended as endpoint errors
     embedded: bool = False  # the endpoint is the embedded server started for this run
+    method: str = "robustft"  # robustft | clear

@@ -43,6 +43,14 @@ def token_f1(a: str, b: str) -> float:
     return 2 * p * r / (p + r)
 
 
+def exact_match(a: str | None, b: str | None, is_mc: bool) -> bool:
+    """Same answer: equal letters, or equal normalised token *sequences* (order matters, so
+    '{"x": 1, "y": 2}' and '{"x": 2, "y": 1}' differ)."""
+    if a is None or b is None:
+        return False
+    return a.strip().upper() == b.strip().upper() if is_mc else normalise(a) == normalise(b)
+
+
 def answers_match(a: str | None, b: str | None, is_mc: bool, threshold: float = 0.8) -> bool:
     """True when two answers are the same: letters for MC, token F1 ≥ threshold for free text."""
     if a is None or b is None:

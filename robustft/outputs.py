@@ -20,7 +20,7 @@ from .schemas import Decision, Sample
 
 DECISION_COLUMNS = ["id", "row", "fate", "reason", "original_label", "final_label",
                     "expert_direct", "expert_reasoning", "context_answer", "reviewer_answer",
-                    "entropy", "entropy_source", "neighbour_ids"]
+                    "entropy", "entropy_source", "confidence", "neighbour_ids"]
 KEPT = ("clean", "relabeled-kept")
 
 
@@ -35,6 +35,7 @@ def decision_of(r: dict[str, Any]) -> Decision:
         final_label=r.get("final"), expert_answers=r.get("experts") or {},
         context_answer=r.get("context_answer"), reviewer_answer=r.get("reviewer_answer"),
         entropy=r.get("entropy"), entropy_source=r.get("entropy_source"),
+        confidence=r.get("confidence"),
         neighbour_ids=[n["id"] for n in r.get("neighbours") or []])
 
 

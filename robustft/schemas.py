@@ -121,4 +121,5 @@ class Decision(BaseModel):
     reviewer_answer: str | None = None
     entropy: float | None = None
     entropy_source: str | None = None
+    confidence: float | None = Field(None, description="CLEAR confidence C (higher = surer)")
     neighbour_ids: list[str] = Field(default_factory=list)

@@ -85,9 +85,30 @@ def sample_story(store: RunStore, sid: str, full: bool = False) -> Group:
             f"entropy: {'n/a' if ent is None else f'{ent:.4f}'} ({r.get('entropy_source')})"
             f"{dist_txt}\nselection: {r.get('fate')} — {r.get('reason')}",
             title="relabel decision", title_align="left"))
+    if "confidence" in r:
+        parts.append(_clear_panel(r))
     for e in r.get("errors") or []:
         parts.append(Text(f"error: {e}", style="bold red"))
     return Group(*parts)
+
+
+def _clear_panel(r: dict[str, Any]) -> Panel:
+    def num(x: Any) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
+    lines = [f"sampled answers: {r.get('sampled')}",
+             f"similarities s_i: {r.get('similarities')}   exact matches r_i: {r.get('matches')}",
+             f"reflection verdicts: {r.get('verdicts')}",
+             f"O = {num(r.get('observed'))}   S = {num(r.get('certainty'))}   "
+             f"confidence C = {num(r.get('confidence'))}"]
+    if r.get("threshold") is not None or "candidate" in r:
+        lines += [f"threshold γ = {num(r.get('threshold'))}",
+                  f"candidate: {r.get('candidate')}",
+                  f"judge votes: {r.get('judge_votes')}   reflection on candidate: "
+                  f"{r.get('candidate_verdicts')}",
+                  f"judge confidence: {num(r.get('judge_confidence'))}"]
+    lines.append(f"fate: {r.get('fate')} — {r.get('reason')}")
+    return Panel("\n".join(lines), title="CLEAR confidence", title_align="left")
 
 
 def summary_table(summary: dict[str, Any]) -> Group:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from robustft.matching import answers_match, check, normalise, token_f1
+from robustft.matching import answers_match, check, exact_match, normalise, token_f1
 
 
 def test_normalise():
@@ -39,3 +39,10 @@ def test_check_policies():
     assert check(three, "A", "majority", True)[0] == "clean"
     verdict, reason = check({"direct": "C", "reasoning": "C"}, "A", "all", True)
     assert verdict == "noisy" and "0/2" in reason and "direct=C" in reason
+
+
+def test_exact_match_respects_order():
+    assert exact_match('{"x": 1, "y": 2}', '{"x":1,"y":2}', is_mc=False)
+    assert not exact_match('{"x": 1, "y": 2}', '{"x": 2, "y": 1}', is_mc=False)
+    assert token_f1('{"x": 1, "y": 2}', '{"x": 2, "y": 1}') == 1.0  # the bag is the same
+    assert exact_match("b", "B", is_mc=True) and not exact_match(None, "B", is_mc=True)

@@ -1,0 +1,9 @@
+"""CLEAR corrector: a candidate response for a filtered sample (same or a configured model)."""
+
+from robustft.schemas import AgentCall, Sample
+
+from .base import Deps, run_agent
+
+
+async def propose(deps: Deps, sample: Sample) -> AgentCall:
+    return await run_agent(deps, "corrector", "reasoning", sample)

@@ -1,0 +1,98 @@
+"""Thin CLEAR nodes: sampled answers, self-reflection, confidence; candidate and judge."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Literal
+
+from langgraph.graph import END
+from langgraph.runtime import Runtime
+
+from agents.base import Deps
+from agents.certainty import reflect_on
+from agents.corrector import propose
+from agents.judge import judge
+from agents.sampler import sample_answers
+from robustft.confidence import combine, cosine, observed_consistency, reflection_certainty
+from robustft.matching import exact_match, normalise, token_f1
+from robustft.schemas import AgentCall, Sample
+
+from .clear_state import ClearState
+
+
+def _failed(calls: list[AgentCall]) -> list[str]:
+    return [f"{c.role}: {c.error}" for c in calls if c.error]
+
+
+async def _similarities(deps: Deps, s: Sample, answers: list[str | None]
+                        ) -> tuple[list[float], list[float]]:
+    """(s_i, r_i) of each sampled answer against the dataset's response. Embeddings compare
+    normalised texts, so case and punctuation do not lower the similarity."""
+    matches = [float(exact_match(a, s.label, s.is_mc)) for a in answers]
+    if s.is_mc:
+        return matches, matches
+    if deps.config.clear.similarity == "embedding" and deps.embedder is not None:
+        texts = [" ".join(normalise(t)) for t in [s.label, *(a or "" for a in answers)]]
+        vecs = await asyncio.to_thread(deps.embedder.embed, texts)
+        sims = [cosine(vecs[0], v) if a else 0.0 for a, v in zip(answers, vecs[1:],
+                                                                  strict=True)]
+        return sims, matches
+    return [token_f1(a, s.label) if a else 0.0 for a in answers], matches
+
+
+async def sample_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
+    deps, s = runtime.context, state["sample"]
+    calls = await sample_answers(deps, s, deps.config.clear.k)
+    answers = [c.answer for c in calls if not c.error]
+    sims, matches = await _similarities(deps, s, answers)
+    return {"calls": calls, "errors": _failed(calls), "sampled": answers,
+            "similarities": sims, "matches": matches}
+
+
+async def reflect_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
+    calls = await reflect_on(runtime.context, state["sample"], state["sample"].label)
+    return {"calls": calls, "errors": _failed(calls), "verdicts": [c.answer for c in calls]}
+
+
+async def score(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
+    c = runtime.context.config.clear
+    o = observed_consistency(state["similarities"], state["matches"], c.alpha)
+    cert = reflection_certainty(state["verdicts"])
+    return {"observed": o, "certainty": cert, "confidence": combine(o, cert, c.beta)}
+
+
+def start(state: ClearState) -> list[str] | Literal["propose"]:
+    """A scored sample below the threshold resumes at correction; a new one is scored."""
+    return "propose" if "threshold" in state else ["sample_answers", "self_reflect"]
+
+
+async def propose_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
+    call = await propose(runtime.context, state["sample"])
+    return {"calls": [call], "errors": _failed([call]), "candidate": call.answer}
+
+
+def after_propose(state: ClearState) -> Literal["judge", "__end__"]:
+    """Judge only a real alternative: no candidate, an error or the same answer ends here."""
+    s, cand = state["sample"], state.get("candidate")
+    if state.get("errors") or cand is None:
+        return END
+    return END if exact_match(cand, s.label, s.is_mc) else "judge"
+
+
+async def judge_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
+    """Confidence that the candidate beats the original, with the same machinery: O from k
+    sampled judge verdicts (share choosing the candidate), S from self-reflection on the
+    candidate, C = β·O + (1−β)·S."""
+    deps, s, c = runtime.context, state["sample"], runtime.context.config.clear
+    votes, verdicts = await asyncio.gather(
+        judge(deps, s, s.label, state["candidate"], c.judge_k),
+        reflect_on(deps, s, state["candidate"]))
+    picks = [float(v.answer == "candidate") for v in votes if not v.error]
+    o = observed_consistency(picks, picks, c.alpha)
+    cert = reflection_certainty([v.answer for v in verdicts])
+    conf = combine(o, cert, c.beta)
+    return {"calls": [*votes, *verdicts], "errors": _failed([*votes, *verdicts]),
+            "judge_votes": [v.answer for v in votes],
+            "candidate_verdicts": [v.answer for v in verdicts],
+            "judge_confidence": None if math.isnan(conf) else conf}
