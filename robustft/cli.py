@@ -109,7 +109,7 @@ def curate(
         cfg.concurrency = concurrency
     if dry_run:
         try:
-            return dry_run_table(cfg, input)
+            return dry_run_table(cfg, input, method)
         except (InputFileError, PromptError) as e:
             raise fail(str(e)) from None
     if method not in ("robustft", "clear"):
@@ -121,13 +121,14 @@ def curate(
 
 @app.command()
 def demo(output: Annotated[Path, typer.Option("--output", "-o")] = Path("runs/demo"),
-         slots: Annotated[int, typer.Option(help="Embedded server slots.")] = 4) -> None:
+         slots: Annotated[int, typer.Option(help="Embedded server slots.")] = 4,
+         method: Annotated[str, typer.Option(help="robustft or clear.")] = "robustft") -> None:
     """Curate the shipped demo (country capitals, 30% noisy labels) on the embedded model and
     score detection against the demo's ground truth."""
     cfg = Config()
     for r in cfg.roles.values():  # the embedded server is the endpoint, whatever the env says
         r.base_url = None
-    summary = run_curate_cli(cfg, DEMO_INPUT, output, slots)
+    summary = run_curate_cli(cfg, DEMO_INPUT, output, slots, RunOptions(method=method))
     s = score_run(output)
     t = Table("detection precision", "recall", "F1", "noise base rate", "input label acc.",
               "curated label acc.", "kept", title="demo vs ground truth")

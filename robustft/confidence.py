@@ -65,7 +65,8 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 def parse_verdict(text: str | None) -> str | None:
     """"correct" / "incorrect" / "unsure" from a reflection reply; None when unparseable.
 
-    Reads the last ``Answer: A|B|C`` first, then the words themselves as a fallback.
+    Reads the last ``Answer: A|B|C`` first, then the words themselves as a fallback
+    (a reply starting with yes/true or no/false, as base-model prompts elicit).
     """
     letter = parse_choice(text, ["A", "B", "C"]).answer
     if letter is not None:
@@ -73,8 +74,8 @@ def parse_verdict(text: str | None) -> str | None:
     low = (text or "").lower()
     if re.search(r"\bnot sure\b|\bunsure\b|\buncertain\b", low):
         return "unsure"
-    if re.search(r"\bincorrect\b|\bwrong\b", low):
+    if re.search(r"\bincorrect\b|\bwrong\b|^\W*(no|false)\b", low):
         return "incorrect"
-    if re.search(r"\bcorrect\b", low):
+    if re.search(r"\bcorrect\b|^\W*(yes|true)\b", low):
         return "correct"
     return None

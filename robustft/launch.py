@@ -143,22 +143,22 @@ def load_for_retry(run: Path, config: Path | None) -> tuple[Config, Path]:
     return cfg, Path(input_path)
 
 
-def dry_run_table(cfg: Config, input: Path) -> None:
+def dry_run_table(cfg: Config, input: Path, method: str) -> None:
     prompts = load_prompts(cfg.prompts_dir or (builtin_dir() / "base"
                                                if _needs_embedded(cfg) else None))
     samples, errors, _ = load_samples(input, cfg.data)
-    t = Table("stage", "role", "calls", "est. prompt tokens", "max completion tokens",
+    t = Table("stage", "role", "prompt", "calls", "est. prompt tokens", "max completion tokens",
               title=f"planned calls for {len(samples)} samples ({len(errors)} invalid rows; "
                     f"token estimates: {tokenizer_name()})")
     total = [0, 0, 0]
-    for r in plan_calls(cfg, prompts, samples):
-        t.add_row(r["stage"], r["role"], str(r["calls"]), str(r["prompt_tokens"]),
+    for r in plan_calls(cfg, prompts, samples, method):
+        t.add_row(r["stage"], r["role"], r["prompt"], str(r["calls"]), str(r["prompt_tokens"]),
                   str(r["max_completion_tokens"]))
         total = [a + b for a, b in zip(total, (r["calls"], r["prompt_tokens"],
                                                r["max_completion_tokens"]), strict=True)]
-    t.add_row("total", "", *map(str, total), style="bold")
+    t.add_row("total", "", "", *map(str, total), style="bold")
     console.print(t)
-    console.print("relabel calls happen only for samples the checker flags as noisy; "
-                  "generated text inserted into later prompts is not counted")
+    console.print("relabel / correct calls happen only for flagged samples; generated text "
+                  "inserted into later prompts is not counted")
 
 

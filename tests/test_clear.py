@@ -50,6 +50,7 @@ def test_confidence_math_hand_computed():
     ("Answer: A", "correct"), ("The response is wrong.\nAnswer: B", "incorrect"),
     ("Hmm.\nAnswer: (C)\n\nQuestion: next", "unsure"), ("I am not sure about this.", "unsure"),
     ("That is incorrect.", "incorrect"), ("Yes, this is correct", "correct"),
+    (" No", "incorrect"), (" True", "correct"), (" false.", "incorrect"), ("Yes", "correct"),
     ("", None), (None, None), ("Answer: D", None), ("\x00garbage", None)])
 def test_parse_verdict(text, verdict):
     assert parse_verdict(text) == verdict

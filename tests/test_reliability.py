@@ -176,9 +176,9 @@ def test_dry_run_plans_without_calling(tmp_path):
     res = run_cli("curate", "-i", str(inp), "-o", str(tmp_path / "run"), "--dry-run",
                   "--base-url", "http://127.0.0.1:9/v1", "--model", "m", env={"COLUMNS": "200"})
     assert res.returncode == 0, res.stderr
-    lines = {ln.split("│")[2].strip(): ln for ln in res.stdout.splitlines() if ln.count("│") > 4}
+    lines = {ln.split("│")[3].strip(): ln for ln in res.stdout.splitlines() if ln.count("│") > 4}
     assert {"direct", "reasoning", "reflection", "context", "reviewer"} <= set(lines)
-    assert lines["direct"].split("│")[3].strip() == "10"
+    assert lines["direct"].split("│")[4].strip() == "10"
     assert not (tmp_path / "run").exists()
 
 
