@@ -87,11 +87,11 @@ def _start_embedded(cfg: Config, run_dir: Path, slots: int) -> ManagedServer:
 
 
 def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
-                options: RunOptions | None = None) -> dict:
+                   options: RunOptions | None = None) -> dict:
+    """Run a curation from the CLI: embedded server if needed, progress bars, summary."""
     from graph.runner import curate as run_curate  # the graph layer, imported on demand
 
     options = options or RunOptions()
-
     signal.signal(signal.SIGTERM, on_sigterm)
     server = None
     columns = [TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
