@@ -84,7 +84,7 @@ class ScriptedServer:
         self.delivered: list[str] = []  # canonical bodies of requests answered with a reply
         self.faults: deque[Fault] = deque()
         self.gate_after = gate_after  # after this many deliveries, hold every request unanswered
-        self.held = 0
+        self.held = self.admitted = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         server = self
@@ -118,9 +118,9 @@ class ScriptedServer:
                 with server._lock:
                     server.requests.append(body)
                     fault = server.faults.popleft() if server.faults else None
-                    hold = (server.gate_after is not None
-                            and len(server.delivered) >= server.gate_after)
+                    hold = server.gate_after is not None and server.admitted >= server.gate_after
                     server.held += hold
+                    server.admitted += not hold
                 if hold:  # never answered: the connection closes when the server stops
                     server._stop.wait()
                     self.close_connection = True

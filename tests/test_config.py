@@ -24,7 +24,7 @@ def test_yaml_roles_merge_onto_role_defaults(tmp_path: Path):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("roles: {judge: {}}\n", "roles must be a mapping with keys"),
+    ("roles: {jury: {}}\n", "roles must be a mapping with keys"),
     ("selection: {beta: 2}\n", "beta"),
     ("concurency: 3\n", "concurency"),
     ("- a list\n", "top level must be a mapping"),

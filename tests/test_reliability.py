@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -39,6 +40,14 @@ def parity(body: dict) -> Reply:
     return mc_reply("A" if n % 2 == 0 else "B", ["A", "B"], confidence=0.6 + (n % 7) / 20)
 
 
+def _cached(run) -> int:
+    try:
+        with sqlite3.connect(run / "cache.sqlite") as db:
+            return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 def _outputs(run) -> dict[str, bytes]:
     return {f: (run / f).read_bytes() for f in ("curated.jsonl", "sft.jsonl", "decisions.csv")}
 
@@ -60,7 +69,8 @@ def test_sigkill_mid_run_then_rerun_repeats_no_completed_call(tmp_path, serve, g
     deadline = time.time() + 120
     while first.held < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    time.sleep(1.0)  # let the client store what it received
+    while _cached(run) < len(first.delivered) and time.time() < deadline:
+        time.sleep(0.1)  # every reply the client received is in its cache
     proc.kill()
     proc.wait()
     assert first.held >= 2 and len(first.delivered) == gate_after
