@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import Progress
 from rich.syntax import Syntax
 from rich.table import Table
 
 from .config import Config, ConfigError, RunOptions, load_config
 from .demo import DEMO_INPUT, score_run
-from .io import InputFileError
+from .io import InputFileError, load_samples
 from .launch import (
     console,
     dry_run_table,
@@ -77,6 +78,13 @@ def curate(
     dry_run: Annotated[bool, typer.Option(help="Print planned calls and estimated tokens; "
                                           "call nothing.")] = False,
     method: Annotated[str, typer.Option(help="robustft (default) or clear.")] = "robustft",
+    train_after: Annotated[bool, typer.Option("--train", help="Fine-tune on the curated "
+                                              "sft.jsonl afterwards (RUN/model).")] = False,
+    train_model: Annotated[str, typer.Option(help="Model to fine-tune with --train (hub id, "
+                                             "directory, .gguf, or 'embedded').")
+                           ] = "embedded",
+    evaluate_on: Annotated[Path | None, typer.Option("--evaluate", help="Test split to score "
+                                                     "the tuned model on (RUN/eval).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Detect noisy labels, relabel them, select by entropy; write the curated dataset.
@@ -116,7 +124,13 @@ def curate(
         raise fail(f"unknown method {method!r}: use robustft or clear")
     options = RunOptions(cache_path=cache, max_calls=max_calls, max_tokens=max_tokens,
                          retry_errors=retry_errors is not None, method=method)
-    exit_for(run_curate_cli(cfg, input, output, slots, options), output)
+    summary = run_curate_cli(cfg, input, output, slots, options)
+    if train_after:
+        _train(output / "sft.jsonl", train_model, output / "model", cfg)
+        if evaluate_on is not None:
+            _evaluate(train_model, str(output / "model" / "adapter"), evaluate_on,
+                      output / "eval", cfg, None, None)
+    exit_for(summary, output)
 
 
 @app.command()
@@ -189,6 +203,84 @@ def serve(
         raise fail(f"server exited with code {server.proc.returncode}", 1)
     except ServeError as e:
         raise fail(str(e), 1) from None
+
+
+def _train(data: Path, model: str, output: Path, cfg: Config) -> dict:
+    from .training import TrainError, train
+
+    err.print(f"fine-tuning {model} on {data} -> {output}")
+    try:
+        m = train(data, model, output, cfg.train)
+    except (TrainError, OSError, ValueError) as e:
+        raise fail(str(e)) from None
+    console.print(f"trained {m['steps']} steps on {m['examples']} examples, final loss "
+                  f"{m['losses'][-1] if m['losses'] else float('nan'):.4f}, "
+                  f"{m['seconds_per_step']:.2f} s/step ({m['device']}); saved {m['saved']}; "
+                  f"loss curve {output / 'loss.png'}")
+    return m
+
+
+def _evaluate(model: str, adapter: str | None, data: Path, output: Path, cfg: Config,
+              base_url: str | None, limit: int | None) -> dict:
+    import asyncio
+
+    from .evaluation import predict_endpoint, predict_local, write_results
+    from .launch import RichReporter, progress_columns
+
+    samples, errors, _ = load_samples(data, cfg.data)
+    samples = samples[:limit] if limit else samples
+    prompt = load_prompts(cfg.prompts_dir)["sft"]
+    with Progress(*progress_columns(), console=err) as progress:
+        rep = RichReporter(progress)
+        rep.start("evaluate", len(samples))
+        tick = lambda: rep.advance("evaluate")  # noqa: E731
+        if base_url:
+            preds = asyncio.run(predict_endpoint(base_url, model, samples, prompt,
+                                                 cfg.endpoint.api_key_env, advance=tick))
+        else:
+            preds = predict_local(model, adapter, samples, prompt, advance=tick)
+    m = write_results(output, preds, {"model": model, "adapter": adapter, "data": str(data),
+                                      "endpoint": base_url, "invalid_rows": len(errors)})
+    console.print(f"accuracy {m['accuracy']:.3f} on {m['n']} rows ({m['unparsed']} unparsed); "
+                  f"predictions in {output / 'predictions.jsonl'}")
+    return m
+
+
+@app.command()
+def train(data: Annotated[Path, typer.Option(help="sft.jsonl from a run.")],
+          model: Annotated[str, typer.Option(help="Hub id, directory, .gguf, or 'embedded'.")],
+          output: Annotated[Path, typer.Option("--output", "-o")],
+          config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+          max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps.")
+                               ] = None) -> None:
+    """Fine-tune with TRL SFT (LoRA by default) on prompt/completion pairs."""
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    if max_steps:
+        cfg.train.max_steps = max_steps
+    _train(data, model, output, cfg)
+
+
+@app.command()
+def evaluate(model: Annotated[str, typer.Option(help="Hub id, directory, .gguf, 'embedded', "
+                                                "or the served model name with --base-url.")],
+             data: Annotated[Path, typer.Option(help="Labelled test split.")],
+             output: Annotated[Path, typer.Option("--output", "-o")] = Path("runs/eval"),
+             adapter: Annotated[str | None, typer.Option(help="LoRA adapter directory.")
+                                ] = None,
+             base_url: Annotated[str | None, typer.Option(help="Score through this "
+                                                          "endpoint's /v1/completions.")] = None,
+             config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+             limit: Annotated[int | None, typer.Option(help="First N rows only.")] = None
+             ) -> None:
+    """Accuracy of a model on a test split (same prompt and parser as the pipeline)."""
+    try:
+        cfg = load_config(config)
+        _evaluate(model, adapter, data, output, cfg, base_url, limit)
+    except (ConfigError, InputFileError, PromptError) as e:
+        raise fail(str(e)) from None
 
 
 @app.command()

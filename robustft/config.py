@@ -137,6 +137,28 @@ class ClearConfig(_Strict):
                           "are dropped).")
 
 
+class TrainConfig(_Strict):
+    lora: bool = Field(True, description="Train a LoRA adapter (peft); false = full fine-tuning.")
+    lora_r: int = Field(8, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA alpha.")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Modules that get LoRA adapters.")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
+    epochs: float = Field(2.0, gt=0, description="Training epochs (ignored with max_steps).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps.")
+    batch_size: int = Field(8, ge=1, description="Examples per device step.")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    max_length: int = Field(512, ge=8, description="Longest prompt+completion in tokens.")
+    scheduler: str = Field("cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps for warm-up.")
+    seed: int = Field(42, description="Random seed.")
+    merge: bool = Field(False, description="Also save the base model merged with the adapter.")
+    device: Literal["auto", "cpu"] = Field(
+        "auto", description="auto: a GPU when there is one (bf16 if supported), else the CPU "
+        "in float32.")
+
+
 class Config(_Strict):
     endpoint: EndpointConfig = Field(
         default_factory=EndpointConfig, description="Default endpoint for all roles.")
@@ -150,6 +172,8 @@ class Config(_Strict):
         default_factory=SelectionConfig, description="Entropy selection of relabeled samples.")
     clear: ClearConfig = Field(default_factory=ClearConfig,
                                description="CLEAR confidence, filtering and correction.")
+    train: TrainConfig = Field(default_factory=TrainConfig,
+                               description="Fine-tuning (robustft train, curate --train).")
     concurrency: int = Field(16, ge=1, description="Samples processed at once (one bound).")
     prompts_dir: str | None = Field(
         None, description="Directory whose prompt files override the built-in ones by name.")

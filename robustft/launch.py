@@ -60,6 +60,13 @@ class RichReporter:
         self.progress.console.print(f"[dim]{text}[/dim]")
 
 
+def progress_columns() -> list:
+    """Bar, count, percentage, rate and ETA."""
+    return [TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
+            TaskProgressColumn(), RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn()]
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     err.print(f"[bold red]error:[/bold red] {message}")
     return typer.Exit(code)
@@ -94,14 +101,11 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
     options = options or RunOptions()
     signal.signal(signal.SIGTERM, on_sigterm)
     server = None
-    columns = [TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
-               TaskProgressColumn(), RateColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn()]
     try:
         if _needs_embedded(cfg):
             server = _start_embedded(cfg, output, slots)
             options.embedded = True
-        with Progress(*columns, console=err, transient=False) as progress:
+        with Progress(*progress_columns(), console=err, transient=False) as progress:
             summary = asyncio.run(run_curate(cfg, input, output, RichReporter(progress),
                                              options))
     except (InputFileError, PromptError, ServeError, ValueError) as e:
