@@ -1,9 +1,11 @@
 """Accuracy on a labelled test split, with the same prompt text as training (``sft.yaml``) and
 the same answer parser as the pipeline.
 
-Two ways to get predictions: in process with transformers (a local model, optionally with a
-LoRA adapter), or through an OpenAI-compatible ``/v1/completions`` endpoint (e.g. vLLM serving
-base + adapter), which receives the raw prompt text exactly as in training.
+The prediction is the first line the model generates (the training completion is one line,
+``Answer: X``), parsed by the pipeline's parser. Two ways to get predictions: in process with
+transformers (a local model, optionally with a LoRA adapter), or through an OpenAI-compatible
+``/v1/completions`` endpoint (e.g. vLLM serving base + adapter), which receives the raw prompt
+text exactly as in training.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def predict_local(model_ref: str, adapter: str | None, samples: list[Sample], pr
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id)
         for s, ids in zip(batch, gen[:, enc["input_ids"].shape[1]:], strict=True):
-            text = tok.decode(ids, skip_special_tokens=True).split("\n\n")[0]
+            text = tok.decode(ids, skip_special_tokens=True).strip().split("\n")[0]
             out.append(_record(s, text, threshold))
             advance()
     return out
@@ -78,7 +80,7 @@ async def predict_endpoint(base_url: str, model: str, samples: list[Sample], pro
         async with sem:
             r = await client.completions.create(model=model, prompt=_prompt_text(prompt, s),
                                                 max_tokens=max_new_tokens, temperature=0,
-                                                stop=["\n\n"])
+                                                stop=["\n"])
         advance()
         return _record(s, r.choices[0].text if r.choices else "", threshold)
 

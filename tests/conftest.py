@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .scripted_server import ScriptedServer
+from eval.scripted_server import ScriptedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ARC = ROOT.parent / "shared" / "data" / "robustft-arc"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from eval.scripted_server import Reply, target_question
 from graph.runner import curate
 from robustft.confidence import (
     combine,
@@ -23,7 +24,6 @@ from robustft.demo import DEMO_INPUT, DEMO_TRUTH
 from robustft.runstore import RunStore
 
 from .conftest import write_jsonl
-from .scripted_server import Reply, target_question
 from .test_cli_e2e import run_cli
 from .test_graph import TRUTH, cfg_for, mc_rows
 

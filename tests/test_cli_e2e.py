@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from eval.scripted_server import Reply, mc_reply, target_question
+
 from .conftest import read_csv, write_jsonl
-from .scripted_server import Reply, mc_reply, target_question
 
 pytestmark = pytest.mark.e2e
 

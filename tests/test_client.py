@@ -4,10 +4,9 @@ import asyncio
 
 import pytest
 
+from eval.scripted_server import Fault, Reply, mc_reply
 from robustft.client import CallError, LLMClient, Target
 from robustft.config import EndpointConfig
-
-from .scripted_server import Fault, Reply, mc_reply
 
 MSG = [{"role": "user", "content": "Question: hi"}]
 

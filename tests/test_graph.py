@@ -8,12 +8,12 @@ import json
 
 import pytest
 
+from eval.scripted_server import Fault, Reply, mc_reply, target_question
 from graph.runner import curate
 from robustft.config import Config
 from robustft.runstore import RunStore
 
 from .conftest import write_jsonl
-from .scripted_server import Fault, Reply, mc_reply, target_question
 
 TRUTH = {
     "What color is a clear daytime sky?": ("A", ["blue", "green", "red", "black"]),

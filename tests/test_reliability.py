@@ -13,13 +13,13 @@ from collections import Counter
 
 import pytest
 
+from eval.scripted_server import GARBAGE, NO_CHOICES, TRUNCATED, Fault, Reply, mc_reply
 from graph.runner import curate
 from robustft.client import CallError, LLMClient, Target
 from robustft.config import DataConfig, EndpointConfig
 from robustft.io import load_samples
 
 from .conftest import write_jsonl
-from .scripted_server import GARBAGE, NO_CHOICES, TRUNCATED, Fault, Reply, mc_reply
 from .test_cli_e2e import run_cli
 from .test_graph import cfg_for, mc_rows, truthful
 
@@ -34,7 +34,7 @@ def parity_rows(n: int) -> list[dict]:
 
 
 def parity(body: dict) -> Reply:
-    from .scripted_server import target_question
+    from eval.scripted_server import target_question
 
     n = int(target_question(body).split()[1])
     return mc_reply("A" if n % 2 == 0 else "B", ["A", "B"], confidence=0.6 + (n % 7) / 20)

@@ -79,7 +79,7 @@ def test_bad_training_data_names_file_and_line(tmp_path):
 
 
 def test_curate_train_evaluate_in_one_command(tmp_path, serve):
-    from .scripted_server import mc_reply, target_question
+    from eval.scripted_server import mc_reply, target_question
 
     rows = [{"id": f"r{i}", "question": f"Is {i} even?", "options": ["yes", "no"],
              "answer": "A" if i % 2 == 0 else "B"} for i in range(8)]

@@ -1,4 +1,4 @@
-"""A small scripted OpenAI-compatible HTTP server on 127.0.0.1 for tests.
+"""A small scripted OpenAI-compatible HTTP server on 127.0.0.1, for tests and benchmarks.
 
 A *script* maps each chat request body to a :class:`Reply`; the server tokenises the reply text
 and returns ``choices[0].logprobs.content[].top_logprobs`` in the OpenAI shape, with the answer
