@@ -140,7 +140,9 @@ class ScriptedServer:
                     return
                 if server.delay_s:
                     time.sleep(server.delay_s)
-                self._send(200, json.dumps(server.complete(body)))
+                legacy = not self.path.rstrip("/").endswith("/chat/completions")
+                self._send(200, json.dumps(server.complete_text(body) if legacy
+                                           else server.complete(body)))
                 with server._lock:
                     server.delivered.append(json.dumps(body, sort_keys=True))
 
@@ -152,6 +154,13 @@ class ScriptedServer:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def complete_text(self, body: dict) -> dict:
+        """``/v1/completions``: the script sees the raw prompt as one user message."""
+        reply = self.script({**body, "messages": [{"role": "user", "content": body["prompt"]}]})
+        return {"id": "cmpl-test", "object": "text_completion", "created": 0,
+                "model": body.get("model", self.models[0]),
+                "choices": [{"index": 0, "text": reply.text, "finish_reason": "stop"}]}
 
     def complete(self, body: dict) -> dict:
         reply = self.script(body)

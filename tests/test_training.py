@@ -101,3 +101,20 @@ def test_curate_train_evaluate_in_one_command(tmp_path, serve):
     assert (run / "model" / "loss.png").is_file()
     metrics = json.loads((run / "eval" / "eval_metrics.json").read_text())
     assert metrics["n"] == 8 and metrics["adapter"] == str(run / "model" / "adapter")
+
+
+def test_evaluate_through_an_endpoint_sends_the_training_prompt(tmp_path, serve):
+    from eval.scripted_server import Reply, target_question
+
+    truth = {json.loads(t)["id"]: json.loads(t)["answer"] for t in DEMO_TRUTH.open()}
+    by_q = {r["question"]: truth[r["id"]] for r in map(json.loads, DEMO_INPUT.open())}
+    srv = serve(lambda b: Reply(f"Answer: {by_q[target_question(b)]}"))
+    res = run_cli("evaluate", "--model", "served", "--base-url", srv.base_url, "--data",
+                  str(DEMO_INPUT), "-o", str(tmp_path / "eval"), env={"COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval" / "eval_metrics.json").read_text())
+    # the demo file carries the noisy labels: a truthful model agrees with 45 of 65
+    assert metrics["n"] == 65 and metrics["accuracy"] == pytest.approx(45 / 65)
+    sent = {r["prompt"] for r in srv.requests}
+    expected = {r["prompt"] for r in sft_rows()}  # the same text training saw
+    assert sent == expected and all(r["stop"] == ["\n"] for r in srv.requests)
