@@ -61,7 +61,8 @@ async def stages(run: Run) -> None:
                                        config.retrieval.batch_size)
     deps.index = CleanIndex(store.dir / "index", embedder)
     await asyncio.to_thread(deps.index.build, clean)
-    await asyncio.to_thread(deps.index.prepare, [by_id[r["id"]] for r in noisy])
+    await asyncio.to_thread(deps.index.prepare, [by_id[r["id"]] for r in noisy],
+                            config.retrieval.k)
 
     n_noisy = sum(1 for r in records if r.get("verdict") == "noisy")
     run.start("relabel", n_noisy, len(noisy))
