@@ -8,7 +8,8 @@ the ideal is ours. Two ideals are printed:
 - critical path: per stage, samples × (sequential calls per sample) × latency ÷ concurrency
   (the pipeline bounds *samples* in flight; a detect sample is 2 calls deep: direct ‖
   reasoning → reflection; a relabel sample 2: context → reviewer).
-Prints a table; asserts nothing.
+The server runs in its own process (it still shares the machine's cores). Prints a table;
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from eval.scripted_server import ScriptedServer, mc_reply, target_question
+from eval.scripted_server import serve_in_subprocess
 from graph.runner import curate
 from robustft.config import Config
 
@@ -41,11 +42,6 @@ class StageClock:
         self.starts.setdefault(text.split()[0], time.perf_counter())
 
 
-def parity(body: dict):
-    n = int(target_question(body).split()[1])
-    return mc_reply("A" if n % 2 == 0 else "B", ["A", "B"], confidence=0.6 + (n % 7) / 20)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--samples", type=int, default=2000)
@@ -55,15 +51,19 @@ def main() -> None:
     rows = [{"id": f"p{i}", "question": f"Is {i} even?", "options": ["yes", "no"],
              "answer": ("A" if i % 2 == 0 else "B") if i % 3 else ("B" if i % 2 == 0 else "A")}
             for i in range(args.samples)]
-    with tempfile.TemporaryDirectory() as d, ScriptedServer(parity, delay_s=args.latency) as srv:
-        inp = Path(d) / "in.jsonl"
-        inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        cfg = Config(concurrency=args.concurrency)
-        cfg.endpoint.base_url, cfg.endpoint.model = srv.base_url, "m"
-        clock = StageClock()
-        t0 = time.perf_counter()
-        summary = asyncio.run(curate(cfg, inp, Path(d) / "run", clock))
-        wall = time.perf_counter() - t0
+    server, url = serve_in_subprocess(args.latency)  # its own process: no shared GIL
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            inp = Path(d) / "in.jsonl"
+            inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            cfg = Config(concurrency=args.concurrency)
+            cfg.endpoint.base_url, cfg.endpoint.model = url, "m"
+            clock = StageClock()
+            t0 = time.perf_counter()
+            summary = asyncio.run(curate(cfg, inp, Path(d) / "run", clock))
+            wall = time.perf_counter() - t0
+    finally:
+        server.terminate()
     noisy = sum(1 for r in rows if int(r["id"][1:]) % 3 == 0)
     detect = clock.starts["indexing"] - clock.starts["detect"]
     relabel_end = t0 + wall

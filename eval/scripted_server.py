@@ -213,3 +213,28 @@ def mc_reply(letter: str, letters: list[str], confidence: float = 0.9,
     rest = [x for x in letters if x != letter]
     dist = {letter: confidence, **{x: (1 - confidence) / len(rest) for x in rest}}
     return Reply(f"{reasoning}\nAnswer: {letter}", dist)
+
+
+def parity(body: dict) -> Reply:
+    """Script for benchmarks: questions 'Is N even?' answered truthfully, varied confidence."""
+    n = int(target_question(body).split()[1])
+    return mc_reply("A" if n % 2 == 0 else "B", ["A", "B"], confidence=0.6 + (n % 7) / 20)
+
+
+def serve_in_subprocess(delay_s: float = 0.0):
+    """Start the parity server in its own process (no GIL shared with the client under test);
+    returns (process, base_url). Stop it with ``process.terminate()``."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "eval.scripted_server", str(delay_s)],
+                            stdout=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline().strip()
+
+
+if __name__ == "__main__":
+    import sys
+
+    with ScriptedServer(parity, delay_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0) as s:
+        print(s.base_url, flush=True)
+        s.thread.join()

@@ -87,14 +87,17 @@ class CleanIndex:
             return
         for start in range(0, len(queries), chunk):
             part = queries[start:start + chunk]
-            vectors = self.embedder.embed([s.embed_text() for s in part])
-            rows = (self.table.search(list(vectors)).distance_type("cosine").limit(k)
-                    .select(["id", "question", "options", "label", "_distance"]).to_list())
-            found: dict[int, list[Neighbour]] = {}
-            for r in rows:
-                found.setdefault(r.get("query_index", 0), []).append(_neighbour(r))
-            for i, s in enumerate(part):
-                self._prepared[s.id] = sorted(found.get(i, []), key=lambda n: n.distance)
+            found = self.search_batch(self.embedder.embed([s.embed_text() for s in part]), k)
+            self._prepared.update({s.id: n for s, n in zip(part, found, strict=True)})
+
+    def search_batch(self, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
+        """One multi-vector search: the k nearest clean samples of each vector, nearest first."""
+        rows = (self.table.search(list(vectors)).distance_type("cosine").limit(k)
+                .select(["id", "question", "options", "label", "_distance"]).to_list())
+        found: list[list[Neighbour]] = [[] for _ in range(len(vectors))]
+        for r in rows:
+            found[r.get("query_index", 0)].append(_neighbour(r))
+        return [sorted(f, key=lambda n: n.distance) for f in found]
 
     def _search(self, vector: np.ndarray, k: int) -> list[Neighbour]:
         if self.table is None or self.table.count_rows() == 0:

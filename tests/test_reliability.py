@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from eval.scripted_server import GARBAGE, NO_CHOICES, TRUNCATED, Fault, Reply, mc_reply
+from eval.scripted_server import GARBAGE, NO_CHOICES, TRUNCATED, Fault, Reply, parity
 from graph.runner import curate
 from robustft.client import CallError, LLMClient, Target
 from robustft.config import DataConfig, EndpointConfig
@@ -31,13 +31,6 @@ def parity_rows(n: int) -> list[dict]:
     return [{"id": f"p{i:03d}", "question": f"Is {i} even?", "options": ["yes", "no"],
              "answer": ("A" if i % 2 == 0 else "B") if i % 3 else ("B" if i % 2 == 0 else "A")}
             for i in range(n)]
-
-
-def parity(body: dict) -> Reply:
-    from eval.scripted_server import target_question
-
-    n = int(target_question(body).split()[1])
-    return mc_reply("A" if n % 2 == 0 else "B", ["A", "B"], confidence=0.6 + (n % 7) / 20)
 
 
 def _cached(run) -> int:
