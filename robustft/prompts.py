@@ -10,7 +10,7 @@ prompt by file name; an override may only use the variables the built-in declare
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
@@ -37,12 +37,13 @@ class Prompt:
     user: str
     hash: str
     stop: tuple[str, ...] = ()
+    compiled: tuple = field(default=(), compare=False, repr=False)  # templates, compiled once
 
     def render(self, **values: object) -> list[dict[str, str]]:
         """Chat messages; a missing variable raises (StrictUndefined)."""
         msgs = []
-        for part in _PARTS:
-            text = _ENV.from_string(getattr(self, part)).render(**values).strip()
+        for part, template in zip(_PARTS, self.compiled, strict=True):
+            text = template.render(**values).strip()
             if text:
                 msgs.append({"role": part, "content": text})
         return msgs
@@ -87,7 +88,8 @@ def load_prompt(path: Path, allowed: set[str] | None = None) -> Prompt:
         name=path.stem, path=path, description=str(data.get("description", "")).strip(),
         variables={str(k): str(v) for k, v in declared.items()},
         system=data.get("system") or "", user=data["user"],
-        hash=hashlib.sha256(text.encode()).hexdigest()[:16], stop=tuple(stop))
+        hash=hashlib.sha256(text.encode()).hexdigest()[:16], stop=tuple(stop),
+        compiled=tuple(_ENV.from_string(data.get(part) or "") for part in _PARTS))
 
 
 def load_prompts(override_dir: str | Path | None = None) -> dict[str, Prompt]:
