@@ -26,12 +26,6 @@ class Deps:
     embedder: Embedder | None = None  # CLEAR's embedding similarity
 
 
-def question_vars(sample: Sample) -> dict[str, Any]:
-    """Template variables every prompt shares."""
-    return {"question": sample.question, "options": sample.option_items(),
-            "letters": ", ".join(sample.letters)}
-
-
 def _logprob_summary(call: AgentCall, completion: Completion, start: int, end: int) -> None:
     lps = completion.logprobs
     if not lps:
@@ -59,7 +53,7 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample, *,
     "unparsed" status next to the raw reply.
     """
     prompt = deps.prompts[prompt_name]
-    messages = prompt.render(**question_vars(sample), **values)
+    messages = prompt.render(**sample.prompt_vars(), **values)
     base_url, model, key_env = resolved_endpoint(deps.config, role)
     rc = deps.config.role(role)
     call = AgentCall(role=role, prompt=prompt_name, prompt_hash=prompt.hash, model=model,

@@ -16,13 +16,10 @@ from agents.judge import judge
 from agents.sampler import sample_answers
 from robustft.confidence import combine, cosine, observed_consistency, reflection_certainty
 from robustft.matching import exact_match, normalise, token_f1
-from robustft.schemas import AgentCall, Sample
+from robustft.schemas import Sample
 
 from .clear_state import ClearState
-
-
-def _failed(calls: list[AgentCall]) -> list[str]:
-    return [f"{c.role}: {c.error}" for c in calls if c.error]
+from .nodes import failures
 
 
 async def _similarities(deps: Deps, s: Sample, answers: list[str | None]
@@ -46,13 +43,13 @@ async def sample_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
     calls = await sample_answers(deps, s, deps.config.clear.k)
     answers = [c.answer for c in calls if not c.error]
     sims, matches = await _similarities(deps, s, answers)
-    return {"calls": calls, "errors": _failed(calls), "sampled": answers,
+    return {"calls": calls, "errors": failures(calls), "sampled": answers,
             "similarities": sims, "matches": matches}
 
 
 async def reflect_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
     calls = await reflect_on(runtime.context, state["sample"], state["sample"].label)
-    return {"calls": calls, "errors": _failed(calls), "verdicts": [c.answer for c in calls]}
+    return {"calls": calls, "errors": failures(calls), "verdicts": [c.answer for c in calls]}
 
 
 async def score(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
@@ -69,7 +66,7 @@ def start(state: ClearState) -> list[str] | Literal["propose"]:
 
 async def propose_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
     call = await propose(runtime.context, state["sample"])
-    return {"calls": [call], "errors": _failed([call]), "candidate": call.answer}
+    return {"calls": [call], "errors": failures([call]), "candidate": call.answer}
 
 
 def after_propose(state: ClearState) -> Literal["judge", "__end__"]:
@@ -92,7 +89,7 @@ async def judge_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
     o = observed_consistency(picks, picks, c.alpha)
     cert = reflection_certainty([v.answer for v in verdicts])
     conf = combine(o, cert, c.beta)
-    return {"calls": [*votes, *verdicts], "errors": _failed([*votes, *verdicts]),
+    return {"calls": [*votes, *verdicts], "errors": failures([*votes, *verdicts]),
             "judge_votes": [v.answer for v in votes],
             "candidate_verdicts": [v.answer for v in verdicts],
             "judge_confidence": None if math.isnan(conf) else conf}

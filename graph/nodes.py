@@ -24,13 +24,14 @@ from robustft.scoring import agreement_entropy, answer_entropy
 from .state import SampleState
 
 
-def _failed(call: AgentCall) -> list[str]:
-    return [f"{call.role}: {call.error}"] if call.error else []
+def failures(calls: list[AgentCall]) -> list[str]:
+    """The error messages of the failed calls, for the state's ``errors``."""
+    return [f"{c.role}: {c.error}" for c in calls if c.error]
 
 
 async def direct_expert(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
     call = await answer_direct(runtime.context, state["sample"])
-    return {"calls": [call], "experts": {"direct": call.answer}, "errors": _failed(call)}
+    return {"calls": [call], "experts": {"direct": call.answer}, "errors": failures([call])}
 
 
 async def reasoning_expert(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
@@ -45,7 +46,7 @@ async def reasoning_expert(state: SampleState, runtime: Runtime[Deps]) -> Sample
         calls.append(await reflect(deps, sample, calls[-1], r))
         if calls[-1].answer is not None or best.answer is None:
             best = calls[-1]
-    errors = [e for c in calls for e in _failed(c)]
+    errors = failures(calls)
     return {"calls": calls, "experts": {"reasoning": best.answer}, "errors": errors,
             "reasoning_text": (best.reasoning if best.answer is not None else best.raw) or "",
             "reasoning_answer": best.answer}
@@ -78,7 +79,7 @@ async def retrieve(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
 
 async def context_relabel(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
     call = await answer_with_context(runtime.context, state["sample"], state["neighbours"])
-    return {"calls": [call], "context_answer": call.answer, "errors": _failed(call)}
+    return {"calls": [call], "context_answer": call.answer, "errors": failures([call])}
 
 
 def after_context(state: SampleState) -> Literal["reviewer", "__end__"]:
@@ -95,6 +96,6 @@ async def reviewer(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
     if math.isnan(entropy) and call.answer is not None:
         entropy, source = agreement_entropy(
             [state.get("reasoning_answer"), state.get("context_answer"), call.answer]), "agreement"
-    return {"calls": [call], "errors": _failed(call), "reviewer_answer": call.answer,
+    return {"calls": [call], "errors": failures([call]), "reviewer_answer": call.answer,
             "reviewer_reasoning": call.reasoning, "answer_distribution": dist,
             "entropy": None if math.isnan(entropy) else entropy, "entropy_source": source}

@@ -51,8 +51,7 @@ def sft_example(prompt: Prompt, sample: Sample, label: str) -> dict[str, str]:
     """One SFT pair; evaluation sends exactly this prompt text. The prompt ends with a
     newline, so that the completion (``Answer: X``) starts on a line of its own once TRL
     concatenates the two."""
-    msgs = prompt.render(question=sample.question, options=sample.option_items(),
-                         letters=", ".join(sample.letters))
+    msgs = prompt.render(**sample.prompt_vars())
     return {"id": sample.id, "prompt": "\n\n".join(m["content"] for m in msgs) + "\n",
             "completion": f"Answer: {label}"}
 

@@ -17,10 +17,6 @@ from .schemas import Sample
 from .tokens import estimate_messages
 
 
-def _vars(s: Sample) -> dict:
-    return {"question": s.question, "options": s.option_items(), "letters": ", ".join(s.letters)}
-
-
 def _steps(config: Config, method: str) -> list[tuple[str, str, str, int, dict | None]]:
     """(stage, role, prompt, calls per sample, extra variables); None = retrieved examples."""
     if method == "clear":
@@ -55,7 +51,7 @@ def plan_calls(config: Config, prompts: dict[str, Prompt], samples: Sequence[Sam
         for s in samples:
             v = values if values is not None else {"examples": [
                 {"question": s.question, "options": s.option_items(), "answer": s.label}] * k}
-            tokens += estimate_messages(prompts[prompt].render(**_vars(s), **v)) * n
+            tokens += estimate_messages(prompts[prompt].render(**s.prompt_vars(), **v)) * n
         rows.append({"stage": stage, "role": role, "prompt": prompt, "calls": n * len(samples),
                      "prompt_tokens": tokens,
                      "max_completion_tokens": n * len(samples) * config.role(role).max_tokens})

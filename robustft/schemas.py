@@ -35,6 +35,11 @@ class Sample(BaseModel):
     def option_items(self) -> list[dict[str, str]]:
         return [{"letter": k, "text": t} for k, t in zip(self.letters, self.options, strict=True)]
 
+    def prompt_vars(self) -> dict[str, Any]:
+        """The template variables every prompt shares: question, options, letters."""
+        return {"question": self.question, "options": self.option_items(),
+                "letters": ", ".join(self.letters)}
+
     def embed_text(self) -> str:
         """Question together with its options: what the index embeds."""
         opts = " ".join(f"({o['letter']}) {o['text']}" for o in self.option_items())

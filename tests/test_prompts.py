@@ -11,14 +11,10 @@ from robustft.schemas import Sample
 SAMPLE = Sample(id="x", row=1, source="t:1", question="Q?", options=["yes", "no"], label="A")
 
 
-def _vars(s: Sample) -> dict:
-    return {"question": s.question, "options": s.option_items(), "letters": "A, B"}
-
-
 def test_builtins_load_and_render():
     prompts = load_prompts()
     assert {"direct", "reasoning", "reflection", "context", "reviewer", "sft"} <= set(prompts)
-    msgs = prompts["direct"].render(**_vars(SAMPLE))
+    msgs = prompts["direct"].render(**SAMPLE.prompt_vars())
     assert [m["role"] for m in msgs] == ["system", "user"]
     assert "A. yes" in msgs[1]["content"] and "one of A, B" in msgs[0]["content"]
     assert all(len(p.hash) == 16 for p in prompts.values())
@@ -26,13 +22,13 @@ def test_builtins_load_and_render():
 
 def test_missing_variable_raises():
     with pytest.raises(UndefinedError):
-        load_prompts()["reviewer"].render(**_vars(SAMPLE))
+        load_prompts()["reviewer"].render(**SAMPLE.prompt_vars())
 
 
 def test_sample_text_with_template_syntax_is_rendered_literally():
     evil = SAMPLE.model_copy(update={"question": "{{ 7*7 }} {% for x in range(3) %}X{% endfor %}"
                                                 " {{ ''.__class__.__mro__ }}"})
-    text = load_prompts()["direct"].render(**_vars(evil))[1]["content"]
+    text = load_prompts()["direct"].render(**evil.prompt_vars())[1]["content"]
     assert "{{ 7*7 }}" in text and "49" not in text and "XXX" not in text
 
 
@@ -40,7 +36,7 @@ def test_override_replaces_by_name(tmp_path: Path):
     src = (builtin_dir() / "direct.yaml").read_text()
     (tmp_path / "direct.yaml").write_text(src.replace("You are an expert", "You are PIRATE"))
     prompts = load_prompts(tmp_path)
-    assert "PIRATE" in prompts["direct"].render(**_vars(SAMPLE))[0]["content"]
+    assert "PIRATE" in prompts["direct"].render(**SAMPLE.prompt_vars())[0]["content"]
     assert prompts["direct"].hash != load_prompts()["direct"].hash
     assert prompts["reasoning"].path.parent == builtin_dir()
 
