@@ -24,6 +24,7 @@ class Deps:
     prompts: dict[str, Prompt]
     index: CleanIndex | None = None
     embedder: Embedder | None = None  # CLEAR's embedding similarity
+    relabeling: bool = False  # RobustFT: set once detection of the whole dataset is done
 
 
 def _logprob_summary(call: AgentCall, completion: Completion, start: int, end: int) -> None:

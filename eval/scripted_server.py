@@ -3,7 +3,8 @@
 A *script* maps each chat request body to a :class:`Reply`; the server tokenises the reply text
 and returns ``choices[0].logprobs.content[].top_logprobs`` in the OpenAI shape, with the answer
 token's alternatives drawn from ``Reply.dist``. ``faults`` queues HTTP errors to answer the next
-requests with. Every request body is recorded in ``requests``.
+requests with. Every request body is recorded in ``requests``. A script that raises
+``LookupError`` (no answer for this request) gets its message back as HTTP 400.
 """
 
 from __future__ import annotations
@@ -141,8 +142,12 @@ class ScriptedServer:
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 legacy = not self.path.rstrip("/").endswith("/chat/completions")
-                self._send(200, json.dumps(server.complete_text(body) if legacy
-                                           else server.complete(body)))
+                try:
+                    reply = server.complete_text(body) if legacy else server.complete(body)
+                except LookupError as e:  # the script has no answer: a client error
+                    self._send(400, json.dumps({"error": {"message": str(e)}}))
+                    return
+                self._send(200, json.dumps(reply))
                 with server._lock:
                     server.delivered.append(json.dumps(body, sort_keys=True))
 

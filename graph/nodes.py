@@ -56,20 +56,40 @@ async def checker(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
     if state.get("errors"):
         return {"verdict": "error", "verdict_reason": "; ".join(state["errors"])}
     s, d = state["sample"], runtime.context.config.detect
-    verdict, reason = check(state["experts"], s.label, d.policy, s.is_mc, d.fuzzy_threshold)
+    answers = {r: a for r, a in state["experts"].items() if r in d.experts}
+    verdict, reason = check(answers, s.label, d.policy, s.is_mc, d.fuzzy_threshold)
     return {"verdict": verdict, "verdict_reason": reason}
 
 
-def after_checker(state: SampleState, runtime: Runtime[Deps]) -> Literal["retrieve", "__end__"]:
-    """Noisy samples go on to relabeling once the clean index exists (after the detect
+def _relabel_entry(deps: Deps) -> Literal["retrieve", "reviewer"]:
+    return "retrieve" if deps.config.relabel.context else "reviewer"
+
+
+def after_checker(state: SampleState, runtime: Runtime[Deps]
+                  ) -> Literal["retrieve", "reviewer", "__end__"]:
+    """Noisy samples go on to relabeling once the relabel stage has begun (after the detect
     barrier); until then, and for clean or failed samples, the run ends here."""
-    ready = runtime.context.index is not None
-    return "retrieve" if state["verdict"] == "noisy" and ready else END
+    deps = runtime.context
+    return _relabel_entry(deps) if state["verdict"] == "noisy" and deps.relabeling else END
 
 
-def start(state: SampleState) -> list[str] | Literal["retrieve"]:
-    """A detected noisy sample resumes at retrieval; a new one starts with both experts."""
-    return "retrieve" if state.get("verdict") == "noisy" else ["direct_expert", "reasoning_expert"]
+def start(state: SampleState, runtime: Runtime[Deps]
+          ) -> list[str] | Literal["retrieve", "reviewer"]:
+    """A detected noisy sample resumes at relabeling; a new one starts with both experts."""
+    if state.get("verdict") == "noisy":
+        return _relabel_entry(runtime.context)
+    return ["direct_expert", "reasoning_expert"]
+
+
+def _selection_entropy(deps: Deps, s, call: AgentCall, answers: list[str | None]) -> SampleState:
+    """Entropy of the final relabel call's answer (agreement of ``answers`` as fallback)."""
+    entropy, source, dist = answer_entropy(
+        deps.config.selection.entropy, s.letters, call.answer_top_logprobs, call.mean_nll,
+        call.answer_token_entropy)
+    if math.isnan(entropy) and call.answer is not None:
+        entropy, source = agreement_entropy(answers), "agreement"
+    return {"answer_distribution": dist, "entropy": None if math.isnan(entropy) else entropy,
+            "entropy_source": source}
 
 
 async def retrieve(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
@@ -78,24 +98,26 @@ async def retrieve(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
 
 
 async def context_relabel(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
-    call = await answer_with_context(runtime.context, state["sample"], state["neighbours"])
-    return {"calls": [call], "context_answer": call.answer, "errors": failures([call])}
+    deps = runtime.context
+    call = await answer_with_context(deps, state["sample"], state["neighbours"])
+    update = {"calls": [call], "context_answer": call.answer, "errors": failures([call])}
+    if not deps.config.relabel.reviewer:  # ablation: the context answer is final
+        update |= _selection_entropy(deps, state["sample"], call,
+                                     [state.get("reasoning_answer"), call.answer])
+    return update
 
 
-def after_context(state: SampleState) -> Literal["reviewer", "__end__"]:
-    return END if state.get("errors") else "reviewer"
+def after_context(state: SampleState, runtime: Runtime[Deps]) -> Literal["reviewer", "__end__"]:
+    if state.get("errors") or not runtime.context.config.relabel.reviewer:
+        return END
+    return "reviewer"
 
 
 async def reviewer(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
     deps, s = runtime.context, state["sample"]
     call = await review(deps, s, state.get("reasoning_text", ""), state.get("reasoning_answer"),
                         state.get("context_answer"))
-    entropy, source, dist = answer_entropy(
-        deps.config.selection.entropy, s.letters, call.answer_top_logprobs, call.mean_nll,
-        call.answer_token_entropy)
-    if math.isnan(entropy) and call.answer is not None:
-        entropy, source = agreement_entropy(
-            [state.get("reasoning_answer"), state.get("context_answer"), call.answer]), "agreement"
+    answers = [state.get("reasoning_answer"), state.get("context_answer"), call.answer]
     return {"calls": [call], "errors": failures([call]), "reviewer_answer": call.answer,
-            "reviewer_reasoning": call.reasoning, "answer_distribution": dist,
-            "entropy": None if math.isnan(entropy) else entropy, "entropy_source": source}
+            "reviewer_reasoning": call.reasoning,
+            **_selection_entropy(deps, s, call, answers)}

@@ -3,6 +3,9 @@
     START ─┬─► direct_expert ────┬─► checker ─(noisy, index ready)─► retrieve ─► context_relabel
            ├─► reasoning_expert ─┘      └─(clean | error | before the index)─► END      │
            └─(already detected noisy)─► retrieve                    reviewer ◄─(ok)─────┘
+
+Ablations (config ``relabel``): without context, noisy samples go straight to the reviewer;
+without the reviewer, the context answer is final.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ def build_robustft_graph():
     g.add_node("retrieve", nodes.retrieve)
     g.add_node("context_relabel", nodes.context_relabel)
     g.add_node("reviewer", nodes.reviewer)
-    g.add_conditional_edges(START, nodes.start, ["direct_expert", "reasoning_expert", "retrieve"])
+    g.add_conditional_edges(START, nodes.start,
+                            ["direct_expert", "reasoning_expert", "retrieve", "reviewer"])
     g.add_edge(["direct_expert", "reasoning_expert"], "checker")
-    g.add_conditional_edges("checker", nodes.after_checker, ["retrieve", END])
+    g.add_conditional_edges("checker", nodes.after_checker, ["retrieve", "reviewer", END])
     g.add_edge("retrieve", "context_relabel")
     g.add_conditional_edges("context_relabel", nodes.after_context, ["reviewer", END])
     g.add_edge("reviewer", END)

@@ -21,8 +21,6 @@ _KEEP = (*FIRST_KEYS, "neighbours", "context_answer", "reviewer_answer", "review
          "entropy", "entropy_source", "answer_distribution", "errors")
 
 
-
-
 def _plain(state: dict[str, Any]) -> dict[str, Any]:
     """The JSON-ready part of a state (calls are stored in their own table)."""
     out = {k: state[k] for k in _KEEP if k in state}
@@ -56,13 +54,15 @@ async def stages(run: Run) -> None:
     records = list(store.records())
     clean = [by_id[r["id"]] for r in records if r.get("verdict") == "clean"]
     noisy = [r for r in records if r["stage"] == "detected" and r.get("verdict") == "noisy"]
-    rep.note(f"indexing {len(clean)} clean samples")
-    embedder = await asyncio.to_thread(Embedder, config.retrieval.embedder,
-                                       config.retrieval.batch_size)
-    deps.index = CleanIndex(store.dir / "index", embedder)
-    await asyncio.to_thread(deps.index.build, clean)
-    await asyncio.to_thread(deps.index.prepare, [by_id[r["id"]] for r in noisy],
-                            config.retrieval.k)
+    if config.relabel.context:
+        rep.note(f"indexing {len(clean)} clean samples")
+        embedder = await asyncio.to_thread(Embedder, config.retrieval.embedder,
+                                           config.retrieval.batch_size)
+        deps.index = CleanIndex(store.dir / "index", embedder)
+        await asyncio.to_thread(deps.index.build, clean)
+        await asyncio.to_thread(deps.index.prepare, [by_id[r["id"]] for r in noisy],
+                                config.retrieval.k)
+    deps.relabeling = True
 
     n_noisy = sum(1 for r in records if r.get("verdict") == "noisy")
     run.start("relabel", n_noisy, len(noisy))
@@ -73,20 +73,21 @@ async def stages(run: Run) -> None:
 
 def fates(run: Run) -> list[tuple[str, str, str, str | None]]:
     """Fates of relabeled samples: errors, unparsed reviews, then the β lowest entropies."""
-    beta = run.config.selection.beta
+    beta, by = run.config.selection.beta, ("reviewer" if run.config.relabel.reviewer
+                                             else "context")
     out, candidates = [], []
     for r in run.store.records(stage="relabeled"):
         orig = r["sample"]["label"]
         if r.get("errors"):
             out.append((r["id"], "error", "relabel: " + "; ".join(r["errors"]), None))
-        elif r.get("reviewer_answer") is None:
-            out.append((r["id"], "relabeled-dropped", "reviewer reply unparsed", None))
+        elif r.get(f"{by}_answer") is None:
+            out.append((r["id"], "relabeled-dropped", f"{by} reply unparsed", None))
         else:
             candidates.append((r, orig))
     ent = [c[0].get("entropy") for c in candidates]
     keep = select_lowest([math.nan if e is None else e for e in ent], beta)
     for (r, orig), k, e in zip(candidates, keep, ent, strict=True):
-        new = r["reviewer_answer"]
+        new = r[f"{by}_answer"]
         change = f"label {orig} -> {new}" if new != orig else f"label {orig} confirmed"
         e_txt = "unknown" if e is None else f"{e:.4f} ({r.get('entropy_source')})"
         if k:

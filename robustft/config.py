@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ROLES = ("direct", "reasoning", "reflection", "context", "reviewer",
          "sampler", "certainty", "corrector", "judge")
@@ -99,6 +99,26 @@ class DetectConfig(_Strict):
     fuzzy_threshold: float = Field(
         0.8, ge=0, le=1, description="Free text: token-F1 between normalised whole answers at or "
         "above which two answers match.")
+    experts: list[Literal["direct", "reasoning"]] = Field(
+        ["direct", "reasoning"], min_length=1, description="Experts whose answers the checker "
+        "compares with the label. [direct] is the 'without checker' ablation: the base model's "
+        "direct answer alone decides (the reasoning expert still runs for the reviewer).")
+
+
+class RelabelConfig(_Strict):
+    context: bool = Field(
+        True, description="Context-enhanced relabeling: retrieve the k most similar clean "
+        "samples and answer with them as worked examples. false: the reviewer sees only the "
+        "reasoning expert (ablation).")
+    reviewer: bool = Field(
+        True, description="The reviewer decides the final label. false: the context-enhanced "
+        "answer is the final label and its entropy is used for selection (ablation).")
+
+    @model_validator(mode="after")
+    def _one_relabeler(self) -> RelabelConfig:
+        if not (self.context or self.reviewer):
+            raise ValueError("relabel.context and relabel.reviewer cannot both be false")
+        return self
 
 
 class RetrievalConfig(_Strict):
@@ -166,6 +186,8 @@ class Config(_Strict):
         default_factory=_default_roles, description=f"Per-role settings; roles: {ROLES}.")
     data: DataConfig = Field(default_factory=DataConfig, description="Input columns.")
     detect: DetectConfig = Field(default_factory=DetectConfig, description="Noise detection.")
+    relabel: RelabelConfig = Field(
+        default_factory=RelabelConfig, description="Relabeling of noisy samples.")
     retrieval: RetrievalConfig = Field(
         default_factory=RetrievalConfig, description="Clean-sample index and k-NN.")
     selection: SelectionConfig = Field(
