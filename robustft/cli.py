@@ -316,6 +316,37 @@ def summary(run: Path) -> None:
     console.print(summary_table(store.totals()))
 
 
+@app.command()
+def view(run: Path, port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free)."
+                                                      )] = 8765) -> None:
+    """Browse a run in the web browser: summary, filterable sample table, agent timelines."""
+    from .viewer import Viewer
+
+    try:
+        viewer = Viewer(run, port)
+    except (FileNotFoundError, OSError) as e:
+        raise fail(str(e)) from None
+    console.print(f"viewing [bold]{run}[/bold] at {viewer.url}  (Ctrl-C to stop)")
+    try:
+        viewer.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def report(run: Path, html: Annotated[Path, typer.Option("--html", help="Output file.")],
+           limit: Annotated[int, typer.Option(help="Most changed samples to include.")] = 5000,
+           ) -> None:
+    """One self-contained HTML file: the run summary and every sample whose label changed."""
+    from .viewer import write_report
+
+    try:
+        n = write_report(run, html, limit)
+    except FileNotFoundError as e:
+        raise fail(str(e)) from None
+    console.print(f"wrote {html} ({n} changed samples, {html.stat().st_size / 1e6:.1f} MB)")
+
+
 @prompts_app.command("list")
 def prompts_list(override: Annotated[Path | None, typer.Option("--prompts")] = None) -> None:
     """Prompt names, hashes, sources and descriptions."""

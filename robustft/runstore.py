@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS samples (
     fate TEXT, reason TEXT, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS samples_row ON samples(row);
 CREATE INDEX IF NOT EXISTS samples_fate ON samples(fate);
+CREATE INDEX IF NOT EXISTS samples_entropy ON samples(entropy);
 CREATE TABLE IF NOT EXISTS calls (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, sample_id TEXT NOT NULL, stage TEXT NOT NULL,
     role TEXT NOT NULL, prompt TEXT, prompt_hash TEXT, model TEXT, answer TEXT,
@@ -58,6 +59,18 @@ class RunStore:
         if not path.is_file():
             raise FileNotFoundError(f"{run_dir}: not a run directory (no run.sqlite)")
         return cls(run_dir)
+
+    @classmethod
+    def reader(cls, run_dir: str | Path) -> RunStore:
+        """A read-only store (no schema writes), usable from any thread that opens it."""
+        path = Path(run_dir) / "run.sqlite"
+        if not path.is_file():
+            raise FileNotFoundError(f"{run_dir}: not a run directory (no run.sqlite)")
+        store = cls.__new__(cls)
+        store.dir = Path(run_dir)
+        store.db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True,
+                                   check_same_thread=False)
+        return store
 
     def close(self) -> None:
         self.db.close()

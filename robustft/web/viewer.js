@@ -1,0 +1,270 @@
+// robustft run viewer: summary, paginated sample table, per-sample agent timeline.
+// Served by `robustft view` (data from /api/*) or inlined by `robustft report` (window.STATIC_RUN).
+"use strict";
+
+const STATIC = window.STATIC_RUN || null;
+const app = document.getElementById("app");
+const FATES = ["", "clean", "relabeled", "relabeled-kept", "relabeled-dropped", "error"];
+const state = { fate: "", changed: false, errors: false, q: "", sort: "row", order: "asc",
+  page: 1, size: 50 };
+
+function h(tag, attrs, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids.flat()) {
+    if (kid === null || kid === undefined || kid === false) continue;
+    el.append(kid instanceof Node ? kid : String(kid));
+  }
+  return el;
+}
+const fmt = (x, d = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
+const fateTag = (f) => h("span", { class: `fate fate-${f}` }, f || "pending");
+
+// ---- data: the HTTP API, or the same queries over the inlined report data -------------
+async function api(path, params) {
+  if (STATIC) return staticApi(path, params || {});
+  const url = path + (params ? "?" + new URLSearchParams(params) : "");
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return r.json();
+}
+
+function staticApi(path, p) {
+  if (path === "/api/summary") return STATIC.summary;
+  if (path === "/api/sample") return STATIC.samples.find((s) => s.id === p.id) || null;
+  let rows = STATIC.samples.map((s) => ({ id: s.id, row: s.row, fate: s.fate,
+    verdict: s.verdict, original: s.sample && s.sample.label, final: s.final,
+    entropy: s.entropy, confidence: s.confidence, reason: s.reason,
+    question: ((s.sample && s.sample.question) || "").slice(0, 160) }));
+  if (p.fate === "relabeled") rows = rows.filter((r) => (r.fate || "").startsWith("relabeled"));
+  else if (p.fate) rows = rows.filter((r) => r.fate === p.fate);
+  if (p.errors === "1") rows = rows.filter((r) => r.fate === "error");
+  if (p.q) rows = rows.filter((r) => (r.id + " " + r.question).includes(p.q));
+  const dir = p.order === "desc" ? -1 : 1;
+  rows.sort((a, b) => {
+    const x = a[p.sort], y = b[p.sort];
+    if (x === y) return a.row - b.row;
+    if (x === null || x === undefined) return 1;
+    if (y === null || y === undefined) return -1;
+    return (x < y ? -1 : 1) * dir;
+  });
+  const size = Number(p.size), page = Number(p.page);
+  return { total: rows.length, page, size, rows: rows.slice((page - 1) * size, page * size) };
+}
+
+// ---- summary ---------------------------------------------------------------------------
+function histogram(title, hist) {
+  if (!hist || !hist.counts || !hist.counts.length) return null;
+  const W = 360, H = 120, n = hist.counts.length, max = Math.max(...hist.counts, 1);
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H + 18}`);
+  svg.setAttribute("class", "hist");
+  hist.counts.forEach((c, i) => {
+    const r = document.createElementNS(svg.namespaceURI, "rect");
+    const bh = (c / max) * H;
+    Object.entries({ x: (i * W) / n + 1, y: H - bh, width: W / n - 2, height: bh })
+      .forEach(([k, v]) => r.setAttribute(k, v));
+    const t = document.createElementNS(svg.namespaceURI, "title");
+    t.textContent = `${fmt(hist.edges[i], 3)}–${fmt(hist.edges[i + 1], 3)}: ${c}`;
+    r.append(t);
+    svg.append(r);
+  });
+  [[0, "start", hist.edges[0]], [W, "end", hist.edges[n]]].forEach(([x, a, v]) => {
+    const t = document.createElementNS(svg.namespaceURI, "text");
+    t.setAttribute("x", x); t.setAttribute("y", H + 14); t.setAttribute("text-anchor", a);
+    t.textContent = fmt(v, 3);
+    svg.append(t);
+  });
+  return h("div", { class: "panel" }, h("h2", {}, title), svg);
+}
+
+function summaryView(s) {
+  document.getElementById("run-path").textContent = `${s.run} · ${s.method}`;
+  const card = (k, v, id) => h("div", { class: "card", id }, h("div", { class: "v" }, v),
+    h("div", { class: "k" }, k));
+  const fates = Object.entries(s.fates || {}).map(([f, n]) => card(f, n, `count-${f}`));
+  const roles = h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "role"),
+    h("th", {}, "calls"), h("th", {}, "prompt tokens"), h("th", {}, "completion tokens"))),
+  h("tbody", {}, Object.entries(s.by_role || {}).map(([r, v]) => h("tr", {}, h("td", {}, r),
+    h("td", { class: "num" }, v.calls), h("td", { class: "num" }, v.prompt_tokens),
+    h("td", { class: "num" }, v.completion_tokens)))));
+  const prompts = h("table", {}, h("tbody", {}, Object.entries(s.prompts || {}).map(([n, p]) =>
+    h("tr", {}, h("td", {}, n), h("td", {}, h("code", {}, p.hash)),
+      h("td", { class: "muted", title: p.path }, p.path.split("/").slice(-2).join("/"))))));
+  return h("section", { id: "summary" },
+    STATIC ? h("p", { class: "banner" }, "Static report: the run summary and the samples " +
+      "whose label changed. Run `robustft view RUN` to browse every sample.") : null,
+    h("div", { class: "cards" }, card("samples", s.samples, "count-samples"), ...fates,
+      card("labels changed", s.labels_changed, "count-changed"), card("calls", s.calls),
+      card("failed calls", s.failed_calls), card("cached calls", s.cached_calls),
+      card("tokens", (s.prompt_tokens || 0) + (s.completion_tokens || 0))),
+    h("div", { class: "grid2" },
+      histogram("Entropy of relabeled samples (lower = surer)", s.entropy_hist),
+      histogram(`CLEAR confidence${s.gamma ? ` (γ = ${fmt(s.gamma, 3)})` : ""}`,
+        s.confidence_hist),
+      h("div", { class: "panel" }, h("h2", {}, "Calls by role"), roles),
+      h("div", { class: "panel" }, h("h2", {}, "Prompts used (hash)"), prompts)),
+    h("details", { class: "panel" }, h("summary", {}, "Config snapshot"), h("pre", {}, s.config)));
+}
+
+// ---- sample table ----------------------------------------------------------------------
+function tableView() {
+  const wrap = h("section", { id: "table" });
+  const body = h("tbody", {});
+  const info = h("span", { id: "page-info", class: "muted" });
+  const cols = [["row", "row", true], ["id", "id", true], ["fate", "fate", true],
+    ["original", "given", false], ["final", "final", false], ["entropy", "entropy", true],
+    ["confidence", "confidence", true], ["question", "question", false]];
+  const head = h("tr", {}, cols.map(([k, label, sortable]) => h("th", {
+    class: (sortable ? "sortable" : "") + (state.sort === k ? " sorted" : ""), "data-col": k,
+    onclick: sortable ? () => { state.order = state.sort === k && state.order === "asc" ?
+      "desc" : "asc"; state.sort = k; state.page = 1; render(); } : null,
+  }, label + (state.sort === k ? (state.order === "asc" ? " ▲" : " ▼") : ""))));
+  const go = (patch) => { Object.assign(state, patch); load(); };
+  const toolbar = h("div", { class: "toolbar" },
+    h("label", {}, "fate ", h("select", { id: "fate-filter",
+      onchange: (e) => go({ fate: e.target.value, page: 1 }) },
+    FATES.map((f) => h("option", { value: f, selected: state.fate === f }, f || "all")))),
+    h("label", {}, h("input", { type: "checkbox", id: "changed-filter", checked: state.changed,
+      onchange: (e) => go({ changed: e.target.checked, page: 1 }) }), " label changed"),
+    h("label", {}, h("input", { type: "checkbox", id: "errors-filter", checked: state.errors,
+      onchange: (e) => go({ errors: e.target.checked, page: 1 }) }), " errors only"),
+    h("input", { type: "search", id: "search", placeholder: "search id or question…",
+      value: state.q, onchange: (e) => go({ q: e.target.value, page: 1 }) }));
+  const pager = h("div", { class: "pager" },
+    h("button", { id: "prev", onclick: () => state.page > 1 && go({ page: state.page - 1 }) },
+      "← prev"), info,
+    h("button", { id: "next", onclick: () => go({ page: state.page + 1 }) }, "next →"),
+    h("select", { id: "page-size", onchange: (e) => go({ size: Number(e.target.value),
+      page: 1 }) }, [25, 50, 100, 200].map((n) => h("option", { value: n,
+      selected: state.size === n }, `${n} / page`))));
+  wrap.append(h("h2", {}, "Samples"), toolbar,
+    h("table", { id: "samples" }, h("thead", {}, head), body), pager);
+
+  async function load() {
+    const params = { sort: state.sort, order: state.order, page: state.page, size: state.size };
+    if (state.fate) params.fate = state.fate;
+    if (state.changed) params.changed = "1";
+    if (state.errors) params.errors = "1";
+    if (state.q) params.q = state.q;
+    const t0 = performance.now();
+    const data = await api("/api/samples", params);
+    const pages = Math.max(1, Math.ceil(data.total / data.size));
+    if (state.page > pages) { state.page = pages; return load(); }
+    body.replaceChildren(...data.rows.map((r) => h("tr", {
+      "data-id": r.id, onclick: () => { location.hash = "#/sample/" + encodeURIComponent(r.id); },
+    }, h("td", { class: "num" }, r.row), h("td", {}, r.id), h("td", {}, fateTag(r.fate)),
+    h("td", {}, r.original ?? "–"),
+    h("td", { class: r.final && r.final !== r.original ? "changed" : "" }, r.final ?? "–"),
+    h("td", { class: "num" }, fmt(r.entropy)), h("td", { class: "num" }, fmt(r.confidence, 3)),
+    h("td", {}, r.question))));
+    info.textContent = `page ${data.page} of ${pages} · ${data.total} matching · ` +
+      `${Math.round(performance.now() - t0)} ms`;
+    wrap.dataset.loaded = String(Date.now());
+  }
+  load().catch(showError);
+  return wrap;
+}
+
+// ---- one sample ------------------------------------------------------------------------
+function kv(pairs) {
+  return h("div", { class: "kv" }, pairs.filter(([, v]) => v !== undefined && v !== null &&
+    v !== "").flatMap(([k, v]) => [h("div", { class: "k" }, k), h("div", {}, v)]));
+}
+
+function logprobBars(top) {
+  if (!top || !top.length) return null;
+  return h("table", { class: "logprobs" }, h("tbody", {}, top.slice(0, 8).map(([tok, lp]) =>
+    h("tr", {}, h("td", {}, h("code", {}, JSON.stringify(tok))),
+      h("td", { class: "num" }, fmt(Math.exp(lp), 3)),
+      h("td", {}, h("span", { class: "bar", style: `width:${Math.round(Math.exp(lp) * 160)}px` }))))));
+}
+
+function callCard(c, i) {
+  return h("div", { class: "call" + (c.error ? " error" : ""), "data-role": c.role,
+    "data-stage": c.stage },
+  h("h3", {}, `${i + 1}. ${c.stage} · ${c.role}`),
+  h("div", { class: "meta" }, `prompt ${c.prompt}@${c.prompt_hash} · model ${c.model} · ` +
+    `${fmt(c.latency_s, 2)} s · tokens ${c.prompt_tokens}+${c.completion_tokens}` +
+    `${c.usage_source !== "server" ? " (estimated)" : ""} · attempts ${c.attempts}` +
+    `${c.cached ? " · cached" : ""}`),
+  c.error ? h("p", { class: "errtext" }, "error: " + c.error) :
+    h("p", {}, "answer: ", h("span", { class: "answer" }, c.answer ?? "unparsed"),
+      h("span", { class: "muted" }, ` [${c.parse_status}]`),
+      c.mean_nll !== null ? h("span", { class: "muted" }, ` · mean NLL ${fmt(c.mean_nll)}`) :
+        null),
+  c.answer_top_logprobs ? h("div", {}, h("div", { class: "muted" },
+    "answer-token probabilities"), logprobBars(c.answer_top_logprobs)) : null,
+  c.reasoning ? h("details", {}, h("summary", {}, "reasoning"), h("pre", {}, c.reasoning)) :
+    null,
+  h("details", {}, h("summary", {}, "rendered prompt"), (c.messages || []).map((m) =>
+    h("div", {}, h("div", { class: "muted" }, `[${m.role}]`), h("pre", {}, m.content)))),
+  c.raw !== null ? h("details", { open: !!c.error || c.parse_status !== "ok" },
+    h("summary", {}, "raw reply"), h("pre", { class: "raw" }, c.raw)) : null);
+}
+
+function sampleView(d) {
+  const s = d.sample || {};
+  const letters = (s.options || []).map((o, i) => `${String.fromCharCode(65 + i)}. ${o}`);
+  const experts = Object.entries(d.experts || {}).map(([r, a]) => `${r}=${a ?? "unparsed"}`);
+  const nb = d.neighbours || [];
+  return h("section", { id: "sample", "data-id": d.id },
+    h("p", {}, h("a", { href: "#/", id: "back" }, "← all samples")),
+    h("div", { class: "panel" }, h("h2", {}, `Sample ${d.id}`), kv([
+      ["source", s.source || d.row], ["question", s.question],
+      ["options", letters.length ? h("pre", {}, letters.join("\n")) : null],
+      ["given label", s.label], ["fate", fateTag(d.fate)], ["reason", d.reason],
+      ["final label", h("span", { id: "final-label", class: d.final !== s.label ? "changed" :
+        "" }, d.final ?? "–")],
+      ["experts", experts.join(", ")], ["checker", d.verdict ? `${d.verdict}: ` +
+        `${d.verdict_reason || ""}` : null],
+      ["context answer", d.context_answer],
+      ["reviewer answer", d.reviewer_answer !== undefined ? h("span", { id: "reviewer-answer" },
+        d.reviewer_answer ?? "unparsed") : null],
+      ["reviewer reasoning", d.reviewer_reasoning ? h("pre", {}, d.reviewer_reasoning) : null],
+      ["entropy", d.entropy !== null && d.entropy !== undefined ?
+        `${fmt(d.entropy)} (${d.entropy_source})` : null],
+      ["answer distribution", d.answer_distribution ? Object.entries(d.answer_distribution)
+        .map(([k, v]) => `${k}: ${fmt(v, 3)}`).join("  ") : null],
+      ["confidence", d.confidence !== undefined && d.confidence !== null ?
+        `C=${fmt(d.confidence, 3)} (O=${fmt(d.observed, 3)}, S=${fmt(d.certainty, 3)})` : null],
+      ["candidate", d.candidate], ["judge confidence", d.judge_confidence],
+      ["errors", (d.errors || []).length ? h("span", { class: "errtext" },
+        d.errors.join("; ")) : null]])),
+    nb.length ? h("div", { class: "panel" }, h("h2", {}, `Retrieved clean neighbours (${nb.length})`),
+      h("table", { id: "neighbours" }, h("thead", {}, h("tr", {}, h("th", {}, "id"),
+        h("th", {}, "distance"), h("th", {}, "question"), h("th", {}, "label"))),
+      h("tbody", {}, nb.map((n) => h("tr", {}, h("td", {}, n.id),
+        h("td", { class: "num" }, fmt(n.distance)), h("td", {}, n.question,
+          (n.options || []).length ? h("div", { class: "muted" }, n.options.map((o, i) =>
+            `${String.fromCharCode(65 + i)}. ${o}`).join("  ")) : null),
+        h("td", {}, n.label)))))) : null,
+    h("h2", {}, `Agent timeline (${(d.calls || []).length} calls)`),
+    h("div", { class: "timeline" }, (d.calls || []).map(callCard)));
+}
+
+// ---- routing ---------------------------------------------------------------------------
+function showError(e) {
+  app.replaceChildren(h("p", { class: "errtext" }, String(e)));
+}
+
+async function render() {
+  const m = location.hash.match(/^#\/sample\/(.+)$/);
+  try {
+    if (m) {
+      const d = await api("/api/sample", { id: decodeURIComponent(m[1]) });
+      app.replaceChildren(d ? sampleView(d) : h("p", { class: "errtext" }, "no such sample"));
+      window.scrollTo(0, 0);
+    } else {
+      const s = await api("/api/summary");
+      app.replaceChildren(summaryView(s), tableView());
+    }
+  } catch (e) { showError(e); }
+}
+window.addEventListener("hashchange", render);
+render();
