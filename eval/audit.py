@@ -33,7 +33,7 @@ from robustft.config import Config, RunOptions, load_config
 from robustft.io import file_format, load_samples, write_rows
 from robustft.outputs import sft_example
 from robustft.prompts import builtin_dir, load_prompts
-from robustft.schemas import Sample
+from robustft.schemas import InputError, Sample
 
 from .metrics import Outcome, audit
 from .noise import flip_choices
@@ -70,8 +70,10 @@ def method_config(base: Config, overrides: dict[str, Any]) -> Config:
     return Config.model_validate(_merge(base.model_dump(), overrides))
 
 
-def prepare_inputs(args, out: Path, cfg: Config) -> tuple[Path, dict[str, str], list[Sample]]:
-    """(noisy input file, id -> true label, noisy samples), honouring --limit and --rate."""
+def prepare_inputs(args, out: Path, cfg: Config
+                   ) -> tuple[Path, dict[str, str], list[Sample], list[InputError]]:
+    """(noisy input file, id -> true label, valid noisy samples, invalid noisy rows),
+    honouring --limit and --rate."""
     clean, errors, is_mc = load_samples(args.clean, cfg.data)
     if errors:
         raise SystemExit(f"{errors[0].reason} (the clean file must be valid)")
@@ -79,8 +81,10 @@ def prepare_inputs(args, out: Path, cfg: Config) -> tuple[Path, dict[str, str], 
         clean = clean[:args.limit]
     truth = {s.id: s.label for s in clean}
     fmt = file_format(Path(args.clean))
-    if args.noisy:
-        noisy_rows = [s.raw for s in load_samples(args.noisy, cfg.data)[0] if s.id in truth]
+    if args.noisy:  # invalid rows too: the pipeline must account for them as error rows
+        valid, invalid, _ = load_samples(args.noisy, cfg.data)
+        noisy_rows = [r.raw for r in sorted([*valid, *invalid], key=lambda r: r.row)
+                      if r.id in truth]
     else:
         if not is_mc:
             raise SystemExit("--rate injects multiple-choice flips; for free text use "
@@ -91,11 +95,14 @@ def prepare_inputs(args, out: Path, cfg: Config) -> tuple[Path, dict[str, str], 
                                                                                 strict=True)]
     noisy_path = out / f"noisy{Path(args.clean).suffix.lower()}"
     write_rows(noisy_path, noisy_rows, fmt)
-    samples, _, _ = load_samples(noisy_path, cfg.data)
-    if len(samples) != len(truth):
-        raise SystemExit(f"{noisy_path}: {len(samples)} rows match the clean file's ids, "
-                         f"expected {len(truth)}")
-    return noisy_path, truth, samples
+    samples, invalid, _ = load_samples(noisy_path, cfg.data)
+    if len(samples) + len(invalid) != len(truth):
+        raise SystemExit(f"{noisy_path}: {len(samples) + len(invalid)} rows match the clean "
+                         f"file's ids, expected {len(truth)}")
+    for e in invalid:
+        print(f"[audit] invalid input row (the pipeline reports it as an error row): {e.reason}",
+              file=sys.stderr)
+    return noisy_path, truth, samples, invalid
 
 
 def outcomes(run_dir: Path, truth: dict[str, str]) -> list[Outcome]:
@@ -133,7 +140,7 @@ def run_audit(args) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     base = load_config(args.config)
     base.concurrency = args.concurrency
-    noisy_path, truth, samples = prepare_inputs(args, out, base)
+    noisy_path, truth, samples, invalid = prepare_inputs(args, out, base)
     server = sim = None
     if args.sim:
         sim, url = _start_sim(args, Path(args.clean))
@@ -162,7 +169,7 @@ def run_audit(args) -> dict[str, Any]:
             print(f"[audit] {name}: {what}", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             if method is None:
-                res = _no_curation(samples, truth, run_dir, base)
+                res = _no_curation(samples, invalid, truth, run_dir, base)
             else:
                 summary = asyncio.run(curate(
                     method_config(base, overrides), noisy_path, run_dir,
@@ -191,13 +198,17 @@ def run_audit(args) -> dict[str, Any]:
     return results
 
 
-def _no_curation(samples: list[Sample], truth: dict[str, str], run_dir: Path,
-                 cfg: Config) -> dict[str, Any]:
-    """The baseline: every row kept with its given label (sft.jsonl written for training)."""
+def _no_curation(samples: list[Sample], invalid: list[InputError], truth: dict[str, str],
+                 run_dir: Path, cfg: Config) -> dict[str, Any]:
+    """The baseline: every row kept with its given label (sft.jsonl written for training;
+    invalid rows cannot become SFT pairs, but count as kept with their given label)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     prompt = load_prompts(cfg.prompts_dir)["sft"]
     write_rows(run_dir / "sft.jsonl", [sft_example(prompt, s, s.label) for s in samples], "jsonl")
-    res = audit([Outcome(s.id, "clean", s.label, s.label, truth[s.id]) for s in samples])
+    col = cfg.data.answer_column
+    res = audit([*(Outcome(s.id, "clean", s.label, s.label, truth[s.id]) for s in samples),
+                 *(Outcome(e.id, "clean", str(e.raw.get(col)), str(e.raw.get(col)), truth[e.id])
+                   for e in invalid)])
     return res | {"calls_per_sample": 0.0, "tokens_per_sample": 0.0, "sent": 0}
 
 

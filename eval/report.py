@@ -26,7 +26,8 @@ COLUMNS = [  # (key, header, format)
     ("curated_acc", "curated acc", "{:.3f}"), ("retention", "retention", "{:.3f}"),
     ("calls_per_sample", "calls/sample", "{:.2f}"),
     ("tokens_per_sample", "tokens/sample", "{:.0f}"), ("sent", "sent", "{:.0f}"),
-    ("wall_s", "wall s", "{:.1f}"), ("downstream_acc", "downstream acc", "{:.3f}"),
+    ("errors", "error rows", "{:.0f}"), ("wall_s", "wall s", "{:.1f}"),
+    ("downstream_acc", "downstream acc", "{:.3f}"),
 ]
 
 

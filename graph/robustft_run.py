@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from robustft.config import ROLES as ALL_ROLES
-from robustft.retrieval import CleanIndex, Embedder
+from robustft.retrieval import BackgroundEmbedder, CleanIndex
 from robustft.selection import select_lowest
 
 from .robustft import build_robustft_graph
@@ -34,8 +34,12 @@ async def stages(run: Run) -> None:
     by_id = run.by_id()
     graph = build_robustft_graph()
 
+    background = BackgroundEmbedder(config.retrieval.embedder, config.retrieval.batch_size)
+
     def save(state: SampleState, stage: str) -> None:
         s, err = state["sample"], state.get("errors")
+        if stage == "detected" and not err and config.relabel.context:
+            background.add(s)  # clean: indexed; noisy: queried — both need the vector
         data = {"sample": s.model_dump(), **_plain(state)}
         fate = reason = None
         if stage == "detected" and (err or state.get("verdict") != "noisy"):
@@ -56,12 +60,11 @@ async def stages(run: Run) -> None:
     noisy = [r for r in records if r["stage"] == "detected" and r.get("verdict") == "noisy"]
     if config.relabel.context:
         rep.note(f"indexing {len(clean)} clean samples")
-        embedder = await asyncio.to_thread(Embedder, config.retrieval.embedder,
-                                           config.retrieval.batch_size)
-        deps.index = CleanIndex(store.dir / "index", embedder)
-        await asyncio.to_thread(deps.index.build, clean)
+        known = await background.finish()  # most were embedded during detection
+        deps.index = CleanIndex(store.dir / "index", await background.embedder())
+        await asyncio.to_thread(deps.index.build, clean, known)
         await asyncio.to_thread(deps.index.prepare, [by_id[r["id"]] for r in noisy],
-                                config.retrieval.k)
+                                config.retrieval.k, known=known)
     deps.relabeling = True
 
     n_noisy = sum(1 for r in records if r.get("verdict") == "noisy")

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2  # the openai SDK's HTTP layer: cast_to its Response for the raw reply
 import openai
 
 from .cache import RequestCache, request_key
@@ -117,13 +118,14 @@ def _describe(err: Exception) -> str:
     return f"{type(err).__name__}: {str(err)[:300]}"
 
 
-def _logprobs(choice: Any) -> list[TokenLogprob] | None:
-    content = getattr(getattr(choice, "logprobs", None), "content", None)
+def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
+    content = (choice.get("logprobs") or {}).get("content")
     if not content:
         return None
-    return [TokenLogprob(token=c.token, logprob=c.logprob,
-                        top=[(t.token, t.logprob) for t in (c.top_logprobs or [])])
-            for c in content]
+    return [TokenLogprob.model_construct(
+        token=c["token"], logprob=c["logprob"],
+        top=[(t["token"], t["logprob"]) for t in (c.get("top_logprobs") or [])])
+        for c in content]
 
 
 class LLMClient:
@@ -209,26 +211,32 @@ class LLMClient:
     async def _complete(self, client: openai.AsyncOpenAI, model: str,
                         messages: list[dict[str, str]], temperature: float, max_tokens: int,
                         extra: dict[str, Any]) -> Completion:
+        """POST the body as is and read the JSON reply with plain dict access: the SDK's
+        typed request transform and response models cost more CPU per call than the rest of
+        the pipeline (``eval/bench_overhead.py``). Status errors still come from the SDK."""
+        body = {"model": model, "messages": messages, "temperature": temperature,
+                "max_tokens": max_tokens, **extra}
+
         async def call():
-            resp = await client.chat.completions.create(
-                model=model, messages=messages, temperature=temperature,
-                max_tokens=max_tokens, **extra)
-            if not resp.choices or getattr(resp.choices[0], "message", None) is None:
+            resp = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+            data = resp.json()
+            choices = data.get("choices") if isinstance(data, dict) else None
+            if not choices or not isinstance(choices[0].get("message"), dict):
                 raise _EmptyReply("reply has no choices")
-            return resp
+            return data
 
         t0 = time.perf_counter()
-        resp, attempts = await self._with_retries(call, f"chat({model})")
+        data, attempts = await self._with_retries(call, f"chat({model})")
         latency = time.perf_counter() - t0
-        choice = resp.choices[0]
-        text = choice.message.content or ""
-        usage = resp.usage
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        usage = data.get("usage") or {}
         completion = Completion(
-            text=text, model=resp.model or model, logprobs=_logprobs(choice),
-            latency_s=latency, attempts=attempts, finish_reason=choice.finish_reason)
-        if usage is not None and usage.prompt_tokens is not None:
-            completion.prompt_tokens = usage.prompt_tokens
-            completion.completion_tokens = usage.completion_tokens or 0
+            text=text, model=data.get("model") or model, logprobs=_logprobs(choice),
+            latency_s=latency, attempts=attempts, finish_reason=choice.get("finish_reason"))
+        if usage.get("prompt_tokens") is not None:
+            completion.prompt_tokens = usage["prompt_tokens"]
+            completion.completion_tokens = usage.get("completion_tokens") or 0
         else:
             completion.prompt_tokens = estimate_messages(messages)
             completion.completion_tokens = estimate_tokens(text)

@@ -64,11 +64,23 @@ class CleanIndex:
         self.table = None
         self._prepared: dict[str, list[Neighbour]] = {}
 
-    def build(self, clean: Sequence[Sample]) -> int:
-        """(Re)create the table from the clean samples; returns the number indexed."""
+    def _vectors(self, samples: Sequence[Sample], known: dict[str, np.ndarray] | None
+                 ) -> np.ndarray:
+        """Embeddings of ``samples``: taken from ``known`` by id, the rest computed now."""
+        known = known or {}
+        missing = [s for s in samples if s.id not in known]
+        fresh = dict(zip([s.id for s in missing],
+                         self.embedder.embed([s.embed_text() for s in missing]), strict=True))
+        if not samples:
+            return self.embedder.embed([])
+        return np.stack([known[s.id] if s.id in known else fresh[s.id] for s in samples])
+
+    def build(self, clean: Sequence[Sample], known: dict[str, np.ndarray] | None = None) -> int:
+        """(Re)create the table from the clean samples (vectors from ``known`` where given);
+        returns the number indexed."""
         import pyarrow as pa
 
-        vectors = self.embedder.embed([s.embed_text() for s in clean])
+        vectors = self._vectors(clean, known)
         dim = vectors.shape[1]
         table = pa.table({
             "id": pa.array([s.id for s in clean], pa.string()),
@@ -81,13 +93,15 @@ class CleanIndex:
         self.table = self.db.create_table(TABLE, data=table, mode="overwrite")
         return len(clean)
 
-    def prepare(self, queries: Sequence[Sample], k: int, chunk: int = 1024) -> None:
-        """Embed and search all query samples in batches, ahead of the per-sample graphs."""
+    def prepare(self, queries: Sequence[Sample], k: int, chunk: int = 1024,
+                known: dict[str, np.ndarray] | None = None) -> None:
+        """Embed (unless ``known``) and search all query samples in batches, ahead of the
+        per-sample graphs."""
         if self.table is None or self.table.count_rows() == 0:
             return
         for start in range(0, len(queries), chunk):
             part = queries[start:start + chunk]
-            found = self.search_batch(self.embedder.embed([s.embed_text() for s in part]), k)
+            found = self.search_batch(self._vectors(part, known), k)
             self._prepared.update({s.id: n for s, n in zip(part, found, strict=True)})
 
     def search_batch(self, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
@@ -113,6 +127,51 @@ class CleanIndex:
             return self._prepared.pop(sample.id)[:k]
         vector = (await asyncio.to_thread(self.embedder.embed, [sample.embed_text()]))[0]
         return await asyncio.to_thread(self._search, vector, k)
+
+
+class BackgroundEmbedder:
+    """Embeds samples in batches on a worker thread while a stage is still running (RobustFT
+    embeds every detected sample during detection, so the index is ready at the barrier).
+    The model loads on first use, in the background too."""
+
+    def __init__(self, path: str | None, batch_size: int, chunk: int = 256):
+        self.path, self.batch_size, self.chunk = path, batch_size, chunk
+        self.vectors: dict[str, np.ndarray] = {}
+        self._pending: list[Sample] = []
+        self._model: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._lock = asyncio.Lock()
+
+    async def embedder(self) -> Embedder:
+        if self._model is None:
+            self._model = asyncio.ensure_future(
+                asyncio.to_thread(Embedder, self.path, self.batch_size))
+        return await self._model
+
+    def add(self, sample: Sample) -> None:
+        self._pending.append(sample)
+        if len(self._pending) >= self.chunk:
+            self._spawn()
+
+    def _spawn(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._embed(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _embed(self, batch: list[Sample]) -> None:
+        async with self._lock:  # one batch at a time: torch already uses every core
+            model = await self.embedder()
+            vecs = await asyncio.to_thread(model.embed, [s.embed_text() for s in batch])
+            self.vectors.update(zip([s.id for s in batch], vecs, strict=True))
+
+    async def finish(self) -> dict[str, np.ndarray]:
+        """Embed what is left and wait for every batch; returns id -> vector."""
+        if self._pending:
+            self._spawn()
+        while self._tasks:
+            await asyncio.gather(*self._tasks)
+        return self.vectors
 
 
 def _neighbour(r: dict) -> Neighbour:
