@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robustft.demo import detection_scores
 from robustft.selection import select_lowest
 
 KEPT = ("clean", "relabeled-kept")
@@ -55,12 +56,13 @@ def _ratio(num: int, den: int) -> float:
 
 
 def detection(flagged: Sequence[bool], noisy: Sequence[bool]) -> dict[str, float]:
-    """Precision, recall, F1 of the flags against the true noise mask."""
-    f, n = np.asarray(flagged, bool), np.asarray(noisy, bool)
-    tp = int((f & n).sum())
-    p, r = _ratio(tp, int(f.sum())), _ratio(tp, int(n.sum()))
-    pz, rz = (0.0 if math.isnan(p) else p), (0.0 if math.isnan(r) else r)
-    return {"precision": p, "recall": r, "f1": 2 * pz * rz / (pz + rz) if pz + rz else 0.0}
+    """Precision, recall, F1 of the flags against the true noise mask (the demo's scoring,
+    with NaN instead of 0 where a ratio has nothing to count)."""
+    f = {i for i, x in enumerate(flagged) if x}
+    n = {i for i, x in enumerate(noisy) if x}
+    d = detection_scores(f, n, len(flagged))
+    return {"precision": d["precision"] if f else math.nan,
+            "recall": d["recall"] if n else math.nan, "f1": d["f1"]}
 
 
 def accuracy(pred: Sequence[str | None], truth: Sequence[str]) -> float:

@@ -47,6 +47,7 @@ from .serve import (
     vllm_command,
 )
 from .tracing import sample_story, summary_table
+from .viewdata import sample_detail
 
 app = typer.Typer(help="Noise-robust LLM fine-tuning: find, relabel or drop wrong labels.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -294,10 +295,9 @@ def trace(run: Path, sample_id: Annotated[str, typer.Argument(help="Sample id.")
     except FileNotFoundError as e:
         raise fail(str(e)) from None
     if as_json:
-        rec = store.record(sample_id)
+        rec = sample_detail(store, sample_id)
         if rec is None:
             raise fail(f"{run}: no sample with id {sample_id!r}")
-        rec["calls"] = [{"stage": s, **c.model_dump()} for s, c in store.calls(sample_id)]
         console.print_json(json.dumps(rec, default=str))
         return
     try:

@@ -67,12 +67,12 @@ class CleanIndex:
     def _vectors(self, samples: Sequence[Sample], known: dict[str, np.ndarray] | None
                  ) -> np.ndarray:
         """Embeddings of ``samples``: taken from ``known`` by id, the rest computed now."""
+        if not samples:
+            return self.embedder.embed([])
         known = known or {}
         missing = [s for s in samples if s.id not in known]
         fresh = dict(zip([s.id for s in missing],
                          self.embedder.embed([s.embed_text() for s in missing]), strict=True))
-        if not samples:
-            return self.embedder.embed([])
         return np.stack([known[s.id] if s.id in known else fresh[s.id] for s in samples])
 
     def build(self, clean: Sequence[Sample], known: dict[str, np.ndarray] | None = None) -> int:

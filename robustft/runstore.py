@@ -53,19 +53,22 @@ class RunStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
 
-    @classmethod
-    def open_existing(cls, run_dir: str | Path) -> RunStore:
+    @staticmethod
+    def _existing(run_dir: str | Path) -> Path:
         path = Path(run_dir) / "run.sqlite"
         if not path.is_file():
             raise FileNotFoundError(f"{run_dir}: not a run directory (no run.sqlite)")
+        return path
+
+    @classmethod
+    def open_existing(cls, run_dir: str | Path) -> RunStore:
+        cls._existing(run_dir)
         return cls(run_dir)
 
     @classmethod
     def reader(cls, run_dir: str | Path) -> RunStore:
         """A read-only store (no schema writes), usable from any thread that opens it."""
-        path = Path(run_dir) / "run.sqlite"
-        if not path.is_file():
-            raise FileNotFoundError(f"{run_dir}: not a run directory (no run.sqlite)")
+        path = cls._existing(run_dir)
         store = cls.__new__(cls)
         store.dir = Path(run_dir)
         store.db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True,

@@ -92,18 +92,12 @@ def samples_page(store: RunStore, filters: dict[str, str], sort: str = "row",
             "rows": [dict(zip(keys, r, strict=True)) for r in rows]}
 
 
-def _call(stage: str, c) -> dict[str, Any]:
-    d = c.model_dump()
-    d["stage"] = stage
-    return d
-
-
 def sample_detail(store: RunStore, sid: str) -> dict[str, Any] | None:
     """The whole record of one sample with its agent calls in order (the timeline)."""
     r = store.record(sid)
     if r is None:
         return None
-    return {**r, "calls": [_call(stage, c) for stage, c in store.calls(sid)]}
+    return {**r, "calls": [{"stage": stage, **c.model_dump()} for stage, c in store.calls(sid)]}
 
 
 def changed_samples(store: RunStore, limit: int = 5000) -> list[dict[str, Any]]:
