@@ -47,9 +47,20 @@ def browser():
 
 
 def _wait(driver, cond, timeout: float = 20):
+    """Wait for ``cond``; elements replaced by a re-render mid-check are retried, not errors."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(cond)
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(cond)
+
+
+def _table_ready(driver, info: str = "") -> bool:
+    """The sample table has finished its latest load and its page info contains ``info``."""
+    from selenium.webdriver.common.by import By
+
+    ready = driver.find_elements(By.CSS_SELECTOR, '#table[data-busy="0"]')
+    return bool(ready) and info in driver.find_element(By.ID, "page-info").text
 
 
 def _sums(n: int = 60):
@@ -117,13 +128,13 @@ def test_browser_summary_filter_and_sample_timeline(browser, run_dir):
     v = Viewer(run, 0).start()
     try:
         browser.get(v.url)
-        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#samples tbody tr"))
+        _wait(browser, lambda d: _table_ready(d, "60 matching"))
         assert browser.find_element(By.ID, "count-samples").text.startswith("60")
         assert browser.find_element(By.ID, "count-relabeled-kept")
         browser.save_screenshot(str(ARTIFACTS / "viewer-summary.png"))
 
         Select(browser.find_element(By.ID, "fate-filter")).select_by_value("relabeled-kept")
-        _wait(browser, lambda d: "10 matching" in d.find_element(By.ID, "page-info").text)
+        _wait(browser, lambda d: _table_ready(d, "10 matching"))
         rows = browser.find_elements(By.CSS_SELECTOR, "#samples tbody tr")
         assert len(rows) == 10 and all("relabeled-kept" in r.text for r in rows)
         sid = rows[0].get_attribute("data-id")
@@ -140,8 +151,8 @@ def test_browser_summary_filter_and_sample_timeline(browser, run_dir):
         assert "answer-token probabilities" in reviewer.text and truth[sid] in reviewer.text
         browser.save_screenshot(str(ARTIFACTS / "viewer-sample.png"))
 
-        browser.find_element(By.ID, "back").click()
-        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#samples tbody tr"))
+        browser.find_element(By.ID, "back").click()  # back to the table, filter kept
+        _wait(browser, lambda d: _table_ready(d, "10 matching"))
     finally:
         v.stop()
 
@@ -156,7 +167,7 @@ def test_static_report_is_self_contained(browser, run_dir, tmp_path):
     assert n == 20 and "http://" not in html.split("window.STATIC_RUN")[0]
     assert 'src="/static' not in html and 'href="/static' not in html
     browser.get(out.as_uri())
-    _wait(browser, lambda d: "20 matching" in d.find_element(By.ID, "page-info").text)
+    _wait(browser, lambda d: _table_ready(d, "20 matching"))
     row = browser.find_element(By.CSS_SELECTOR, "#samples tbody tr")
     sid = row.get_attribute("data-id")
     row.click()
@@ -197,17 +208,16 @@ def test_table_stays_responsive_at_100k_samples(browser, tmp_path):
     try:
         t0 = time.perf_counter()
         browser.get(v.url)
-        _wait(browser, lambda d: "100000 matching" in d.find_element(By.ID, "page-info").text)
+        _wait(browser, lambda d: _table_ready(d, "100000 matching"))
         load = time.perf_counter() - t0
         Select(browser.find_element(By.ID, "fate-filter")).select_by_value("relabeled-kept")
         t1 = time.perf_counter()
-        _wait(browser, lambda d: "relabeled-kept" in d.find_element(
-            By.CSS_SELECTOR, "#samples tbody tr").text and "100000" not in d.find_element(
+        _wait(browser, lambda d: _table_ready(d, " matching") and "100000" not in d.find_element(
             By.ID, "page-info").text)
+        assert "relabeled-kept" in browser.find_element(By.CSS_SELECTOR, "#samples tbody tr").text
         browser.find_element(By.CSS_SELECTOR, 'th[data-col="entropy"]').click()
-        _wait(browser, lambda d: "▲" in d.find_element(
-            By.CSS_SELECTOR, 'th[data-col="entropy"]').text and d.find_elements(
-            By.CSS_SELECTOR, "#samples tbody tr"))
+        _wait(browser, lambda d: _table_ready(d) and "▲" in d.find_element(
+            By.CSS_SELECTOR, 'th[data-col="entropy"]').text)
         filtered = time.perf_counter() - t1
         first = browser.find_element(By.CSS_SELECTOR, "#samples tbody tr td:nth-child(6)").text
         lowest = RunStore.reader(run).db.execute(

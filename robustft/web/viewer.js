@@ -120,12 +120,20 @@ function tableView() {
   const cols = [["row", "row", true], ["id", "id", true], ["fate", "fate", true],
     ["original", "given", false], ["final", "final", false], ["entropy", "entropy", true],
     ["confidence", "confidence", true], ["question", "question", false]];
-  const head = h("tr", {}, cols.map(([k, label, sortable]) => h("th", {
-    class: (sortable ? "sortable" : "") + (state.sort === k ? " sorted" : ""), "data-col": k,
-    onclick: sortable ? () => { state.order = state.sort === k && state.order === "asc" ?
-      "desc" : "asc"; state.sort = k; state.page = 1; render(); } : null,
-  }, label + (state.sort === k ? (state.order === "asc" ? " ▲" : " ▼") : ""))));
-  const go = (patch) => { Object.assign(state, patch); load(); };
+  const heads = cols.map(([k, label, sortable]) => h("th", {
+    class: sortable ? "sortable" : "", "data-col": k,
+    onclick: sortable ? () => go({ order: state.sort === k && state.order === "asc" ?
+      "desc" : "asc", sort: k, page: 1 }) : null,
+  }, label));
+  const markSort = () => heads.forEach((th, i) => {
+    const k = cols[i][0];
+    th.classList.toggle("sorted", state.sort === k);
+    th.textContent = cols[i][1] + (state.sort === k ? (state.order === "asc" ? " ▲" : " ▼") : "");
+  });
+  markSort();
+  // Every change reloads only the table; a newer request makes older replies stale.
+  let seq = 0;
+  const go = (patch) => { Object.assign(state, patch); markSort(); load().catch(showError); };
   const toolbar = h("div", { class: "toolbar" },
     h("label", {}, "fate ", h("select", { id: "fate-filter",
       onchange: (e) => go({ fate: e.target.value, page: 1 }) },
@@ -144,7 +152,7 @@ function tableView() {
       page: 1 }) }, [25, 50, 100, 200].map((n) => h("option", { value: n,
       selected: state.size === n }, `${n} / page`))));
   wrap.append(h("h2", {}, "Samples"), toolbar,
-    h("table", { id: "samples" }, h("thead", {}, head), body), pager);
+    h("table", { id: "samples" }, h("thead", {}, h("tr", {}, heads)), body), pager);
 
   async function load() {
     const params = { sort: state.sort, order: state.order, page: state.page, size: state.size };
@@ -152,8 +160,11 @@ function tableView() {
     if (state.changed) params.changed = "1";
     if (state.errors) params.errors = "1";
     if (state.q) params.q = state.q;
+    const mine = ++seq;
+    wrap.dataset.busy = "1";
     const t0 = performance.now();
     const data = await api("/api/samples", params);
+    if (mine !== seq) return;
     const pages = Math.max(1, Math.ceil(data.total / data.size));
     if (state.page > pages) { state.page = pages; return load(); }
     body.replaceChildren(...data.rows.map((r) => h("tr", {
@@ -165,7 +176,7 @@ function tableView() {
     h("td", {}, r.question))));
     info.textContent = `page ${data.page} of ${pages} · ${data.total} matching · ` +
       `${Math.round(performance.now() - t0)} ms`;
-    wrap.dataset.loaded = String(Date.now());
+    wrap.dataset.busy = "0";
   }
   load().catch(showError);
   return wrap;
