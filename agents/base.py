@@ -55,16 +55,16 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample, *,
     """
     prompt = deps.prompts[prompt_name]
     messages = prompt.render(**sample.prompt_vars(), **values)
-    base_url, model, key_env = resolved_endpoint(deps.config, role)
+    urls, model, key_env = resolved_endpoint(deps.config, role)
     rc = deps.config.role(role)
     call = AgentCall(role=role, prompt=prompt_name, prompt_hash=prompt.hash, model=model,
-                     endpoint=base_url, messages=messages)
+                     endpoint=", ".join(urls) or None, messages=messages)
     try:
-        if not base_url:
+        if not urls:
             raise CallError("no endpoint: set --base-url, OPENAI_BASE_URL or endpoint.base_url",
                             0)
         completion = await deps.client.chat(
-            Target(base_url, model, key_env), messages, temperature=rc.temperature,
+            Target(urls, model, key_env), messages, temperature=rc.temperature,
             max_tokens=rc.max_tokens, top_logprobs=rc.top_logprobs, stop=prompt.stop,
             sample_index=sample_index)
     except CallError as e:
@@ -77,5 +77,6 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample, *,
                                                   completion.completion_tokens)
     call.usage_source, call.latency_s = completion.usage_source, completion.latency_s
     call.attempts, call.cached = completion.attempts, completion.cached
+    call.endpoint = completion.endpoint or call.endpoint
     _logprob_summary(call, completion, parsed.start, parsed.end)
     return call

@@ -79,13 +79,16 @@ def _logprobs(text: str, dist: dict[str, float] | None, top_n: int) -> dict[str,
 
 class ScriptedServer:
     def __init__(self, script: Callable[[dict], Reply], models: list[str] | None = None,
-                 delay_s: float = 0.0, gate_after: int | None = None):
+                 delay_s: float = 0.0, gate_after: int | None = None,
+                 die_after: int | None = None):
         self.script, self.models, self.delay_s = script, models or ["scripted"], delay_s
         self.requests: list[dict] = []
         self.delivered: list[str] = []  # canonical bodies of requests answered with a reply
         self.faults: deque[Fault] = deque()
         self.gate_after = gate_after  # after this many deliveries, hold every request unanswered
         self.held = self.admitted = 0
+        self.die_after = die_after  # after this many deliveries, die (as if the process crashed)
+        self.dead = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         server = self
@@ -106,7 +109,15 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _dead(self) -> bool:
+                """A dead server drops every request unanswered, kept-alive ones too."""
+                if server.dead:
+                    self.close_connection = True
+                return server.dead
+
             def do_GET(self):
+                if self._dead():
+                    return
                 if self.path.rstrip("/").endswith("/models"):
                     self._send(200, json.dumps({"object": "list", "data": [
                         {"id": m, "object": "model", "owned_by": "test"}
@@ -116,6 +127,8 @@ class ScriptedServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self._dead():
+                    return
                 with server._lock:
                     server.requests.append(body)
                     fault = server.faults.popleft() if server.faults else None
@@ -150,6 +163,10 @@ class ScriptedServer:
                 self._send(200, json.dumps(reply))
                 with server._lock:
                     server.delivered.append(json.dumps(body, sort_keys=True))
+                    if server.die_after is not None and len(server.delivered) >= server.die_after \
+                            and not server.dead:
+                        threading.Thread(target=server.die, daemon=True).start()
+                        server.dead = True
 
         self._handler = Handler
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -192,12 +209,15 @@ class ScriptedServer:
         self.httpd.server_close()
 
     def die(self) -> None:
-        """Stop listening: new connections are refused until :meth:`come_back`."""
+        """Stop listening (new connections are refused) and drop requests on open connections
+        unanswered, until :meth:`come_back`."""
+        self.dead = True
         self.httpd.shutdown()
         self.httpd.server_close()
 
     def come_back(self) -> None:
         """Listen again on the same port."""
+        self.dead, self.die_after = False, None
         port = self.httpd.server_address[1]
         ThreadingHTTPServer.allow_reuse_address = True
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler)

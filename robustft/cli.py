@@ -63,7 +63,8 @@ def curate(
                       ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config.")] = None,
     prompts: Annotated[Path | None, typer.Option(help="Prompt override directory.")] = None,
-    base_url: Annotated[str | None, typer.Option(help="Endpoint for all roles.")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        help="Endpoint for all roles; comma-separated URLs are replicas of one model.")] = None,
     model: Annotated[str | None, typer.Option(help="Model for all roles.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Samples in flight.")] = None,
     slots: Annotated[int, typer.Option(help="Embedded server slots (no endpoint).")] = 4,

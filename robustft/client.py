@@ -5,6 +5,10 @@ RetryPolicy: this module is the single retry layer. It retries only 408/409/429/
 connection errors (refused, dropped, truncated bodies), garbage (non-JSON) replies and replies
 without choices, with exponential backoff (a Retry-After header wins).
 
+A target may list several replicas of one model (:mod:`robustft.endpoints`): each attempt
+goes to the least busy healthy replica, and a replica that stops answering is left out (and
+probed) while the request fails over to another one at once.
+
 Every successful completion goes into the per-request cache (when one is given) before it is
 returned; a cached request is answered from disk and costs nothing. A :class:`Budget` stops
 new calls once a call or token limit is reached.
@@ -24,7 +28,8 @@ import httpx2  # the openai SDK's HTTP layer: cast_to its Response for the raw r
 import openai
 
 from .cache import RequestCache, request_key
-from .config import EndpointConfig
+from .config import EndpointConfig, base_urls
+from .endpoints import Replica, ReplicaPool
 from .schemas import Completion, TokenLogprob
 from .tokens import estimate_messages, estimate_tokens
 
@@ -41,9 +46,12 @@ class CallError(RuntimeError):
 
 @dataclass(frozen=True)
 class Target:
-    base_url: str
+    base_urls: tuple[str, ...]  # replicas serving the same model (a string: one URL)
     model: str | None
     api_key_env: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_urls", base_urls(self.base_urls))
 
 
 def _retry_after(err: Exception) -> float | None:
@@ -112,6 +120,13 @@ def _retryable(err: Exception) -> bool:
     return isinstance(err, (_EmptyReply, json.JSONDecodeError))
 
 
+def _replica_down(err: Exception) -> bool:
+    """The replica itself stopped answering (not a problem with this request)."""
+    if isinstance(err, openai.APIConnectionError):  # includes timeouts
+        return True
+    return isinstance(err, openai.APIStatusError) and err.status_code in (502, 503, 504)
+
+
 def _describe(err: Exception) -> str:
     if isinstance(err, openai.APIStatusError):
         return f"HTTP {err.status_code}: {str(err)[:300]}"
@@ -129,13 +144,15 @@ def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
 
 
 class LLMClient:
-    """Holds one async client per (base_url, key variable) for the whole run."""
+    """Holds one async client per (base_url, key variable) and one replica pool per target
+    for the whole run."""
 
     def __init__(self, endpoint: EndpointConfig, cache: RequestCache | None = None,
                  budget: Budget | None = None):
         self.cfg, self.cache, self.budget = endpoint, cache, budget or Budget()
         self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
-        self._models: dict[tuple[str, str], str] = {}
+        self._pools: dict[tuple[tuple[str, ...], str], ReplicaPool] = {}
+        self._models: dict[tuple[tuple[str, ...], str], str] = {}
         self._lock = asyncio.Lock()
 
     def _client(self, base_url: str, api_key_env: str) -> openai.AsyncOpenAI:
@@ -146,36 +163,62 @@ class LLMClient:
                 max_retries=0, timeout=self.cfg.timeout_s)
         return self._clients[key]
 
+    def pool(self, target: Target) -> ReplicaPool:
+        key = (target.base_urls, target.api_key_env)
+        if key not in self._pools:
+            async def probe(url: str) -> bool:
+                client = self._client(url, target.api_key_env).with_options(
+                    timeout=min(5.0, self.cfg.timeout_s))
+                await client.models.list()
+                return True
+
+            self._pools[key] = ReplicaPool(target.base_urls, probe, self.cfg.health_interval_s)
+        return self._pools[key]
+
     async def resolve_model(self, target: Target) -> str:
         """The target's model, or the endpoint's only served model when none is configured."""
         if target.model:
             return target.model
-        key = (target.base_url, target.api_key_env)
+        key = (target.base_urls, target.api_key_env)
         async with self._lock:
             if key not in self._models:
-                page, _ = await self._with_retries(
-                    lambda: self._client(*key).models.list(), "list models")
+                (page, _), _ = await self._with_retries(
+                    lambda c: c.models.list(), "list models", target)
                 ids = [m.id for m in page.data]
                 if len(ids) != 1:
-                    raise CallError(f"{target.base_url} serves {len(ids)} models {ids[:5]}: set "
-                                    "a model (--model, ROBUSTFT_MODEL or config)", 1)
+                    raise CallError(f"{', '.join(target.base_urls)} serves {len(ids)} models "
+                                    f"{ids[:5]}: set a model (--model, ROBUSTFT_MODEL or "
+                                    "config)", 1)
                 self._models[key] = ids[0]
         return self._models[key]
 
-    async def _with_retries(self, make_call, what: str):
-        attempt = 0
+    async def _with_retries(self, make_call, what: str, target: Target):
+        """``make_call(client)`` on a replica chosen per attempt; returns
+        ``((result, attempts), replica_url)``. A replica that stopped answering is marked down
+        and the next attempt goes to another healthy one without waiting."""
+        pool, attempt = self.pool(target), 0
         while True:
             attempt += 1
+            replica: Replica = pool.pick()
+            replica.in_flight += 1
             try:
-                return await make_call(), attempt
+                result = await make_call(self._client(replica.url, target.api_key_env))
+                pool.succeeded(replica)
+                return (result, attempt), replica.url
             except Exception as err:  # classify, then retry or give up
                 if not _retryable(err) or attempt > self.cfg.max_retries:
                     raise CallError(f"{what} failed after {attempt} attempt(s): "
                                     f"{_describe(err)}", attempt) from err
+                if _replica_down(err) and pool.failover:
+                    pool.failed(replica, _describe(err))
+                    if pool.healthy():
+                        continue  # fail over to another replica now
                 delay = _retry_after(err)
                 if delay is None:
                     delay = self.cfg.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
                 await asyncio.sleep(delay)
+            finally:
+                replica.in_flight -= 1
 
     async def chat(self, target: Target, messages: list[dict[str, str]], *, temperature: float,
                    max_tokens: int, top_logprobs: int,
@@ -186,7 +229,6 @@ class LLMClient:
         request in the cache key; it is not sent to the endpoint.
         """
         model = await self.resolve_model(target)
-        client = self._client(target.base_url, target.api_key_env)
         extra: dict[str, Any] = {}
         if top_logprobs > 0:
             extra = {"logprobs": True, "top_logprobs": top_logprobs}
@@ -200,15 +242,15 @@ class LLMClient:
         await self.budget.reserve()
         completion = None
         try:
-            completion = await self._complete(client, model, messages, temperature, max_tokens,
-                                              extra)
+            completion = await self._complete(target, model, messages, temperature,
+                                              max_tokens, extra)
             if self.cache is not None:
                 self.cache.put(key, completion)
         finally:
             self.budget.release(completion)
         return completion
 
-    async def _complete(self, client: openai.AsyncOpenAI, model: str,
+    async def _complete(self, target: Target, model: str,
                         messages: list[dict[str, str]], temperature: float, max_tokens: int,
                         extra: dict[str, Any]) -> Completion:
         """POST the body as is and read the JSON reply with plain dict access: the SDK's
@@ -217,7 +259,7 @@ class LLMClient:
         body = {"model": model, "messages": messages, "temperature": temperature,
                 "max_tokens": max_tokens, **extra}
 
-        async def call():
+        async def call(client: openai.AsyncOpenAI):
             resp = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
             data = resp.json()
             choices = data.get("choices") if isinstance(data, dict) else None
@@ -226,14 +268,15 @@ class LLMClient:
             return data
 
         t0 = time.perf_counter()
-        data, attempts = await self._with_retries(call, f"chat({model})")
+        (data, attempts), url = await self._with_retries(call, f"chat({model})", target)
         latency = time.perf_counter() - t0
         choice = data["choices"][0]
         text = choice["message"].get("content") or ""
         usage = data.get("usage") or {}
         completion = Completion(
             text=text, model=data.get("model") or model, logprobs=_logprobs(choice),
-            latency_s=latency, attempts=attempts, finish_reason=choice.get("finish_reason"))
+            latency_s=latency, attempts=attempts, finish_reason=choice.get("finish_reason"),
+            endpoint=url)
         if usage.get("prompt_tokens") is not None:
             completion.prompt_tokens = usage["prompt_tokens"]
             completion.completion_tokens = usage.get("completion_tokens") or 0
@@ -243,7 +286,13 @@ class LLMClient:
             completion.usage_source = "estimate"
         return completion
 
+    def replicas(self) -> list[dict]:
+        """Health and load of every replica this client has used."""
+        return [r for p in self._pools.values() for r in p.status()]
+
     async def aclose(self) -> None:
+        for p in self._pools.values():
+            await p.close()
         for c in self._clients.values():
             await c.close()
         self._clients.clear()

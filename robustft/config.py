@@ -28,9 +28,11 @@ class _Strict(BaseModel):
 
 
 class EndpointConfig(_Strict):
-    base_url: str | None = Field(
-        None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1. "
-        "Default: $OPENAI_BASE_URL.")
+    base_url: str | list[str] | None = Field(
+        None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1, or a "
+        "list of replicas serving the same model (one vLLM per GPU node): requests go to the "
+        "least busy healthy one and fail over when one stops answering. A comma-separated "
+        "string is a list too. Default: $OPENAI_BASE_URL.")
     model: str | None = Field(
         None, description="Model name sent to the endpoint. Default: $ROBUSTFT_MODEL, else the "
         "endpoint's only model from /v1/models.")
@@ -42,10 +44,15 @@ class EndpointConfig(_Strict):
         4, ge=0, description="Retries on 408/409/429/5xx, timeouts and connection errors only.")
     backoff_s: float = Field(
         0.5, ge=0, description="First retry delay; doubles each retry (Retry-After wins).")
+    health_interval_s: float = Field(
+        5.0, gt=0, description="With several base URLs: a replica that stopped answering "
+        "(connection error, timeout, 502/503/504) is left out and probed (GET /models) at "
+        "this interval; it rejoins once a probe succeeds.")
 
 
 class RoleConfig(_Strict):
-    base_url: str | None = Field(None, description="Endpoint for this role (overrides endpoint).")
+    base_url: str | list[str] | None = Field(
+        None, description="Endpoint (or replicas) for this role (overrides endpoint).")
     model: str | None = Field(None, description="Model for this role (overrides endpoint).")
     api_key_env: str | None = Field(None, description="API-key variable for this role.")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
@@ -227,12 +234,19 @@ def load_config(path: str | Path | None) -> Config:
     return cfg
 
 
-def resolved_endpoint(cfg: Config, role: str) -> tuple[str | None, str | None, str]:
-    """(base_url, model, api_key_env) for a role, after config > environment fallback."""
+def base_urls(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """A base-URL setting as a tuple of URLs (lists and comma-separated strings alike)."""
+    items = value if isinstance(value, (list, tuple)) else (value or "").split(",")
+    return tuple(dict.fromkeys(u.strip().rstrip("/") for u in items if u and u.strip()))
+
+
+def resolved_endpoint(cfg: Config, role: str) -> tuple[tuple[str, ...], str | None, str]:
+    """(base URLs, model, api_key_env) for a role, after config > environment fallback; the
+    URL tuple is empty when none is set."""
     r, e = cfg.role(role), cfg.endpoint
-    base_url = r.base_url or e.base_url or os.environ.get("OPENAI_BASE_URL")
+    urls = base_urls(r.base_url or e.base_url or os.environ.get("OPENAI_BASE_URL"))
     model = r.model or e.model or os.environ.get("ROBUSTFT_MODEL")
-    return base_url, model, r.api_key_env or e.api_key_env
+    return urls, model, r.api_key_env or e.api_key_env
 
 
 def dump_config(cfg: Config) -> str:

@@ -77,7 +77,7 @@ def on_sigterm(*_) -> None:
 
 
 def _needs_embedded(cfg: Config) -> bool:
-    return any(resolved_endpoint(cfg, role)[0] is None for role in ROLES)
+    return any(not resolved_endpoint(cfg, role)[0] for role in ROLES)
 
 
 def _start_embedded(cfg: Config, run_dir: Path, slots: int) -> ManagedServer:

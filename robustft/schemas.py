@@ -75,6 +75,7 @@ class Completion(BaseModel):
     attempts: int = 1
     finish_reason: str | None = None
     cached: bool = False
+    endpoint: str | None = None  # the replica that answered
 
 
 class AgentCall(BaseModel):

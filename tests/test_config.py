@@ -16,7 +16,7 @@ def test_yaml_roles_merge_onto_role_defaults(tmp_path: Path):
     cfg = load_config(p)
     assert cfg.role("direct").model == "small" and cfg.role("direct").max_tokens == 64
     assert cfg.role("reviewer").top_logprobs == 10 and cfg.selection.beta == 0.4
-    assert resolved_endpoint(cfg, "direct") == ("http://h/v1", "small", "OPENAI_API_KEY")
+    assert resolved_endpoint(cfg, "direct") == (("http://h/v1",), "small", "OPENAI_API_KEY")
     assert resolved_endpoint(cfg, "reviewer")[1] == "big"
     again = tmp_path / "again.yaml"
     again.write_text(dump_config(cfg))
