@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import numpy as np
 
 from robustft.config import ROLES as ALL_ROLES
 from robustft.retrieval import BackgroundEmbedder, CleanIndex
@@ -29,16 +32,12 @@ def _plain(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def stages(run: Run) -> None:
-    config, store, deps, rep = run.config, run.store, run.deps, run.rep
-    by_id = run.by_id()
-    graph = build_robustft_graph()
-
-    background = BackgroundEmbedder(config.retrieval.embedder, config.retrieval.batch_size)
+def _saver(run: Run, background: BackgroundEmbedder | None):
+    store = run.store
 
     def save(state: SampleState, stage: str) -> None:
         s, err = state["sample"], state.get("errors")
-        if stage == "detected" and not err and config.relabel.context:
+        if stage == "detected" and not err and background is not None:
             background.add(s)  # clean: indexed; noisy: queried — both need the vector
         data = {"sample": s.model_dump(), **_plain(state)}
         fate = reason = None
@@ -49,37 +48,85 @@ async def stages(run: Run) -> None:
                    verdict=state.get("verdict"), original=s.label,
                    final=s.label if fate == "clean" else None, entropy=state.get("entropy"),
                    entropy_source=state.get("entropy_source"), fate=fate, reason=reason)
+    return save
 
+
+async def detect(run: Run, graph, background: BackgroundEmbedder | None) -> None:
+    """Every sample not yet detected: experts + checker; detected samples are handed to
+    ``background`` for embedding as they finish."""
+    save = _saver(run, background)
     todo = [s for s in run.samples if s.id not in run.done]
     run.start("detect", len(run.samples), len(todo))
-    await run_stage(graph, ({"sample": s} for s in todo), deps,
-                    lambda st: save(st, "detected"), lambda: rep.advance("detect"))
+    await run_stage(graph, ({"sample": s} for s in todo), run.deps,
+                    lambda st: save(st, "detected"), lambda: run.rep.advance("detect"))
 
-    records = list(store.records())
-    clean = [by_id[r["id"]] for r in records if r.get("verdict") == "clean"]
-    noisy = [r for r in records if r["stage"] == "detected" and r.get("verdict") == "noisy"]
-    if config.relabel.context:
-        rep.note(f"indexing {len(clean)} clean samples")
-        known = await background.finish()  # most were embedded during detection
-        deps.index = CleanIndex(store.dir / "index", await background.embedder())
-        await asyncio.to_thread(deps.index.build, clean, known)
-        await asyncio.to_thread(deps.index.prepare, [by_id[r["id"]] for r in noisy],
-                                config.retrieval.k, known=known)
+
+async def relabel(run: Run, graph, index: CleanIndex | None,
+                  known: dict[str, np.ndarray] | None) -> None:
+    """Every noisy sample not yet relabeled, with its neighbours from ``index`` (searched in
+    batches first, with the vectors in ``known``)."""
+    by_id, deps = run.by_id(), run.deps
+    records = [r for r in run.store.records() if r.get("verdict") == "noisy"]
+    noisy = [r for r in records if r["stage"] == "detected"]
+    if index is not None:
+        deps.index = index
+        await asyncio.to_thread(index.prepare, [by_id[r["id"]] for r in noisy],
+                                run.config.retrieval.k, known=known)
     deps.relabeling = True
-
-    n_noisy = sum(1 for r in records if r.get("verdict") == "noisy")
-    run.start("relabel", n_noisy, len(noisy))
+    save = _saver(run, None)
+    run.start("relabel", len(records), len(noisy))
     states = ({"sample": by_id[r["id"]], **{k: r[k] for k in _KEEP if k in r}} for r in noisy)
     await run_stage(graph, states, deps, lambda st: save(st, "relabeled"),
-                    lambda: rep.advance("relabel"))
+                    lambda: run.rep.advance("relabel"))
+
+
+async def stages(run: Run) -> None:
+    config, store = run.config, run.store
+    graph = build_robustft_graph()
+    background = (BackgroundEmbedder(config.retrieval.embedder, config.retrieval.batch_size)
+                  if config.relabel.context else None)
+    await detect(run, graph, background)
+    index = known = None
+    if background is not None:
+        by_id = run.by_id()
+        clean = [by_id[r["id"]] for r in store.records() if r.get("verdict") == "clean"]
+        run.rep.note(f"indexing {len(clean)} clean samples")
+        known = await background.finish()  # most were embedded during detection
+        index = CleanIndex(store.dir / "index", await background.embedder())
+        await asyncio.to_thread(index.build, clean, known)
+    await relabel(run, graph, index, known)
+
+
+def final_by(config) -> str:
+    """Whose answer is the relabel: the reviewer's, or the context answer without reviewer."""
+    return "reviewer" if config.relabel.reviewer else "context"
+
+
+def candidate(r: dict[str, Any], by: str) -> bool:
+    """A relabeled record that competes in entropy selection (no error, answer parsed)."""
+    return not r.get("errors") and r.get(f"{by}_answer") is not None
+
+
+def selection_key(r: dict[str, Any]) -> tuple[bool, float, int]:
+    """Selection order of a candidate: known entropies first, lowest first, then input row
+    (the order :func:`robustft.selection.select_lowest` keeps)."""
+    e = r.get("entropy")
+    unknown = e is None or math.isnan(e)
+    return unknown, math.inf if unknown else e, r["row"]
 
 
 def fates(run: Run) -> list[tuple[str, str, str, str | None]]:
-    """Fates of relabeled samples: errors, unparsed reviews, then the β lowest entropies."""
-    beta, by = run.config.selection.beta, ("reviewer" if run.config.relabel.reviewer
-                                             else "context")
+    return fates_of(run.store.records(stage="relabeled"), run.config, run.rep)
+
+
+def fates_of(records: Iterable[dict[str, Any]], config, rep,
+             keep: Callable[[dict[str, Any]], bool] | None = None
+             ) -> list[tuple[str, str, str, str | None]]:
+    """Fates of relabeled samples: errors, unparsed reviews, then the β lowest entropies
+    (``keep`` decides instead when selection was made elsewhere, e.g. across Ray shards)."""
+    beta, by = config.selection.beta, final_by(config)
     out, candidates = [], []
-    for r in run.store.records(stage="relabeled"):
+    for r in records:
         orig = r["sample"]["label"]
         if r.get("errors"):
             out.append((r["id"], "error", "relabel: " + "; ".join(r["errors"]), None))
@@ -88,8 +135,11 @@ def fates(run: Run) -> list[tuple[str, str, str, str | None]]:
         else:
             candidates.append((r, orig))
     ent = [c[0].get("entropy") for c in candidates]
-    keep = select_lowest([math.nan if e is None else e for e in ent], beta)
-    for (r, orig), k, e in zip(candidates, keep, ent, strict=True):
+    if keep is None:
+        mask = select_lowest([math.nan if e is None else e for e in ent], beta)
+    else:
+        mask = [keep(r) for r, _ in candidates]
+    for (r, orig), k, e in zip(candidates, mask, ent, strict=True):
         new = r[f"{by}_answer"]
         change = f"label {orig} -> {new}" if new != orig else f"label {orig} confirmed"
         e_txt = "unknown" if e is None else f"{e:.4f} ({r.get('entropy_source')})"
@@ -101,8 +151,6 @@ def fates(run: Run) -> list[tuple[str, str, str, str | None]]:
                           f"{beta:.0%} cutoff", new))
     n_agreement = sum(1 for r, _ in candidates if r.get("entropy_source") == "agreement")
     if n_agreement:
-        run.rep.note(f"{n_agreement} relabeled sample(s) had no answer logprobs: their entropy "
-                     "is the agreement fallback (see README, 'Selection')")
+        rep.note(f"{n_agreement} relabeled sample(s) had no answer logprobs: their entropy "
+                 "is the agreement fallback (see README, 'Selection')")
     return out
-
-

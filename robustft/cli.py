@@ -87,6 +87,13 @@ def curate(
                            ] = "embedded",
     evaluate_on: Annotated[Path | None, typer.Option("--evaluate", help="Test split to score "
                                                      "the tuned model on (RUN/eval).")] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS", help="Run on a Ray cluster (extra 'ray'): 'local' starts "
+        "one on this machine, 'auto' joins the running one, or ray://HOST:PORT.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="--ray: worker actors per stage (each "
+                                         "runs --concurrency samples at once).")] = 2,
+    block_rows: Annotated[int, typer.Option(min=1, help="--ray: input rows per block (one "
+                                            "shard, one Ray task).")] = 1000,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Detect noisy labels, relabel them, select by entropy; write the curated dataset.
@@ -125,7 +132,8 @@ def curate(
     if method not in ("robustft", "clear"):
         raise fail(f"unknown method {method!r}: use robustft or clear")
     options = RunOptions(cache_path=cache, max_calls=max_calls, max_tokens=max_tokens,
-                         retry_errors=retry_errors is not None, method=method)
+                         retry_errors=retry_errors is not None, method=method, ray=ray,
+                         workers=workers, block_rows=block_rows)
     summary = run_curate_cli(cfg, input, output, slots, options)
     if train_after:
         _train(output / "sft.jsonl", train_model, output / "model", cfg)

@@ -264,3 +264,6 @@ class RunOptions:
     retry_errors: bool = False  # reopen rows that ended as endpoint errors
     embedded: bool = False  # the endpoint is the embedded server started for this run
     method: str = "robustft"  # robustft | clear
+    ray: str | None = None  # Ray cluster address (local | auto | ray://host:port): curate --ray
+    workers: int = 2  # Ray actors per stage
+    block_rows: int = 1000  # rows per block (one shard, one Ray task) under --ray

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -66,11 +67,14 @@ def _read_raw(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any] | str]
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(path)
-        except Exception as e:  # pyarrow raises several types for corrupt files
+            batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+            i = 0
+            for batch in batches:  # streamed: one batch of rows in memory at a time
+                for row in batch.to_pylist():
+                    i += 1
+                    yield f"{path}:row {i}", row
+        except (OSError, ValueError) as e:  # pyarrow's errors for corrupt files
             raise InputFileError(f"{path}: cannot read Parquet: {e}") from e
-        for i, row in enumerate(table.to_pylist(), 1):
-            yield f"{path}:row {i}", row
 
 
 def _header(path: Path, fmt: str) -> list[str] | None:
@@ -154,16 +158,22 @@ def _fit(question: str, options: list[str], cfg: DataConfig) -> tuple[str, bool]
     return question[:keep].rstrip() + " …", True
 
 
-def load_samples(path: str | Path, cfg: DataConfig) -> tuple[list[Sample], list[InputError],
-                                                                bool]:
-    """Validated samples, error rows and whether the task is multiple choice."""
+def iter_samples(path: str | Path, cfg: DataConfig
+                 ) -> tuple[bool, Iterator[Sample | InputError]]:
+    """(multiple choice?, validated samples and error rows in input order), streamed: the
+    file is read as the iterator is consumed. File-level problems raise at once."""
     p = Path(path)
     if not p.is_file():
         raise InputFileError(f"{p}: input file not found")
     fmt = file_format(p)
     header = _header(p, fmt)
-    rows = list(_read_raw(p, fmt))
-    if not rows:
+    rows = _read_raw(p, fmt)
+    head: list[tuple[str, dict[str, Any] | str]] = []
+    for item in rows:  # up to the first readable row: it tells JSONL's columns
+        head.append(item)
+        if isinstance(item[1], dict):
+            break
+    if not head:
         raise InputFileError(f"{p}: no data rows (empty file)")
     if header is not None:
         missing = [c for c in (cfg.question_column, cfg.answer_column) if c not in header]
@@ -171,12 +181,16 @@ def load_samples(path: str | Path, cfg: DataConfig) -> tuple[list[Sample], list[
             raise InputFileError(f"{p}:1: missing column(s) {missing}; header has {header}")
         has_options = cfg.options_column in header
     else:
-        first = next((r for _, r in rows if isinstance(r, dict)), {})
+        first = head[-1][1] if isinstance(head[-1][1], dict) else {}
         has_options = cfg.options_column in first
     mc = {"multiple_choice": True, "free_text": False}.get(cfg.task, has_options)
-    samples: list[Sample] = []
-    errors: list[InputError] = []
-    seen: dict[str, str] = {}
+    return mc, _validated(p, itertools.chain(head, rows), cfg, mc)
+
+
+def _validated(p: Path, rows: Iterable[tuple[str, dict[str, Any] | str]], cfg: DataConfig,
+               mc: bool) -> Iterator[Sample | InputError]:
+    seen: dict[str, str] = {}  # id -> where it first occurred (location without the path)
+    cut = len(str(p)) + 1
     for n, (loc, row) in enumerate(rows, 1):
         raw = row if isinstance(row, dict) else {}
         given = str(raw.get(cfg.id_column, "") or "").strip() if cfg.id_column else ""
@@ -186,14 +200,24 @@ def load_samples(path: str | Path, cfg: DataConfig) -> tuple[list[Sample], list[
             s = _to_sample(row, n, loc, cfg, mc)
             if s.id in seen:
                 if given:
-                    raise ValueError(f"duplicate id {s.id!r} (first at {seen[s.id]})")
+                    raise ValueError(f"duplicate id {s.id!r} (first at {p}:{seen[s.id]})")
                 s.id = f"{s.id}-{n}"
-            seen[s.id] = loc
-            samples.append(s)
+            seen[s.id] = loc[cut:]
+            yield s
         except ValueError as e:
             eid = given if given and given not in seen else f"row-{n}"
-            seen.setdefault(eid, loc)
-            errors.append(InputError(id=eid, row=n, source=loc, reason=f"{loc}: {e}", raw=raw))
+            seen.setdefault(eid, loc[cut:])
+            yield InputError(id=eid, row=n, source=loc, reason=f"{loc}: {e}", raw=raw)
+
+
+def load_samples(path: str | Path, cfg: DataConfig) -> tuple[list[Sample], list[InputError],
+                                                                bool]:
+    """Validated samples, error rows and whether the task is multiple choice."""
+    mc, items = iter_samples(path, cfg)
+    samples: list[Sample] = []
+    errors: list[InputError] = []
+    for item in items:
+        (errors if isinstance(item, InputError) else samples).append(item)
     return samples, errors, mc
 
 

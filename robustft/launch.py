@@ -106,8 +106,16 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
             server = _start_embedded(cfg, output, slots)
             options.embedded = True
         with Progress(*progress_columns(), console=err, transient=False) as progress:
-            summary = asyncio.run(run_curate(cfg, input, output, RichReporter(progress),
-                                             options))
+            if options.ray:
+                from graph.ray_run import curate_ray
+
+                if options.retry_errors:
+                    raise ValueError("--retry-errors is not available with --ray")
+                summary = curate_ray(cfg, input, output, options.ray, options.workers,
+                                     options.block_rows, RichReporter(progress), options)
+            else:
+                summary = asyncio.run(run_curate(cfg, input, output, RichReporter(progress),
+                                                 options))
     except (InputFileError, PromptError, ServeError, ValueError) as e:
         raise fail(str(e)) from None
     except BudgetExceeded as e:

@@ -10,15 +10,20 @@ searches at 10k rows) before the per-sample relabel graphs read their neighbours
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 os.environ.setdefault("LANCEDB_LOG", "error")  # its Rust log otherwise warns on every create
 
 from .schemas import Neighbour, Sample
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TABLE = "clean"
 
@@ -80,18 +85,33 @@ class CleanIndex:
         returns the number indexed."""
         import pyarrow as pa
 
-        vectors = self._vectors(clean, known)
-        dim = vectors.shape[1]
-        table = pa.table({
-            "id": pa.array([s.id for s in clean], pa.string()),
-            "question": pa.array([s.question for s in clean], pa.string()),
-            "options": pa.array([s.options for s in clean], pa.list_(pa.string())),
-            "label": pa.array([s.label for s in clean], pa.string()),
-            "vector": pa.FixedSizeListArray.from_arrays(
-                pa.array(vectors.reshape(-1), pa.float32()), dim),
-        })
-        self.table = self.db.create_table(TABLE, data=table, mode="overwrite")
+        batch = index_batch(clean, self._vectors(clean, known))
+        self.table = self.db.create_table(TABLE, data=pa.Table.from_batches([batch]),
+                                          mode="overwrite")
         return len(clean)
+
+    def build_from(self, batches: Iterable[pa.RecordBatch]) -> int:
+        """(Re)create the table from :func:`index_batch` batches, streamed (written by other
+        processes, e.g. Ray workers); returns the number indexed."""
+        import pyarrow as pa
+
+        batches = iter(batches)
+        first = next(batches, None)
+        if first is None:
+            self.table = None
+            return 0
+        reader = pa.RecordBatchReader.from_batches(first.schema,
+                                                   itertools.chain([first], batches))
+        self.table = self.db.create_table(TABLE, data=reader, mode="overwrite")
+        return self.table.count_rows()
+
+    def open(self) -> CleanIndex:
+        """Use the table already in the directory (built by another process)."""
+        try:
+            self.table = self.db.open_table(TABLE)
+        except ValueError:  # no table: nothing was clean
+            self.table = None
+        return self
 
     def prepare(self, queries: Sequence[Sample], k: int, chunk: int = 1024,
                 known: dict[str, np.ndarray] | None = None) -> None:
@@ -134,11 +154,15 @@ class BackgroundEmbedder:
     embeds every detected sample during detection, so the index is ready at the barrier).
     The model loads on first use, in the background too."""
 
-    def __init__(self, path: str | None, batch_size: int, chunk: int = 256):
+    def __init__(self, path: str | None, batch_size: int, chunk: int = 256,
+                 embedder: Embedder | None = None):
         self.path, self.batch_size, self.chunk = path, batch_size, chunk
         self.vectors: dict[str, np.ndarray] = {}
         self._pending: list[Sample] = []
-        self._model: asyncio.Task | None = None
+        self._model: asyncio.Future | None = None
+        if embedder is not None:  # already loaded (a worker that runs many blocks)
+            self._model = asyncio.get_running_loop().create_future()
+            self._model.set_result(embedder)
         self._tasks: set[asyncio.Task] = set()
         self._lock = asyncio.Lock()
 
@@ -172,6 +196,20 @@ class BackgroundEmbedder:
         while self._tasks:
             await asyncio.gather(*self._tasks)
         return self.vectors
+
+
+def index_batch(samples: Sequence[Sample], vectors: np.ndarray) -> pa.RecordBatch:
+    """Rows of the clean-sample table: id, question, options, label, vector."""
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_pydict({
+        "id": pa.array([s.id for s in samples], pa.string()),
+        "question": pa.array([s.question for s in samples], pa.string()),
+        "options": pa.array([s.options for s in samples], pa.list_(pa.string())),
+        "label": pa.array([s.label for s in samples], pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(
+            pa.array(vectors.reshape(-1), pa.float32()), vectors.shape[1]),
+    })
 
 
 def _neighbour(r: dict) -> Neighbour:

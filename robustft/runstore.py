@@ -12,6 +12,10 @@ always queryable and a rerun can skip finished work. Layout of a run directory::
     sft.jsonl          prompt/completion pairs for SFT
     decisions.csv      one row per input row: fate and why
     summary.json       counts by fate, calls, tokens
+
+A run made with ``curate --ray`` is sharded (:mod:`robustft.shards`): ``run.sqlite`` holds
+every sample's record and the calls stay in ``shards/NNNNN/run.sqlite``; :meth:`RunStore.calls`
+and :meth:`RunStore.totals` read them there, so every reader works on both layouts.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class RunStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._shards: dict[int, sqlite3.Connection] = {}
 
     @staticmethod
     def _existing(run_dir: str | Path) -> Path:
@@ -73,10 +78,53 @@ class RunStore:
         store.dir = Path(run_dir)
         store.db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True,
                                    check_same_thread=False)
+        store._shards = {}
         return store
 
     def close(self) -> None:
+        for db in self._shards.values():
+            db.close()
         self.db.close()
+
+    # ---- sharded runs: calls live in the shards -----------------------------------------
+    def _block_rows(self) -> int | None:
+        value = self.get_meta("block_rows")
+        return int(value) if value else None
+
+    def _shard(self, block: int) -> sqlite3.Connection | None:
+        from .shards import shard_dir
+
+        if block not in self._shards:
+            path = shard_dir(self.dir, block) / "run.sqlite"
+            if not path.is_file():
+                return None
+            self._shards[block] = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True,
+                                                  check_same_thread=False)
+        return self._shards[block]
+
+    def _call_dbs(self) -> list[sqlite3.Connection]:
+        """Where the calls are: this store, or every shard of a sharded run."""
+        rows = self._block_rows()
+        if rows is None:
+            return [self.db]
+        n = self.db.execute("SELECT COALESCE(MAX(row), 0) FROM samples").fetchone()[0]
+        dbs = [self._shard(b) for b in range((n - 1) // rows + 1 if n else 0)]
+        return [d for d in dbs if d is not None]
+
+    def merge_shards(self, blocks: int) -> None:
+        """Copy every shard's sample records into this (catalog) store."""
+        from .shards import shard_dir
+
+        for b in range(blocks):
+            path = shard_dir(self.dir, b) / "run.sqlite"
+            if not path.is_file():
+                continue
+            self.db.execute("ATTACH DATABASE ? AS shard", (str(path),))
+            try:
+                with self.db:
+                    self.db.execute("INSERT OR REPLACE INTO samples SELECT * FROM shard.samples")
+            finally:
+                self.db.execute("DETACH DATABASE shard")
 
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -134,19 +182,35 @@ class RunStore:
         return {**json.loads(row[-1]), **dict(zip(keys, row[:-1], strict=True))}
 
     def calls(self, sid: str) -> list[tuple[str, AgentCall]]:
-        return [(stage, AgentCall.model_validate_json(d)) for stage, d in self.db.execute(
+        db = self.db
+        if (rows := self._block_rows()) is not None:
+            row = self.db.execute("SELECT row FROM samples WHERE id=?", (sid,)).fetchone()
+            db = self._shard((row[0] - 1) // rows) if row else None
+            if db is None:
+                return []
+        return [(stage, AgentCall.model_validate_json(d)) for stage, d in db.execute(
             "SELECT stage, data FROM calls WHERE sample_id=? ORDER BY seq", (sid,))]
 
     def totals(self) -> dict[str, Any]:
         fates = dict(self.db.execute(
             "SELECT COALESCE(fate, stage), COUNT(*) FROM samples GROUP BY 1"))
-        calls, pt, ct, errs, cached = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0),"
-            " COUNT(error), COALESCE(SUM(cached),0) FROM calls").fetchone()
-        by_role = {r: {"calls": n, "prompt_tokens": p, "completion_tokens": c}
-                   for r, n, p, c in self.db.execute(
-                       "SELECT role, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) "
-                       "FROM calls GROUP BY role ORDER BY role")}
+        calls = pt = ct = errs = cached = 0
+        by_role: dict[str, dict[str, int]] = {}
+        for db in self._call_dbs():
+            n, p, c, e, h = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), "
+                "COALESCE(SUM(completion_tokens),0), COUNT(error), COALESCE(SUM(cached),0) "
+                "FROM calls").fetchone()
+            calls, pt, ct, errs, cached = calls + n, pt + p, ct + c, errs + e, cached + h
+            for r, n, p, c in db.execute(
+                    "SELECT role, COUNT(*), COALESCE(SUM(prompt_tokens),0), "
+                    "COALESCE(SUM(completion_tokens),0) FROM calls GROUP BY role"):
+                v = by_role.setdefault(r, {"calls": 0, "prompt_tokens": 0,
+                                           "completion_tokens": 0})
+                v["calls"] += n
+                v["prompt_tokens"] += p
+                v["completion_tokens"] += c
+        by_role = dict(sorted(by_role.items()))
         changed = self.db.execute(
             "SELECT COUNT(*) FROM samples WHERE fate='relabeled-kept' AND final != original"
         ).fetchone()[0]

@@ -1,0 +1,365 @@
+"""``curate --ray``: RobustFT's stages on a Ray cluster, with Ray Data.
+
+The driver streams the input once into blocks of rows (:mod:`robustft.shards`) and makes a
+Ray dataset of block numbers. Each stage is a ``map_batches`` over a pool of actors, one block
+per batch; an actor runs the same per-sample graph as a single-process run, under the same
+asyncio bound (``concurrency`` per actor), and writes the block's shard on the shared run
+directory:
+
+1. detect: experts + checker for every sample of the block; the detected samples are
+   embedded and written to the shard's ``vectors.parquet``;
+2. index (driver): the clean rows of every shard's vectors are streamed into one LanceDB
+   table in ``RUN/index``;
+3. relabel: the block's noisy samples, neighbours from the shared index; the actor returns
+   the (row, entropy) of each selection candidate;
+4. select (driver): the global cutoff of the β lowest entropies, exact (the order of
+   :func:`robustft.selection.select_lowest`), from the candidates' (row, entropy) pairs only;
+5. finish: fates and the shard's curated / sft / decisions files;
+6. the driver copies the shards' sample records into ``RUN/run.sqlite`` and concatenates the
+   output shards in input order. The calls stay in the shards.
+
+A block resumes from its shard: a rerun (or Ray re-running a failed task on a restarted actor)
+skips every sample the shard already holds, and the per-request cache (the shard's own, or
+``--cache PATH`` shared) answers calls already paid for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.base import Deps
+from robustft.cache import RequestCache
+from robustft.client import LLMClient
+from robustft.config import Config, RunOptions, dump_config, resolved_endpoint
+from robustft.io import file_format
+from robustft.outputs import write_outputs
+from robustft.prompts import load_prompts
+from robustft.retrieval import BackgroundEmbedder, CleanIndex, Embedder, index_batch
+from robustft.runstore import RunStore
+from robustft.selection import n_keep
+from robustft.shards import BlockPlan, read_block, shard_dir, write_blocks
+
+from . import robustft_run as method
+from .robustft import build_robustft_graph
+from .runner import Reporter, Run, _check_run_dir, _input_digest, _Quiet
+
+VECTORS = "vectors.parquet"
+
+
+class BlockWorker:
+    """A Ray Data actor running one stage on whole blocks (one block per batch). It keeps one
+    event loop, one LLM client and one embedder for all the blocks it is given."""
+
+    def __init__(self, stage: str, config_json: str, run_dir: str, input_path: str,
+                 multiple_choice: bool, cache_path: str | None = None,
+                 cutoff: list | None = None):
+        self.stage, self.run_dir, self.input_path = stage, Path(run_dir), Path(input_path)
+        self.config = Config.model_validate_json(config_json)
+        self.mc, self.cutoff = multiple_choice, tuple(cutoff) if cutoff else None
+        self.prompts = load_prompts(self.config.prompts_dir)
+        self.graph = build_robustft_graph()
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.client = LLMClient(self.config.endpoint)
+        self.shared_cache = RequestCache(cache_path) if cache_path else None
+        self.embedder: Embedder | None = None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        results = []
+        for b in batch["block"]:
+            work = getattr(self, f"_{self.stage}")(int(b))
+            results.append(json.dumps(asyncio.run_coroutine_threadsafe(work, self.loop).result()))
+        return {"block": [int(b) for b in batch["block"]], "result": results}
+
+    # ---- one block -----------------------------------------------------------------------
+    def _open(self, block: int) -> tuple[Run, RequestCache | None]:
+        samples, errors = read_block(self.run_dir, block)
+        store = RunStore(shard_dir(self.run_dir, block))
+        for e in errors:
+            store.save(e.id, e.row, e.source, "error", {"raw": e.raw, "errors": [e.reason]},
+                       verdict="error", fate="error", reason=e.reason)
+        own = None if self.shared_cache else RequestCache(store.dir / "cache.sqlite")
+        self.client.cache = self.shared_cache or own
+        deps = Deps(config=self.config, client=self.client, prompts=self.prompts)
+        return Run(self.config, store, deps, samples, store.stages(), _Quiet()), own
+
+    @staticmethod
+    def _close(run: Run, own: RequestCache | None) -> None:
+        run.store.close()
+        if own is not None:
+            own.close()
+
+    async def _embedder(self) -> Embedder:
+        if self.embedder is None:
+            r = self.config.retrieval
+            self.embedder = await asyncio.to_thread(Embedder, r.embedder, r.batch_size)
+        return self.embedder
+
+    async def _detect(self, block: int) -> dict[str, Any]:
+        run, own = self._open(block)
+        try:
+            background = None
+            if self.config.relabel.context:
+                background = BackgroundEmbedder(None, self.config.retrieval.batch_size,
+                                                embedder=await self._embedder())
+            await method.detect(run, self.graph, background)
+            if background is not None:
+                await self._write_vectors(run, await background.finish())
+            return _counts(run.store)
+        finally:
+            self._close(run, own)
+
+    async def _write_vectors(self, run: Run, known: dict[str, np.ndarray]) -> None:
+        """Vectors of the block's detected samples (clean: indexed; noisy: queries)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        by_id = run.by_id()
+        recs = [r for r in run.store.records() if r.get("verdict") in ("clean", "noisy")]
+        samples = [by_id[r["id"]] for r in recs]
+        missing = [s for s in samples if s.id not in known]  # finished before a restart
+        if missing:
+            vecs = await asyncio.to_thread(self.embedder.embed,
+                                           [s.embed_text() for s in missing])
+            known = {**known, **dict(zip([s.id for s in missing], vecs, strict=True))}
+        if not samples:
+            return
+        batch = index_batch(samples, np.stack([known[s.id] for s in samples]))
+        table = pa.Table.from_batches([batch]).append_column(
+            "verdict", pa.array([r["verdict"] for r in recs], pa.string()))
+        tmp = run.store.dir / (VECTORS + ".tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(run.store.dir / VECTORS)
+
+    async def _relabel(self, block: int) -> dict[str, Any]:
+        run, own = self._open(block)
+        try:
+            index = known = None
+            if self.config.relabel.context:
+                index = CleanIndex(self.run_dir / "index", await self._embedder()).open()
+                known = _noisy_vectors(run.store.dir / VECTORS)
+            await method.relabel(run, self.graph, index, known)
+            by = method.final_by(self.config)
+            cands = [method.selection_key(r) for r in run.store.records(stage="relabeled")
+                     if method.candidate(r, by)]
+            return {"candidates": [[u, None if math.isinf(e) else e, row]
+                                   for u, e, row in cands]}
+        finally:
+            self._close(run, own)
+
+    async def _finish(self, block: int) -> dict[str, Any]:
+        store = RunStore(shard_dir(self.run_dir, block))
+        try:
+            cutoff = self.cutoff
+            fates = method.fates_of(
+                store.records(stage="relabeled"), self.config, _Quiet(),
+                keep=lambda r: cutoff is not None and method.selection_key(r) <= cutoff)
+            store.set_fates(fates)
+            summary = write_outputs(store, self.prompts["sft"], self.input_path, self.mc,
+                                    self.config)
+            return {"kept": summary["kept"]}
+        finally:
+            store.close()
+
+
+def _counts(store: RunStore) -> dict[str, int]:
+    return dict(store.db.execute("SELECT COALESCE(verdict, 'error'), COUNT(*) FROM samples "
+                                 "GROUP BY 1"))
+
+
+def _noisy_vectors(path: Path) -> dict[str, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return {}
+    t = pq.read_table(path, columns=["id", "vector", "verdict"])
+    ids, verdicts = t.column("id").to_pylist(), t.column("verdict").to_pylist()
+    vecs = t.column("vector").combine_chunks().flatten().to_numpy().reshape(len(ids), -1)
+    return {i: v for i, v, verdict in zip(ids, vecs, verdicts, strict=True)
+            if verdict == "noisy"}
+
+
+def _clean_batches(run_dir: Path, blocks: int):
+    """The clean rows of every shard's vectors, streamed in block order."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    for b in range(blocks):
+        path = shard_dir(run_dir, b) / VECTORS
+        if not path.is_file():
+            continue
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            batch = batch.filter(pc.equal(batch.column("verdict"), "clean"))
+            if batch.num_rows:
+                yield batch.drop_columns(["verdict"])
+
+
+def global_cutoff(candidates: list[list], beta: float) -> tuple | None:
+    """The selection key of the last candidate kept (None: none kept), from every block's
+    (unknown?, entropy, row) triples: exactly what one ``select_lowest`` over all would keep."""
+    k = n_keep(len(candidates), beta)
+    if not k:
+        return None
+    unknown = np.array([c[0] for c in candidates], dtype=bool)
+    ent = np.array([math.inf if c[1] is None else c[1] for c in candidates], dtype=float)
+    rows = np.array([c[2] for c in candidates], dtype=np.int64)
+    i = np.lexsort((rows, ent, unknown))[k - 1]
+    return bool(unknown[i]), float(ent[i]), int(rows[i])
+
+
+def _concat_outputs(run_dir: Path, blocks: int, input_path: Path) -> None:
+    """Concatenate the shards' curated / sft / decisions files in block (= input) order."""
+    for name, kind in ((f"curated{input_path.suffix.lower()}", file_format(input_path)),
+                       ("sft.jsonl", "jsonl"), ("decisions.csv", "csv")):
+        parts = [p for b in range(blocks) if (p := shard_dir(run_dir, b) / name).is_file()]
+        (_concat_parquet if kind == "parquet" else _concat_text)(parts, run_dir / name,
+                                                                 kind == "csv")
+
+
+def _concat_text(parts: list[Path], out: Path, csv: bool) -> None:
+    """JSONL / CSV parts, streamed; CSV keeps one header (a shard with no rows has none)."""
+    import shutil
+
+    header = b""
+    if csv:
+        for p in parts:
+            with p.open("rb") as src:
+                header = src.readline()
+            if header.strip():
+                break
+    with out.open("wb") as f:
+        f.write(header)
+        for p in parts:
+            with p.open("rb") as src:
+                if csv:
+                    src.readline()
+                shutil.copyfileobj(src, f)
+
+
+def _concat_parquet(parts: list[Path], out: Path, _csv: bool = False) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    for p in parts:
+        t = pq.read_table(p)
+        if t.num_rows:
+            writer = writer or pq.ParquetWriter(out, t.schema)
+            writer.write_table(t.cast(writer.schema))
+    if writer is None:
+        pq.write_table(pa.table({}), out)
+    else:
+        writer.close()
+
+
+def _ray_init(address: str, workers: int) -> bool:
+    """Connect to (``auto``, ``ray://…``, ``host:port``) or start (``local``) a cluster; True
+    when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if address == "local":
+        ray.init(num_cpus=workers, **kw)
+    else:
+        ray.init(address=address, **kw)
+    return True
+
+
+def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, address: str,
+               workers: int = 2, block_rows: int = 1000, reporter: Reporter | None = None,
+               options: RunOptions | None = None) -> dict[str, Any]:
+    """Run RobustFT on a Ray cluster; returns the summary (also in summary.json)."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as e:
+        raise ValueError("--ray needs the 'ray' extra: pip install 'robustft[ray]'") from e
+    rep, opts = reporter or _Quiet(), options or RunOptions()
+    if opts.method != "robustft":
+        raise ValueError("--ray runs the robustft method only")
+    if opts.max_calls is not None or opts.max_tokens is not None:
+        raise ValueError("--max-calls/--max-tokens count one process; they do not apply to "
+                         "--ray")
+    for role in method.ROLES:
+        if not resolved_endpoint(config, role)[0]:
+            raise ValueError(f"no endpoint for role '{role}': pass --base-url or set "
+                             "endpoint.base_url (workers need a reachable endpoint)")
+    input_path, run_dir = Path(input_path).resolve(), Path(run_dir).resolve()
+    prompts = load_prompts(config.prompts_dir)
+    store = RunStore(run_dir)
+    try:
+        _check_run_dir(store, _input_digest(input_path), "robustft")
+        if store.get_meta("block_rows") is None and store.db.execute(
+                "SELECT COUNT(*) FROM samples").fetchone()[0]:
+            raise ValueError(f"{run_dir} holds a single-process run; choose a new --output")
+        plan = write_blocks(input_path, config.data, run_dir, block_rows)
+        store.set_meta("block_rows", str(plan.block_rows))
+        store.set_meta("input_path", str(input_path))
+        (run_dir / "config.yaml").write_text(dump_config(config))
+        (run_dir / "prompts.json").write_text(json.dumps(
+            {n: {"hash": p.hash, "path": str(p.path)} for n, p in prompts.items()}, indent=1))
+        started = _ray_init(address, workers)
+        try:
+            kept = _stages(config, input_path, run_dir, plan, workers, rep, opts)
+        finally:
+            if started:
+                ray.shutdown()
+        store.merge_shards(plan.blocks)
+        _concat_outputs(run_dir, plan.blocks, input_path)
+        out = run_dir
+        summary = {**store.totals(), "task": "multiple_choice" if plan.multiple_choice
+                   else "free_text", "input": str(input_path), "kept": kept,
+                   "outputs": {"curated": str(out / f"curated{input_path.suffix.lower()}"),
+                               "sft": str(out / "sft.jsonl"),
+                               "decisions": str(out / "decisions.csv"),
+                               "traces": str(out / "run.sqlite"),
+                               "shards": str(out / "shards")},
+                   "method": "robustft",
+                   "ray": {"address": address, "workers": workers, "blocks": plan.blocks,
+                           "block_rows": plan.block_rows}}
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+    finally:
+        store.close()
+
+
+def _stages(config: Config, input_path: Path, run_dir: Path, plan: BlockPlan, workers: int,
+            rep: Reporter, opts: RunOptions) -> int:
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    blocks = ray.data.from_items([{"block": b} for b in range(plan.blocks)],
+                                 override_num_blocks=max(1, plan.blocks))
+    common = {"config_json": config.model_dump_json(), "run_dir": str(run_dir),
+              "input_path": str(input_path), "multiple_choice": plan.multiple_choice,
+              "cache_path": str(opts.cache_path) if opts.cache_path else None}
+
+    def stage(name: str, **extra) -> list[dict]:
+        rep.start(name, plan.blocks)
+        ds = blocks.map_batches(BlockWorker, batch_size=1,
+                                compute=ray.data.ActorPoolStrategy(size=workers),
+                                fn_constructor_kwargs={"stage": name, **common, **extra},
+                                num_cpus=1)
+        out = []
+        for row in ds.iter_rows():
+            out.append(json.loads(row["result"]))
+            rep.advance(name)
+        return out
+
+    stage("detect")
+    if config.relabel.context:
+        rep.note("indexing the clean samples of every shard")
+        CleanIndex(run_dir / "index", None).build_from(_clean_batches(run_dir, plan.blocks))
+    candidates = [c for r in stage("relabel") for c in r["candidates"]]
+    cutoff = global_cutoff(candidates, config.selection.beta)
+    return sum(r["kept"] for r in stage("finish", cutoff=list(cutoff) if cutoff else None))
