@@ -29,6 +29,7 @@ import asyncio
 import json
 import math
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,10 @@ class BlockWorker:
     event loop, one LLM client and one embedder for all the blocks it is given."""
 
     def __init__(self, stage: str, config_json: str, run_dir: str, input_path: str,
-                 multiple_choice: bool, cache_path: str | None = None,
-                 cutoff: list | None = None):
+                 multiple_choice: bool, cache_path: str | None = None):
         self.stage, self.run_dir, self.input_path = stage, Path(run_dir), Path(input_path)
         self.config = Config.model_validate_json(config_json)
-        self.mc, self.cutoff = multiple_choice, tuple(cutoff) if cutoff else None
+        self.mc = multiple_choice
         self.prompts = load_prompts(self.config.prompts_dir)
         self.graph = build_robustft_graph()
         self.loop = asyncio.new_event_loop()
@@ -154,19 +154,27 @@ class BlockWorker:
         finally:
             self._close(run, own)
 
-    async def _finish(self, block: int) -> dict[str, Any]:
-        store = RunStore(shard_dir(self.run_dir, block))
+
+def finish_blocks(batch: dict[str, np.ndarray], config_json: str, run_dir: str,
+                  input_path: str, multiple_choice: bool, cutoff: list | None) -> dict[str, list]:
+    """Ray task (no actor: nothing to load): fates of each block's relabeled samples from the
+    global cutoff, then the block's curated / sft / decisions shard."""
+    config = Config.model_validate_json(config_json)
+    sft_prompt = load_prompts(config.prompts_dir)["sft"]
+    key = tuple(cutoff) if cutoff else None
+    results = []
+    for b in batch["block"]:
+        store = RunStore(shard_dir(Path(run_dir), int(b)))
         try:
-            cutoff = self.cutoff
-            fates = method.fates_of(
-                store.records(stage="relabeled"), self.config, _Quiet(),
-                keep=lambda r: cutoff is not None and method.selection_key(r) <= cutoff)
-            store.set_fates(fates)
-            summary = write_outputs(store, self.prompts["sft"], self.input_path, self.mc,
-                                    self.config)
-            return {"kept": summary["kept"]}
+            store.set_fates(method.fates_of(
+                store.records(stage="relabeled"), config, _Quiet(),
+                keep=lambda r: key is not None and method.selection_key(r) <= key))
+            summary = write_outputs(store, sft_prompt, Path(input_path), multiple_choice,
+                                    config)
+            results.append(json.dumps({"kept": summary["kept"]}))
         finally:
             store.close()
+    return {"block": [int(b) for b in batch["block"]], "result": results}
 
 
 def _counts(store: RunStore) -> dict[str, int]:
@@ -309,7 +317,8 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
             {n: {"hash": p.hash, "path": str(p.path)} for n, p in prompts.items()}, indent=1))
         started = _ray_init(address, workers)
         try:
-            kept = _stages(config, input_path, run_dir, plan, workers, rep, opts)
+            seconds: dict[str, float] = {}
+            kept = _stages(config, input_path, run_dir, plan, workers, rep, opts, seconds)
         finally:
             if started:
                 ray.shutdown()
@@ -325,7 +334,7 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
                                "shards": str(out / "shards")},
                    "method": "robustft",
                    "ray": {"address": address, "workers": workers, "blocks": plan.blocks,
-                           "block_rows": plan.block_rows}}
+                           "block_rows": plan.block_rows, "stage_seconds": seconds}}
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
     finally:
@@ -333,7 +342,7 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
 
 
 def _stages(config: Config, input_path: Path, run_dir: Path, plan: BlockPlan, workers: int,
-            rep: Reporter, opts: RunOptions) -> int:
+            rep: Reporter, opts: RunOptions, seconds: dict[str, float]) -> int:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
@@ -344,22 +353,30 @@ def _stages(config: Config, input_path: Path, run_dir: Path, plan: BlockPlan, wo
               "input_path": str(input_path), "multiple_choice": plan.multiple_choice,
               "cache_path": str(opts.cache_path) if opts.cache_path else None}
 
-    def stage(name: str, **extra) -> list[dict]:
+    def collect(name: str, ds) -> list[dict]:
         rep.start(name, plan.blocks)
-        ds = blocks.map_batches(BlockWorker, batch_size=1,
-                                compute=ray.data.ActorPoolStrategy(size=workers),
-                                fn_constructor_kwargs={"stage": name, **common, **extra},
-                                num_cpus=1)
-        out = []
+        t0, out = time.perf_counter(), []
         for row in ds.iter_rows():
             out.append(json.loads(row["result"]))
             rep.advance(name)
+        seconds[name] = round(time.perf_counter() - t0, 2)
         return out
 
-    stage("detect")
+    def on_actors(name: str) -> list[dict]:
+        return collect(name, blocks.map_batches(
+            BlockWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
+            fn_constructor_kwargs={"stage": name, **common}, num_cpus=1))
+
+    on_actors("detect")
     if config.relabel.context:
         rep.note("indexing the clean samples of every shard")
+        t0 = time.perf_counter()
         CleanIndex(run_dir / "index", None).build_from(_clean_batches(run_dir, plan.blocks))
-    candidates = [c for r in stage("relabel") for c in r["candidates"]]
+        seconds["index"] = round(time.perf_counter() - t0, 2)
+    candidates = [c for r in on_actors("relabel") for c in r["candidates"]]
     cutoff = global_cutoff(candidates, config.selection.beta)
-    return sum(r["kept"] for r in stage("finish", cutoff=list(cutoff) if cutoff else None))
+    common.pop("cache_path")
+    done = collect("finish", blocks.map_batches(
+        finish_blocks, batch_size=1, num_cpus=1,
+        fn_kwargs={**common, "cutoff": list(cutoff) if cutoff else None}))
+    return sum(r["kept"] for r in done)

@@ -171,14 +171,17 @@ def serve(
                                               "embedded Gemma-3-270M) or HF id/path (vllm).")
                      ] = None,
     slots: Annotated[int, typer.Option(help="llama.cpp parallel slots.")] = 4,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
+    port: Annotated[int, typer.Option(help="Port (0: a free one).")] = 0,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 for other nodes "
+                                      "(e.g. Ray workers) to reach it.")] = "127.0.0.1",
     served_name: Annotated[str | None, typer.Option(help="vllm: served model name.")] = None,
     max_num_seqs: Annotated[int, typer.Option(help="vllm: concurrent sequences.")] = 256,
     api_key_env: Annotated[str, typer.Option(help="vllm: variable holding the API key.")
                            ] = "OPENAI_API_KEY",
     dry_run: Annotated[bool, typer.Option(help="Print the command line only.")] = False,
 ) -> None:
-    """Serve a model on 127.0.0.1 until Ctrl-C / SIGTERM; prints the base URL."""
+    """Serve a model (on 127.0.0.1 unless --host) until Ctrl-C / SIGTERM; prints the base
+    URL."""
     signal.signal(signal.SIGTERM, on_sigterm)
     port = port or free_port()
     env: dict[str, str] = {}
@@ -187,12 +190,13 @@ def serve(
             path = Path(model) if model else embedded_model_path()
             cmd = llama_server_command(llama_server_binary(), path, port, slots,
                                        passthrough=model is None,
-                                       alias=None if model else EMBEDDED_NAME)
+                                       alias=None if model else EMBEDDED_NAME, host=host)
             health = "/health"
         elif engine == "vllm":
             if not model:
                 raise fail("--engine vllm needs --model (a Hugging Face id or a path)")
-            cmd, health = vllm_command(model, port, served_name, max_num_seqs), "/health"
+            cmd, health = vllm_command(model, port, served_name, max_num_seqs,
+                                       host=host), "/health"
             if os.environ.get(api_key_env):
                 env["VLLM_API_KEY"] = os.environ[api_key_env]
         else:

@@ -62,9 +62,11 @@ def free_port() -> int:
 
 def llama_server_command(binary: str, model: Path, port: int, slots: int = 4,
                          ctx_per_slot: int = 2048, threads: int | None = None,
-                         passthrough: bool = True, alias: str | None = None) -> list[str]:
-    """``llama-server`` arguments: loopback only, parallel slots, optional raw-text template."""
-    cmd = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
+                         passthrough: bool = True, alias: str | None = None,
+                         host: str = "127.0.0.1") -> list[str]:
+    """``llama-server`` arguments: loopback by default, parallel slots, optional raw-text
+    template."""
+    cmd = [binary, "-m", str(model), "--host", host, "--port", str(port),
            "-c", str(ctx_per_slot * slots), "-np", str(slots),
            "-t", str(threads or os.cpu_count() or 2), "--no-webui"]
     if alias:
