@@ -34,6 +34,7 @@ from .schemas import Completion, TokenLogprob
 from .tokens import estimate_messages, estimate_tokens
 
 RETRY_STATUS = {408, 409, 429}
+HTTP_SHARDS = 8  # HTTP clients (connection pools) per endpoint, used in turn
 
 
 class CallError(RuntimeError):
@@ -150,18 +151,24 @@ class LLMClient:
     def __init__(self, endpoint: EndpointConfig, cache: RequestCache | None = None,
                  budget: Budget | None = None):
         self.cfg, self.cache, self.budget = endpoint, cache, budget or Budget()
-        self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
+        self._clients: dict[tuple[str, str], list[openai.AsyncOpenAI]] = {}
+        self._turn = 0
         self._pools: dict[tuple[tuple[str, ...], str], ReplicaPool] = {}
         self._models: dict[tuple[tuple[str, ...], str], str] = {}
         self._lock = asyncio.Lock()
 
     def _client(self, base_url: str, api_key_env: str) -> openai.AsyncOpenAI:
+        """One of ``HTTP_SHARDS`` clients for this endpoint, in turn. The HTTP layer's
+        connection pool scans every pooled connection on each request, so one pool holding
+        all the run's connections costs O(connections) per request (1.5 ms at 64 in flight,
+        measured with cProfile); several smaller pools divide that."""
         key = (base_url, api_key_env)
         if key not in self._clients:
-            self._clients[key] = openai.AsyncOpenAI(
+            self._clients[key] = [openai.AsyncOpenAI(
                 base_url=base_url, api_key=os.environ.get(api_key_env) or "no-key",
-                max_retries=0, timeout=self.cfg.timeout_s)
-        return self._clients[key]
+                max_retries=0, timeout=self.cfg.timeout_s) for _ in range(HTTP_SHARDS)]
+        self._turn += 1
+        return self._clients[key][self._turn % HTTP_SHARDS]
 
     def pool(self, target: Target) -> ReplicaPool:
         key = (target.base_urls, target.api_key_env)
@@ -293,6 +300,7 @@ class LLMClient:
     async def aclose(self) -> None:
         for p in self._pools.values():
             await p.close()
-        for c in self._clients.values():
-            await c.close()
+        for shards in self._clients.values():
+            for c in shards:
+                await c.close()
         self._clients.clear()
