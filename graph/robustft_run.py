@@ -65,17 +65,19 @@ async def relabel(run: Run, graph, index: CleanIndex | None,
                   known: dict[str, np.ndarray] | None) -> None:
     """Every noisy sample not yet relabeled, with its neighbours from ``index`` (searched in
     batches first, with the vectors in ``known``)."""
-    by_id, deps = run.by_id(), run.deps
-    records = [r for r in run.store.records() if r.get("verdict") == "noisy"]
-    noisy = [r for r in records if r["stage"] == "detected"]
+    by_id, deps, store = run.by_id(), run.deps, run.store
+    stages = store.db.execute("SELECT id, stage FROM samples WHERE verdict='noisy' "
+                              "ORDER BY row").fetchall()
+    noisy = [sid for sid, stage in stages if stage == "detected"]
     if index is not None:
         deps.index = index
-        await asyncio.to_thread(index.prepare, [by_id[r["id"]] for r in noisy],
+        await asyncio.to_thread(index.prepare, [by_id[sid] for sid in noisy],
                                 run.config.retrieval.k, known=known)
     deps.relabeling = True
     save = _saver(run, None)
-    run.start("relabel", len(records), len(noisy))
-    states = ({"sample": by_id[r["id"]], **{k: r[k] for k in _KEEP if k in r}} for r in noisy)
+    run.start("relabel", len(stages), len(noisy))
+    states = ({"sample": by_id[sid], **{k: v for k, v in store.data(sid).items() if k in _KEEP}}
+              for sid in noisy)  # each record read when its sample starts: flat memory
     await run_stage(graph, states, deps, lambda st: save(st, "relabeled"),
                     lambda: run.rep.advance("relabel"))
 
@@ -132,8 +134,9 @@ def fates_of(records: Iterable[dict[str, Any]], config, rep,
             out.append((r["id"], "error", "relabel: " + "; ".join(r["errors"]), None))
         elif r.get(f"{by}_answer") is None:
             out.append((r["id"], "relabeled-dropped", f"{by} reply unparsed", None))
-        else:
-            candidates.append((r, orig))
+        else:  # only what selection and the reason need: flat memory over many records
+            candidates.append(({k: r.get(k) for k in ("id", "row", "entropy",
+                                                      "entropy_source", f"{by}_answer")}, orig))
     ent = [c[0].get("entropy") for c in candidates]
     if keep is None:
         mask = select_lowest([math.nan if e is None else e for e in ent], beta)

@@ -223,24 +223,40 @@ def load_samples(path: str | Path, cfg: DataConfig) -> tuple[list[Sample], list[
 
 def write_rows(path: Path, rows: Iterable[dict[str, Any]], fmt: str,
                columns: list[str] | None = None) -> int:
-    """Write rows in ``fmt``; CSV list values are JSON-encoded. Returns the row count."""
-    rows = list(rows)
+    """Write rows in ``fmt``, streamed (JSONL, CSV) or in batches (Parquet); CSV list values
+    are JSON-encoded and, without ``columns``, the first row's keys are the header. Returns
+    the row count."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    rows = iter(rows)
+    n = 0
     if fmt == "jsonl":
         with path.open("w", encoding="utf-8") as f:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+                n += 1
     elif fmt == "csv":
-        cols = columns or list(dict.fromkeys(k for r in rows for k in r))
+        first = next(rows, None)
+        cols = columns or (list(first) if first else [])
         with path.open("w", encoding="utf-8", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
             w.writeheader()
-            for r in rows:
+            for r in itertools.chain([first] if first else [], rows):
                 w.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict))
                             else v for k, v in r.items()})
+                n += 1
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist(rows), path)
-    return len(rows)
+        writer = None
+        while chunk := list(itertools.islice(rows, 4096)):
+            table = pa.Table.from_pylist(chunk)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            n += len(chunk)
+        if writer is None:
+            pq.write_table(pa.table({}), path)
+        else:
+            writer.close()
+    return n

@@ -58,22 +58,24 @@ def sft_example(prompt: Prompt, sample: Sample, label: str) -> dict[str, str]:
 
 def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, is_mc: bool,
                   config: Config, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The output files and summary.json, streamed from the store (one pass per file)."""
     fmt = file_format(input_path)
     out = store.dir
-    curated, sft, decisions = [], [], []
-    for r in store.records():
-        d = decision_of(r)
-        decisions.append(_decision_row(d))
-        if d.fate in KEPT and d.final_label is not None:
-            sample = Sample.model_validate(r["sample"])
-            curated.append({**sample.raw, config.data.answer_column: d.final_label})
-            sft.append(sft_example(sft_prompt, sample, d.final_label))
+
+    def kept():
+        for r in store.records():
+            if r.get("fate") in KEPT and r.get("final") is not None:
+                yield Sample.model_validate(r["sample"]), r["final"]
+
     curated_path = out / f"curated{input_path.suffix.lower()}"
-    write_rows(curated_path, curated, fmt)
-    write_rows(out / "sft.jsonl", sft, "jsonl")
-    write_rows(out / "decisions.csv", decisions, "csv", DECISION_COLUMNS)
+    n_kept = write_rows(curated_path, ({**s.raw, config.data.answer_column: label}
+                                       for s, label in kept()), fmt)
+    write_rows(out / "sft.jsonl", (sft_example(sft_prompt, s, label) for s, label in kept()),
+               "jsonl")
+    write_rows(out / "decisions.csv", (_decision_row(decision_of(r)) for r in store.records()),
+               "csv", DECISION_COLUMNS)
     summary = {**store.totals(), "task": "multiple_choice" if is_mc else "free_text",
-               "input": str(input_path), "kept": len(curated),
+               "input": str(input_path), "kept": n_kept,
                "outputs": {"curated": str(curated_path), "sft": str(out / "sft.jsonl"),
                            "decisions": str(out / "decisions.csv"),
                            "traces": str(out / "run.sqlite")}, **(extra or {})}

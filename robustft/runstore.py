@@ -171,6 +171,11 @@ class RunStore:
             yield {"id": sid, "row": row, "stage": st, "fate": fate, "reason": reason,
                    "final": final, **json.loads(data)}
 
+    def data(self, sid: str) -> dict[str, Any]:
+        """The stored state of one sample (its data JSON)."""
+        return json.loads(self.db.execute("SELECT data FROM samples WHERE id=?",
+                                          (sid,)).fetchone()[0])
+
     def record(self, sid: str) -> dict[str, Any] | None:
         row = self.db.execute(
             "SELECT id, row, stage, verdict, fate, reason, final, entropy, entropy_source, data "
