@@ -23,21 +23,13 @@ import time
 from pathlib import Path
 
 
-def _rows(n: int, path: Path) -> None:
-    with path.open("w") as f:
-        for i in range(n):
-            wrong, even = i % 3 == 0, i % 2 == 0
-            f.write(json.dumps({"id": f"p{i}", "question": f"Is {i} even?",
-                                "options": ["yes", "no"],
-                                "answer": "A" if even != wrong else "B"}) + "\n")
-
-
 def _child(mode: str, n: int, url: str, workers: int, concurrency: int, block_rows: int,
            workdir: str) -> None:
+    from eval.scripted_server import write_parity_rows
     from robustft.config import Config
 
     inp, run = Path(workdir) / "in.jsonl", Path(workdir) / "run"
-    _rows(n, inp)
+    write_parity_rows(inp, n)
     cfg = Config()
     cfg.endpoint.base_url, cfg.endpoint.model = url, "m"
     t0 = time.perf_counter()

@@ -21,17 +21,12 @@ from pathlib import Path
 
 
 def _child(n: int, url: str, concurrency: int, workdir: str) -> None:
+    from eval.scripted_server import write_parity_rows
     from graph.runner import curate
     from robustft.config import Config
 
     inp = Path(workdir) / "in.jsonl"
-    with inp.open("w") as f:
-        for i in range(n):
-            wrong = i % 3 == 0
-            even = i % 2 == 0
-            f.write(json.dumps({"id": f"p{i}", "question": f"Is {i} even?",
-                                "options": ["yes", "no"],
-                                "answer": "A" if even != wrong else "B"}) + "\n")
+    write_parity_rows(inp, n)
     cfg = Config(concurrency=concurrency)
     cfg.endpoint.base_url, cfg.endpoint.model = url, "m"
     t0 = time.perf_counter()

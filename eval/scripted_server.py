@@ -246,6 +246,16 @@ def parity(body: dict) -> Reply:
     return mc_reply("A" if n % 2 == 0 else "B", ["A", "B"], confidence=0.6 + (n % 7) / 20)
 
 
+def write_parity_rows(path, n: int) -> None:
+    """``n`` JSONL rows for the parity script, every third label flipped (benchmarks)."""
+    with open(path, "w") as f:
+        for i in range(n):
+            wrong, even = i % 3 == 0, i % 2 == 0
+            f.write(json.dumps({"id": f"p{i}", "question": f"Is {i} even?",
+                                "options": ["yes", "no"],
+                                "answer": "A" if even != wrong else "B"}) + "\n")
+
+
 def serve_in_subprocess(delay_s: float = 0.0):
     """Start the parity server in its own process (no GIL shared with the client under test);
     returns (process, base_url). Stop it with ``process.terminate()``."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import threading
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ import numpy as np
 from agents.base import Deps
 from robustft.cache import RequestCache
 from robustft.client import LLMClient
-from robustft.config import Config, RunOptions, dump_config, resolved_endpoint
+from robustft.config import Config, RunOptions
 from robustft.io import file_format
 from robustft.outputs import write_outputs
 from robustft.prompts import load_prompts
@@ -49,7 +48,15 @@ from robustft.shards import BlockPlan, read_block, shard_dir, write_blocks
 
 from . import robustft_run as method
 from .robustft import build_robustft_graph
-from .runner import Reporter, Run, _check_run_dir, _input_digest, _Quiet
+from .runner import (
+    Reporter,
+    Run,
+    _check_run_dir,
+    _input_digest,
+    _Quiet,
+    check_endpoints,
+    write_snapshot,
+)
 
 VECTORS = "vectors.parquet"
 
@@ -82,9 +89,8 @@ class BlockWorker:
     def _open(self, block: int) -> tuple[Run, RequestCache | None]:
         samples, errors = read_block(self.run_dir, block)
         store = RunStore(shard_dir(self.run_dir, block))
-        for e in errors:
-            store.save(e.id, e.row, e.source, "error", {"raw": e.raw, "errors": [e.reason]},
-                       verdict="error", fate="error", reason=e.reason)
+        if self.stage == "detect":
+            store.save_input_errors(errors)
         own = None if self.shared_cache else RequestCache(store.dir / "cache.sqlite")
         self.client.cache = self.shared_cache or own
         deps = Deps(config=self.config, client=self.client, prompts=self.prompts)
@@ -149,8 +155,7 @@ class BlockWorker:
             by = method.final_by(self.config)
             cands = [method.selection_key(r) for r in run.store.records(stage="relabeled")
                      if method.candidate(r, by)]
-            return {"candidates": [[u, None if math.isinf(e) else e, row]
-                                   for u, e, row in cands]}
+            return {"candidates": cands}  # JSON keeps Infinity
         finally:
             self._close(run, own)
 
@@ -216,7 +221,7 @@ def global_cutoff(candidates: list[list], beta: float) -> tuple | None:
     if not k:
         return None
     unknown = np.array([c[0] for c in candidates], dtype=bool)
-    ent = np.array([math.inf if c[1] is None else c[1] for c in candidates], dtype=float)
+    ent = np.array([c[1] for c in candidates], dtype=float)
     rows = np.array([c[2] for c in candidates], dtype=np.int64)
     i = np.lexsort((rows, ent, unknown))[k - 1]
     return bool(unknown[i]), float(ent[i]), int(rows[i])
@@ -297,10 +302,7 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
     if opts.max_calls is not None or opts.max_tokens is not None:
         raise ValueError("--max-calls/--max-tokens count one process; they do not apply to "
                          "--ray")
-    for role in method.ROLES:
-        if not resolved_endpoint(config, role)[0]:
-            raise ValueError(f"no endpoint for role '{role}': pass --base-url or set "
-                             "endpoint.base_url (workers need a reachable endpoint)")
+    check_endpoints(config, method.ROLES)
     input_path, run_dir = Path(input_path).resolve(), Path(run_dir).resolve()
     prompts = load_prompts(config.prompts_dir)
     store = RunStore(run_dir)
@@ -312,9 +314,7 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
         plan = write_blocks(input_path, config.data, run_dir, block_rows)
         store.set_meta("block_rows", str(plan.block_rows))
         store.set_meta("input_path", str(input_path))
-        (run_dir / "config.yaml").write_text(dump_config(config))
-        (run_dir / "prompts.json").write_text(json.dumps(
-            {n: {"hash": p.hash, "path": str(p.path)} for n, p in prompts.items()}, indent=1))
+        write_snapshot(run_dir, config, prompts)
         started = _ray_init(address, workers)
         try:
             seconds: dict[str, float] = {}

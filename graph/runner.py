@@ -83,6 +83,20 @@ async def run_stage(graph, states: Iterable[SampleState], deps: Deps,
         raise stopped[0]
 
 
+def check_endpoints(config: Config, roles: Iterable[str]) -> None:
+    for role in roles:
+        if not resolved_endpoint(config, role)[0]:
+            raise ValueError(f"no endpoint for role '{role}': pass --base-url, set "
+                             "OPENAI_BASE_URL, or set endpoint.base_url in the config")
+
+
+def write_snapshot(run_dir: Path, config: Config, prompts: dict) -> None:
+    """The run directory's config snapshot and the hashes of the prompts used."""
+    (run_dir / "config.yaml").write_text(dump_config(config))
+    (run_dir / "prompts.json").write_text(json.dumps(
+        {n: {"hash": p.hash, "path": str(p.path)} for n, p in prompts.items()}, indent=1))
+
+
 def _input_digest(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -155,10 +169,7 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
     method = opts.method
     m = {"robustft": robustft_run, "clear": clear_run}[method]
     input_path, run_dir = Path(input_path), Path(run_dir)
-    for role in m.ROLES:
-        if not resolved_endpoint(config, role)[0]:
-            raise ValueError(f"no endpoint for role '{role}': pass --base-url, set "
-                             "OPENAI_BASE_URL, or set endpoint.base_url in the config")
+    check_endpoints(config, m.ROLES)
     prompts = load_prompts(config.prompts_dir)
     samples, input_errors, is_mc = load_samples(input_path, config.data)
     store = RunStore(run_dir)
@@ -169,13 +180,9 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
     if opts.retry_errors:
         n = reopen_errors(store, m.FIRST_STAGE, m.FIRST_KEYS)
         rep.note(f"retrying {n} error row(s)")
-    (run_dir / "config.yaml").write_text(dump_config(config))
-    (run_dir / "prompts.json").write_text(json.dumps(
-        {n: {"hash": p.hash, "path": str(p.path)} for n, p in prompts.items()}, indent=1))
+    write_snapshot(run_dir, config, prompts)
     done = store.stages()
-    for e in input_errors:
-        store.save(e.id, e.row, e.source, "error", {"raw": e.raw, "errors": [e.reason]},
-                   verdict="error", fate="error", reason=e.reason)
+    store.save_input_errors(input_errors)
     cache = RequestCache(opts.cache_path or run_dir / "cache.sqlite")
     client = LLMClient(config.endpoint, cache, Budget(opts.max_calls, opts.max_tokens))
     run = Run(config, store, Deps(config=config, client=client, prompts=prompts), samples,

@@ -189,7 +189,7 @@ class LLMClient:
         key = (target.base_urls, target.api_key_env)
         async with self._lock:
             if key not in self._models:
-                (page, _), _ = await self._with_retries(
+                page, _, _ = await self._with_retries(
                     lambda c: c.models.list(), "list models", target)
                 ids = [m.id for m in page.data]
                 if len(ids) != 1:
@@ -201,7 +201,7 @@ class LLMClient:
 
     async def _with_retries(self, make_call, what: str, target: Target):
         """``make_call(client)`` on a replica chosen per attempt; returns
-        ``((result, attempts), replica_url)``. A replica that stopped answering is marked down
+        ``(result, attempts, replica_url)``. A replica that stopped answering is marked down
         and the next attempt goes to another healthy one without waiting."""
         pool, attempt = self.pool(target), 0
         while True:
@@ -211,7 +211,7 @@ class LLMClient:
             try:
                 result = await make_call(self._client(replica.url, target.api_key_env))
                 pool.succeeded(replica)
-                return (result, attempt), replica.url
+                return result, attempt, replica.url
             except Exception as err:  # classify, then retry or give up
                 if not _retryable(err) or attempt > self.cfg.max_retries:
                     raise CallError(f"{what} failed after {attempt} attempt(s): "
@@ -275,7 +275,7 @@ class LLMClient:
             return data
 
         t0 = time.perf_counter()
-        (data, attempts), url = await self._with_retries(call, f"chat({model})", target)
+        data, attempts, url = await self._with_retries(call, f"chat({model})", target)
         latency = time.perf_counter() - t0
         choice = data["choices"][0]
         text = choice["message"].get("content") or ""

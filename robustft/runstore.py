@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .schemas import AgentCall
+from .schemas import AgentCall, InputError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -151,6 +151,12 @@ class RunStore:
                 [(sid, stage, c.role, c.prompt, c.prompt_hash, c.model, c.answer,
                   c.prompt_tokens, c.completion_tokens, c.latency_s, c.error, int(c.cached),
                   c.model_dump_json()) for c in calls])
+
+    def save_input_errors(self, errors: Iterable[InputError]) -> None:
+        """Rows that failed input validation: error rows with the reason, never processed."""
+        for e in errors:
+            self.save(e.id, e.row, e.source, "error", {"raw": e.raw, "errors": [e.reason]},
+                      verdict="error", fate="error", reason=e.reason)
 
     def set_fates(self, fates: list[tuple[str, str, str, str | None]]) -> None:
         """Bulk (id, fate, reason, final label) update after selection."""
