@@ -91,7 +91,7 @@ async def stages(run: Run) -> None:
     index = known = None
     if background is not None:
         by_id = run.by_id()
-        clean = [by_id[r["id"]] for r in store.records() if r.get("verdict") == "clean"]
+        clean = [by_id[sid] for sid, _ in store.verdicts("clean")]
         run.rep.note(f"indexing {len(clean)} clean samples")
         known = await background.finish()  # most were embedded during detection
         index = CleanIndex(store.dir / "index", await background.embedder())

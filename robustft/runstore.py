@@ -167,6 +167,13 @@ class RunStore:
     def stages(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT id, stage FROM samples"))
 
+    def verdicts(self, *wanted: str) -> list[tuple[str, str]]:
+        """(id, verdict) of the samples whose checker verdict is one of ``wanted``, in input
+        order (reads the column only, no record JSON)."""
+        marks = ",".join("?" * len(wanted))
+        return self.db.execute(f"SELECT id, verdict FROM samples WHERE verdict IN ({marks}) "
+                               "ORDER BY row", wanted).fetchall()
+
     def records(self, stage: str | None = None) -> Iterator[dict[str, Any]]:
         """Sample records in input order (optionally only one stage), data JSON decoded."""
         q = "SELECT id, row, stage, fate, reason, final, data FROM samples"
