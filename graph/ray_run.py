@@ -129,7 +129,7 @@ class BlockWorker:
 
         by_id = run.by_id()
         detected = run.store.verdicts("clean", "noisy")
-        samples = [by_id[sid] for sid, _ in detected]
+        samples = [by_id[sid] for sid, _, _ in detected]
         missing = [s for s in samples if s.id not in known]  # finished before a restart
         if missing:
             vecs = await asyncio.to_thread(self.embedder.embed,
@@ -139,7 +139,7 @@ class BlockWorker:
             return
         batch = index_batch(samples, np.stack([known[s.id] for s in samples]))
         table = pa.Table.from_batches([batch]).append_column(
-            "verdict", pa.array([v for _, v in detected], pa.string()))
+            "verdict", pa.array([v for _, v, _ in detected], pa.string()))
         tmp = run.store.dir / (VECTORS + ".tmp")
         pq.write_table(table, tmp)
         tmp.replace(run.store.dir / VECTORS)

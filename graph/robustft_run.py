@@ -66,16 +66,15 @@ async def relabel(run: Run, graph, index: CleanIndex | None,
     """Every noisy sample not yet relabeled, with its neighbours from ``index`` (searched in
     batches first, with the vectors in ``known``)."""
     by_id, deps, store = run.by_id(), run.deps, run.store
-    stages = store.db.execute("SELECT id, stage FROM samples WHERE verdict='noisy' "
-                              "ORDER BY row").fetchall()
-    noisy = [sid for sid, stage in stages if stage == "detected"]
+    flagged = store.verdicts("noisy")
+    noisy = [sid for sid, _, stage in flagged if stage == "detected"]
     if index is not None:
         deps.index = index
         await asyncio.to_thread(index.prepare, [by_id[sid] for sid in noisy],
                                 run.config.retrieval.k, known=known)
     deps.relabeling = True
     save = _saver(run, None)
-    run.start("relabel", len(stages), len(noisy))
+    run.start("relabel", len(flagged), len(noisy))
     states = ({"sample": by_id[sid], **{k: v for k, v in store.data(sid).items() if k in _KEEP}}
               for sid in noisy)  # each record read when its sample starts: flat memory
     await run_stage(graph, states, deps, lambda st: save(st, "relabeled"),
@@ -91,7 +90,7 @@ async def stages(run: Run) -> None:
     index = known = None
     if background is not None:
         by_id = run.by_id()
-        clean = [by_id[sid] for sid, _ in store.verdicts("clean")]
+        clean = [by_id[sid] for sid, _, _ in store.verdicts("clean")]
         run.rep.note(f"indexing {len(clean)} clean samples")
         known = await background.finish()  # most were embedded during detection
         index = CleanIndex(store.dir / "index", await background.embedder())

@@ -167,12 +167,12 @@ class RunStore:
     def stages(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT id, stage FROM samples"))
 
-    def verdicts(self, *wanted: str) -> list[tuple[str, str]]:
-        """(id, verdict) of the samples whose checker verdict is one of ``wanted``, in input
-        order (reads the column only, no record JSON)."""
+    def verdicts(self, *wanted: str) -> list[tuple[str, str, str]]:
+        """(id, verdict, stage) of the samples whose checker verdict is one of ``wanted``, in
+        input order (reads the columns only, no record JSON)."""
         marks = ",".join("?" * len(wanted))
-        return self.db.execute(f"SELECT id, verdict FROM samples WHERE verdict IN ({marks}) "
-                               "ORDER BY row", wanted).fetchall()
+        return self.db.execute(f"SELECT id, verdict, stage FROM samples "
+                               f"WHERE verdict IN ({marks}) ORDER BY row", wanted).fetchall()
 
     def records(self, stage: str | None = None) -> Iterator[dict[str, Any]]:
         """Sample records in input order (optionally only one stage), data JSON decoded."""
