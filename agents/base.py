@@ -4,27 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from robustft.client import CallError, LLMClient, Target
 from robustft.config import Config, resolved_endpoint
-from robustft.parsing import Parsed, parse_answer
-from robustft.prompts import Prompt
-from robustft.retrieval import CleanIndex, Embedder
+from robustft.llm.client import CallError, LLMClient, Target
+from robustft.llm.prompt_files import Prompt
+from robustft.methods.parsing import Parsed, parse_answer
+from robustft.methods.scoring import mean_nll, mean_token_entropy, token_at, tokens_in_span
+from robustft.retrieval.embedder import Embedder
+from robustft.retrieval.index import CleanIndex
 from robustft.schemas import AgentCall, Completion, Sample
-from robustft.scoring import mean_nll, mean_token_entropy, token_at, tokens_in_span
 
 
-@dataclass
+@dataclass(frozen=True)
 class Deps:
-    """What agents and nodes need for a run; passed as the graph's runtime context."""
+    """What agents and nodes need for one stage of a run; passed as the graph's runtime
+    context, never changed during the stage (a later stage gets its own, with
+    :func:`dataclasses.replace`)."""
 
     config: Config
     client: LLMClient
     prompts: dict[str, Prompt]
-    index: CleanIndex | None = None
+    index: CleanIndex | None = None  # RobustFT relabel stage: the clean-sample index
     embedder: Embedder | None = None  # CLEAR's embedding similarity
-    relabeling: bool = False  # RobustFT: set once detection of the whole dataset is done
+    phase: Literal["detect", "relabel"] = "detect"  # RobustFT: relabel once all are detected
 
 
 def _logprob_summary(call: AgentCall, completion: Completion, start: int, end: int) -> None:

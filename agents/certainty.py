@@ -2,11 +2,10 @@
 
 import asyncio
 
-from robustft.confidence import parse_verdict
-from robustft.parsing import Parsed
+from robustft.agents.base import Deps, run_agent
+from robustft.methods.confidence import parse_verdict
+from robustft.methods.parsing import Parsed
 from robustft.schemas import AgentCall, Sample
-
-from .base import Deps, run_agent
 
 PROMPTS = ("clear_reflect", "clear_reflect_sure")
 

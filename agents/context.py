@@ -1,8 +1,7 @@
 """Context-enhanced relabeling: the nearest clean samples serve as worked examples."""
 
+from robustft.agents.base import Deps, run_agent
 from robustft.schemas import LETTERS, AgentCall, Neighbour, Sample
-
-from .base import Deps, run_agent
 
 
 def _example(n: Neighbour) -> dict:

@@ -1,8 +1,7 @@
 """CLEAR corrector: a candidate response for a filtered sample (same or a configured model)."""
 
+from robustft.agents.base import Deps, run_agent
 from robustft.schemas import AgentCall, Sample
-
-from .base import Deps, run_agent
 
 
 async def propose(deps: Deps, sample: Sample) -> AgentCall:

@@ -1,8 +1,7 @@
 """Direct expert: answers at once."""
 
+from robustft.agents.base import Deps, run_agent
 from robustft.schemas import AgentCall, Sample
-
-from .base import Deps, run_agent
 
 
 async def answer_direct(deps: Deps, sample: Sample) -> AgentCall:

@@ -2,10 +2,9 @@
 
 import asyncio
 
-from robustft.parsing import Parsed, parse_choice
+from robustft.agents.base import Deps, run_agent
+from robustft.methods.parsing import Parsed, parse_choice
 from robustft.schemas import AgentCall, Sample
-
-from .base import Deps, run_agent
 
 
 def _which(text: str) -> Parsed:

@@ -1,8 +1,7 @@
 """Reasoning expert: step-by-step reasoning ending in an answer line."""
 
+from robustft.agents.base import Deps, run_agent
 from robustft.schemas import AgentCall, Sample
-
-from .base import Deps, run_agent
 
 
 async def answer_with_reasoning(deps: Deps, sample: Sample) -> AgentCall:

@@ -1,8 +1,7 @@
 """Self-reflection: reviews the reasoning expert's last attempt and may revise its answer."""
 
+from robustft.agents.base import Deps, run_agent
 from robustft.schemas import AgentCall, Sample
-
-from .base import Deps, run_agent
 
 
 async def reflect(deps: Deps, sample: Sample, previous: AgentCall, round_no: int) -> AgentCall:

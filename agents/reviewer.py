@@ -1,8 +1,7 @@
 """Reviewer: weighs the reasoning answer (with its reasoning) against the context answer."""
 
+from robustft.agents.base import Deps, run_agent
 from robustft.schemas import AgentCall, Sample
-
-from .base import Deps, run_agent
 
 
 async def review(deps: Deps, sample: Sample, reasoning: str, reasoning_answer: str | None,

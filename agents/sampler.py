@@ -2,9 +2,8 @@
 
 import asyncio
 
+from robustft.agents.base import Deps, run_agent
 from robustft.schemas import AgentCall, Sample
-
-from .base import Deps, run_agent
 
 
 async def sample_answers(deps: Deps, sample: Sample, k: int) -> list[AgentCall]:

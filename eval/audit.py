@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from graph.runner import curate
 from robustft.config import Config, RunOptions, load_config
-from robustft.io import file_format, load_samples, write_rows
-from robustft.outputs import sft_example
-from robustft.prompts import builtin_dir, load_prompts
+from robustft.data.files import file_format, load_samples, write_rows
+from robustft.graph.runner import curate
+from robustft.llm.prompt_files import builtin_dir, load_prompts
+from robustft.pipeline.outputs import sft_example
 from robustft.schemas import InputError, Sample
 
 from .metrics import Outcome, audit
@@ -125,8 +125,8 @@ def _start_sim(args, truth_path: Path) -> tuple[subprocess.Popen, str]:
 
 
 def _downstream(args, sft: Path, out: Path, cfg: Config) -> float:
-    from robustft.evaluation import predict_local
-    from robustft.training import train
+    from robustft.training.evaluate import predict_local
+    from robustft.training.train import train
 
     metrics = train(sft, args.train_model, out, cfg.train)
     test, _, _ = load_samples(args.test, cfg.data)
@@ -154,7 +154,7 @@ def run_audit(args) -> dict[str, Any]:
         base.endpoint.base_url, base.endpoint.model = args.base_url, args.model
         setting = f"endpoint {args.base_url} (model {args.model or 'as served'})"
     else:
-        from robustft.serve import EMBEDDED_NAME, embedded_server
+        from robustft.serving.servers import EMBEDDED_NAME, embedded_server
 
         server = embedded_server(slots=4, log_path=out / "llama-server.log").start()
         base.endpoint.base_url, base.endpoint.model = server.base_url, EMBEDDED_NAME

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from eval.scripted_server import serve_in_subprocess
-from graph.runner import curate
 from robustft.config import Config
+from robustft.graph.runner import curate
 
 
 class StageClock:

@@ -49,14 +49,14 @@ def _child(mode: str, n: int, url: str, workers: int, concurrency: int, block_ro
     t0 = time.perf_counter()
     stop, peak = threading.Event(), {}
     if mode == "ray":
-        from graph.ray_run import curate_ray
+        from robustft.graph.ray_run import curate_ray
 
         threading.Thread(target=_worker_peak_rss, args=(stop, peak), daemon=True).start()
         cfg.concurrency = concurrency
         summary = curate_ray(cfg, inp, run, "local", workers=workers, block_rows=block_rows)
         stop.set()
     else:
-        from graph.runner import curate
+        from robustft.graph.runner import curate
 
         cfg.concurrency = concurrency * workers
         summary = asyncio.run(curate(cfg, inp, run))

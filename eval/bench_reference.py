@@ -15,27 +15,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import openai
 
-from graph.runner import curate
 from robustft.config import Config
+from robustft.data.files import file_format, load_samples, write_rows
 from robustft.demo import DEMO_INPUT
-from robustft.io import file_format, load_samples, write_rows
-from robustft.prompts import builtin_dir, load_prompts
-from robustft.runstore import RunStore
-from robustft.serve import EMBEDDED_NAME, embedded_server
+from robustft.graph.runner import curate
+from robustft.llm.prompt_files import builtin_dir, load_prompts
+from robustft.serving.servers import EMBEDDED_NAME, embedded_server
+from robustft.store.runstore import RunStore
 
 
 def sequential(url: str, cfg: Config, run: Path) -> tuple[float, int]:
     """Re-send every call of ``run`` one at a time; returns (seconds, calls)."""
     prompts = load_prompts(cfg.prompts_dir)
     store = RunStore.reader(run)
-    calls = [json.loads(d) for (d,) in store.db.execute("SELECT data FROM calls ORDER BY seq")]
+    calls = [c.model_dump() for c in store.all_calls()]
     store.close()
     client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=600)
     t0 = time.perf_counter()

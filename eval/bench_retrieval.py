@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from robustft.retrieval import CleanIndex, Embedder
+from robustft.retrieval.embedder import Embedder
+from robustft.retrieval.index import CleanIndex
 from robustft.schemas import Sample
 
 ARC = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "robustft-arc"

@@ -22,8 +22,8 @@ from pathlib import Path
 
 def _child(n: int, url: str, concurrency: int, workdir: str) -> None:
     from eval.scripted_server import write_parity_rows
-    from graph.runner import curate
     from robustft.config import Config
+    from robustft.graph.runner import curate
 
     inp = Path(workdir) / "in.jsonl"
     write_parity_rows(inp, n)

@@ -14,7 +14,7 @@ import time
 
 import openai
 
-from robustft.serve import EMBEDDED_NAME, embedded_server
+from robustft.serving.servers import EMBEDDED_NAME, embedded_server
 
 PROMPT = "Question: Describe the water cycle in a few sentences.\nAnswer:"
 

@@ -15,12 +15,12 @@ import json
 from pathlib import Path
 
 from robustft.config import DataConfig, TrainConfig
+from robustft.data.files import load_samples
 from robustft.demo import DEMO_INPUT, DEMO_TRUTH
-from robustft.evaluation import predict_local, write_results
-from robustft.io import load_samples
-from robustft.outputs import sft_example
-from robustft.prompts import load_prompts
-from robustft.training import train
+from robustft.llm.prompt_files import load_prompts
+from robustft.pipeline.outputs import sft_example
+from robustft.training.evaluate import predict_local, write_results
+from robustft.training.train import train
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ CAPITALS = [
     ("Jamaica", "Kingston"), ("Uruguay", "Montevideo"), ("Ecuador", "Quito"),
 ]
 NOISE_RATE, SEED = 0.3, 7
-OUT = Path(__file__).resolve().parent.parent / "robustft" / "data"
+OUT = Path(__file__).resolve().parent.parent / "robustft" / "demo"
 
 
 def main() -> None:

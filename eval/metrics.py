@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from robustft.demo import detection_scores
-from robustft.selection import select_lowest
+from robustft.methods.selection import select_lowest
+from robustft.pipeline.contract import KEPT
 
-KEPT = ("clean", "relabeled-kept")
 FLAGGED = ("relabeled-kept", "relabeled-dropped")
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robustft.config import ROLES, DataConfig
-from robustft.io import load_samples
+from robustft.data.files import load_samples
 
 from .scripted_server import Reply, ScriptedServer, mc_reply, target_question
 

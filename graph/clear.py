@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from agents.base import Deps
-
-from . import clear_nodes as n
-from .clear_state import ClearState
+from robustft.agents.base import Deps
+from robustft.graph import clear_nodes as n
+from robustft.graph.clear_state import ClearState
 
 
 def build_clear_graph():

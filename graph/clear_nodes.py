@@ -9,17 +9,16 @@ from typing import Literal
 from langgraph.graph import END
 from langgraph.runtime import Runtime
 
-from agents.base import Deps
-from agents.certainty import reflect_on
-from agents.corrector import propose
-from agents.judge import judge
-from agents.sampler import sample_answers
-from robustft.confidence import combine, cosine, observed_consistency, reflection_certainty
-from robustft.matching import exact_match, normalise, token_f1
+from robustft.agents.base import Deps
+from robustft.agents.certainty import reflect_on
+from robustft.agents.corrector import propose
+from robustft.agents.judge import judge
+from robustft.agents.sampler import sample_answers
+from robustft.graph.clear_state import ClearState
+from robustft.graph.nodes import failures
+from robustft.methods.confidence import combine, cosine, observed_consistency, reflection_certainty
+from robustft.methods.matching import exact_match, normalise, token_f1
 from robustft.schemas import Sample
-
-from .clear_state import ClearState
-from .nodes import failures
 
 
 async def _similarities(deps: Deps, s: Sample, answers: list[str | None]

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
 from typing import Any
 
-from robustft.confidence import threshold
-from robustft.retrieval import Embedder
+from robustft.graph.clear import build_clear_graph
+from robustft.graph.clear_state import ClearState
+from robustft.graph.stages import Run, run_stage
+from robustft.methods.confidence import threshold
+from robustft.pipeline.contract import Fate, FateRow, Method, PlannedCall, Stage
+from robustft.pipeline.fates import clear_fates
+from robustft.retrieval.embedder import Embedder
 
-from .clear import build_clear_graph
-from .clear_state import ClearState
-from .runner import Run, run_stage
-
-ROLES = ("sampler", "certainty", "corrector", "judge")
-FIRST_STAGE = "scored"
 FIRST_KEYS = ("sampled", "similarities", "matches", "verdicts", "observed", "certainty",
               "confidence")
 _KEEP = (*FIRST_KEYS, "threshold", "candidate", "judge_votes", "candidate_verdicts",
@@ -35,7 +35,7 @@ def _plain(state: dict[str, Any]) -> dict[str, Any]:
 
 def _gamma(run: Run) -> float:
     conf = [r["confidence"] for r in run.store.records()
-            if r["stage"] in ("scored", "corrected") and not r.get("errors")
+            if r["stage"] in (Stage.SCORED, Stage.CORRECTED) and not r.get("errors")
             and r.get("confidence") is not None]
     return threshold(conf, run.config.clear.gamma)
 
@@ -44,19 +44,19 @@ async def stages(run: Run) -> None:
     store, deps, rep, c = run.store, run.deps, run.rep, run.config.clear
     graph = build_clear_graph()
     if c.similarity == "embedding":
-        deps.embedder = await asyncio.to_thread(Embedder, run.config.retrieval.embedder,
-                                                run.config.retrieval.batch_size)
+        deps = replace(deps, embedder=await asyncio.to_thread(
+            Embedder, run.config.retrieval.embedder, run.config.retrieval.batch_size))
 
-    def save(state: ClearState, stage: str) -> None:
+    def save(state: ClearState, stage: Stage) -> None:
         s, err = state["sample"], state.get("errors")
         store.save(s.id, s.row, s.source, stage, {"sample": s.model_dump(), **_plain(state)},
                    state.get("calls", []), original=s.label,
-                   fate="error" if err else None,
+                   fate=Fate.ERROR if err else None,
                    reason=f"{stage}: " + "; ".join(err) if err else None)
 
     todo = [s for s in run.samples if s.id not in run.done]
     run.start("score", len(run.samples), len(todo))
-    await run_stage(graph, ({"sample": s} for s in todo), deps, lambda st: save(st, "scored"),
+    await run_stage(graph, ({"sample": s} for s in todo), deps, lambda st: save(st, Stage.SCORED),
                     lambda: rep.advance("score"))
     gamma = _gamma(run)
     store.set_meta("gamma", str(gamma))
@@ -65,45 +65,37 @@ async def stages(run: Run) -> None:
     if not c.correct:
         return
     by_id = run.by_id()
-    below = [r for r in store.records(stage="scored") if not r.get("errors")
+    below = [r for r in store.records(stage=Stage.SCORED) if not r.get("errors")
              and r.get("confidence") is not None and r["confidence"] < gamma]
-    n_below = sum(1 for r in store.records() if r["stage"] == "corrected") + len(below)
+    n_below = sum(1 for r in store.records(stage=Stage.CORRECTED)) + len(below)
     run.start("correct", n_below, len(below))
     states = ({"sample": by_id[r["id"]], **{k: r[k] for k in FIRST_KEYS if k in r},
                "threshold": gamma} for r in below)
-    await run_stage(graph, states, deps, lambda st: save(st, "corrected"),
+    await run_stage(graph, states, deps, lambda st: save(st, Stage.CORRECTED),
                     lambda: rep.advance("correct"))
 
 
-def _why_dropped(r: dict[str, Any], eta: float) -> str:
-    if r["stage"] != "corrected":
-        return "auto-correct off"
-    if r.get("candidate") is None:
-        return "no parseable candidate"
-    if r.get("judge_confidence") is None:
-        return f"candidate {r['candidate']!r} is the same answer"
-    return (f"candidate {r['candidate']!r} not adopted: judge confidence "
-            f"{r['judge_confidence']:.3f} ≤ η {eta}")
+def fates(run: Run) -> list[FateRow]:
+    gamma = float(run.store.get_meta("gamma") or "nan")
+    return clear_fates(run.store.records(), gamma, run.config.clear.eta)
 
 
-def fates(run: Run) -> list[tuple[str, str, str, str | None]]:
-    """clean (C ≥ γ), relabeled-kept (corrected: judge confidence > η), relabeled-dropped."""
-    gamma, eta = float(run.store.get_meta("gamma") or "nan"), run.config.clear.eta
-    out = []
-    for r in run.store.records():
-        if r["stage"] not in ("scored", "corrected") or r.get("errors"):
-            continue
-        conf, label = r.get("confidence"), r["sample"]["label"]
-        parts = (f"confidence {conf:.3f} (O={r.get('observed') or 0:.3f}, "
-                 f"S={r.get('certainty') or 0:.3f})" if conf is not None else
-                 "confidence unknown")
-        if conf is not None and conf >= gamma:
-            out.append((r["id"], "clean", f"{parts} ≥ γ {gamma:.3f}", label))
-        elif r.get("judge_confidence") is not None and r["judge_confidence"] > eta:
-            out.append((r["id"], "relabeled-kept", f"{parts} < γ {gamma:.3f}; corrected "
-                        f"{label!r} -> {r['candidate']!r}: judge confidence "
-                        f"{r['judge_confidence']:.3f} > η {eta}", r["candidate"]))
-        else:
-            out.append((r["id"], "relabeled-dropped", f"{parts} < γ {gamma:.3f}; "
-                        + _why_dropped(r, eta), None))
-    return out
+def _response(config: Any) -> dict[str, Any]:
+    return {"response": ""}
+
+
+_CORRECT = {"upper_bound": True}
+METHOD = Method(
+    name="clear", first_stage=Stage.SCORED, first_keys=FIRST_KEYS,
+    calls=(
+        PlannedCall("score", "sampler", "reasoning", lambda c: c.clear.k, lambda c: {}),
+        PlannedCall("score", "certainty", "clear_reflect", lambda c: 1, _response),
+        PlannedCall("score", "certainty", "clear_reflect_sure", lambda c: 1, _response),
+        PlannedCall("correct", "corrector", "reasoning", lambda c: 1, lambda c: {}, **_CORRECT),
+        PlannedCall("correct", "judge", "clear_judge", lambda c: c.clear.judge_k,
+                    lambda c: {"original": "", "candidate": ""}, **_CORRECT),
+        PlannedCall("correct", "certainty", "clear_reflect", lambda c: 1, _response, **_CORRECT),
+        PlannedCall("correct", "certainty", "clear_reflect_sure", lambda c: 1, _response,
+                    **_CORRECT),
+    ),
+    stages=stages, fates=fates)

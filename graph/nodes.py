@@ -11,17 +11,16 @@ from typing import Literal
 from langgraph.graph import END
 from langgraph.runtime import Runtime
 
-from agents.base import Deps
-from agents.context import answer_with_context
-from agents.direct import answer_direct
-from agents.reasoning import answer_with_reasoning
-from agents.reflection import reflect
-from agents.reviewer import review
-from robustft.matching import check
+from robustft.agents.base import Deps
+from robustft.agents.context import answer_with_context
+from robustft.agents.direct import answer_direct
+from robustft.agents.reasoning import answer_with_reasoning
+from robustft.agents.reflection import reflect
+from robustft.agents.reviewer import review
+from robustft.graph.state import SampleState
+from robustft.methods.matching import check
+from robustft.methods.scoring import agreement_entropy, answer_entropy
 from robustft.schemas import AgentCall
-from robustft.scoring import agreement_entropy, answer_entropy
-
-from .state import SampleState
 
 
 def failures(calls: list[AgentCall]) -> list[str]:
@@ -67,10 +66,11 @@ def _relabel_entry(deps: Deps) -> Literal["retrieve", "reviewer"]:
 
 def after_checker(state: SampleState, runtime: Runtime[Deps]
                   ) -> Literal["retrieve", "reviewer", "__end__"]:
-    """Noisy samples go on to relabeling once the relabel stage has begun (after the detect
-    barrier); until then, and for clean or failed samples, the run ends here."""
+    """Noisy samples go on to relabeling when the graph runs in the relabel phase (after the
+    detect barrier); in the detect phase, and for clean or failed samples, the run ends here."""
     deps = runtime.context
-    return _relabel_entry(deps) if state["verdict"] == "noisy" and deps.relabeling else END
+    return (_relabel_entry(deps) if state["verdict"] == "noisy" and deps.phase == "relabel"
+            else END)
 
 
 def start(state: SampleState, runtime: Runtime[Deps]

@@ -12,9 +12,10 @@ directory:
    table in ``RUN/index``;
 3. relabel: the block's noisy samples, neighbours from the shared index; the actor returns
    the (row, entropy) of each selection candidate;
-4. select (driver): the global cutoff of the β lowest entropies, exact (the order of
-   :func:`robustft.selection.select_lowest`), from the candidates' (row, entropy) pairs only;
-5. finish: fates and the shard's curated / sft / decisions files;
+4. select (driver): the global cutoff of the β lowest entropies from every block's selection
+   keys (:func:`robustft.methods.selection.cutoff_key`, as a single-process run computes it);
+5. finish: fates (:mod:`robustft.pipeline.fates`, as a single-process run) and the shard's
+   curated / sft / decisions files;
 6. the driver copies the shards' sample records into ``RUN/run.sqlite`` and concatenates the
    output shards in input order. The calls stay in the shards.
 
@@ -34,29 +35,24 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import Deps
-from robustft.cache import RequestCache
-from robustft.client import LLMClient
+from robustft.agents.base import Deps
 from robustft.config import Config, RunOptions
-from robustft.io import file_format
-from robustft.outputs import write_outputs
-from robustft.prompts import load_prompts
-from robustft.retrieval import BackgroundEmbedder, CleanIndex, Embedder, index_batch
-from robustft.runstore import RunStore
-from robustft.selection import n_keep
-from robustft.shards import BlockPlan, read_block, shard_dir, write_blocks
-
-from . import robustft_run as method
-from .robustft import build_robustft_graph
-from .runner import (
-    Reporter,
-    Run,
-    _check_run_dir,
-    _input_digest,
-    _Quiet,
-    check_endpoints,
-    write_snapshot,
-)
+from robustft.data.files import file_format
+from robustft.graph import robustft_run as method
+from robustft.graph.robustft import build_robustft_graph
+from robustft.graph.stages import Run
+from robustft.llm.cache import RequestCache
+from robustft.llm.client import LLMClient
+from robustft.llm.prompt_files import load_prompts
+from robustft.methods.selection import cutoff_key
+from robustft.pipeline.contract import Stage
+from robustft.pipeline.fates import relabel_candidates, selected_fates
+from robustft.pipeline.outputs import write_files, write_summary
+from robustft.pipeline.setup import QuietReporter, Reporter, prepare_run
+from robustft.retrieval.embedder import BackgroundEmbedder, Embedder
+from robustft.retrieval.index import CleanIndex, index_batch
+from robustft.store.runstore import RunStore
+from robustft.store.shards import BlockPlan, read_block, shard_dir, write_blocks
 
 VECTORS = "vectors.parquet"
 
@@ -94,7 +90,7 @@ class BlockWorker:
         own = None if self.shared_cache else RequestCache(store.dir / "cache.sqlite")
         self.client.cache = self.shared_cache or own
         deps = Deps(config=self.config, client=self.client, prompts=self.prompts)
-        return Run(self.config, store, deps, samples, store.stages(), _Quiet()), own
+        return Run(self.config, store, deps, samples, store.stages(), QuietReporter()), own
 
     @staticmethod
     def _close(run: Run, own: RequestCache | None) -> None:
@@ -118,7 +114,7 @@ class BlockWorker:
             await method.detect(run, self.graph, background)
             if background is not None:
                 await self._write_vectors(run, await background.finish())
-            return _counts(run.store)
+            return run.store.verdict_counts()
         finally:
             self._close(run, own)
 
@@ -152,10 +148,9 @@ class BlockWorker:
                 index = CleanIndex(self.run_dir / "index", await self._embedder()).open()
                 known = _noisy_vectors(run.store.dir / VECTORS)
             await method.relabel(run, self.graph, index, known)
-            by = method.final_by(self.config)
-            cands = [method.selection_key(r) for r in run.store.records(stage="relabeled")
-                     if method.candidate(r, by)]
-            return {"candidates": cands}  # JSON keeps Infinity
+            _, cands = relabel_candidates(run.store.records(stage=Stage.RELABELED),
+                                          self.config)
+            return {"candidates": [c.key for c in cands]}  # JSON keeps Infinity
         finally:
             self._close(run, own)
 
@@ -171,20 +166,13 @@ def finish_blocks(batch: dict[str, np.ndarray], config_json: str, run_dir: str,
     for b in batch["block"]:
         store = RunStore(shard_dir(Path(run_dir), int(b)))
         try:
-            store.set_fates(method.fates_of(
-                store.records(stage="relabeled"), config, _Quiet(),
-                keep=lambda r: key is not None and method.selection_key(r) <= key))
-            summary = write_outputs(store, sft_prompt, Path(input_path), multiple_choice,
-                                    config)
-            results.append(json.dumps({"kept": summary["kept"]}))
+            out, cands = relabel_candidates(store.records(stage=Stage.RELABELED), config)
+            store.set_fates(out + selected_fates(cands, key, config.selection.beta))
+            kept = write_files(store, sft_prompt, Path(input_path), config)
+            results.append(json.dumps({"kept": kept}))
         finally:
             store.close()
     return {"block": [int(b) for b in batch["block"]], "result": results}
-
-
-def _counts(store: RunStore) -> dict[str, int]:
-    return dict(store.db.execute("SELECT COALESCE(verdict, 'error'), COUNT(*) FROM samples "
-                                 "GROUP BY 1"))
 
 
 def _noisy_vectors(path: Path) -> dict[str, np.ndarray]:
@@ -212,19 +200,6 @@ def _clean_batches(run_dir: Path, blocks: int):
             batch = batch.filter(pc.equal(batch.column("verdict"), "clean"))
             if batch.num_rows:
                 yield batch.drop_columns(["verdict"])
-
-
-def global_cutoff(candidates: list[list], beta: float) -> tuple | None:
-    """The selection key of the last candidate kept (None: none kept), from every block's
-    (unknown?, entropy, row) triples: exactly what one ``select_lowest`` over all would keep."""
-    k = n_keep(len(candidates), beta)
-    if not k:
-        return None
-    unknown = np.array([c[0] for c in candidates], dtype=bool)
-    ent = np.array([c[1] for c in candidates], dtype=float)
-    rows = np.array([c[2] for c in candidates], dtype=np.int64)
-    i = np.lexsort((rows, ent, unknown))[k - 1]
-    return bool(unknown[i]), float(ent[i]), int(rows[i])
 
 
 def _concat_outputs(run_dir: Path, blocks: int, input_path: Path) -> None:
@@ -296,25 +271,22 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
         import ray.data
     except ImportError as e:
         raise ValueError("--ray needs the 'ray' extra: pip install 'robustft[ray]'") from e
-    rep, opts = reporter or _Quiet(), options or RunOptions()
+    rep, opts = reporter or QuietReporter(), options or RunOptions()
     if opts.method != "robustft":
-        raise ValueError("--ray runs the robustft method only")
+        raise ValueError("--ray runs the robustft method only (CLEAR's γ needs every "
+                         "sample's confidence before correction: not sharded yet)")
     if opts.max_calls is not None or opts.max_tokens is not None:
         raise ValueError("--max-calls/--max-tokens count one process; they do not apply to "
                          "--ray")
-    check_endpoints(config, method.ROLES)
     input_path, run_dir = Path(input_path).resolve(), Path(run_dir).resolve()
-    prompts = load_prompts(config.prompts_dir)
-    store = RunStore(run_dir)
+    store = prepare_run(config, method.METHOD, input_path, run_dir, embedded=opts.embedded,
+                        sharded=True).store
     try:
-        _check_run_dir(store, _input_digest(input_path), "robustft")
-        if store.get_meta("block_rows") is None and store.db.execute(
-                "SELECT COUNT(*) FROM samples").fetchone()[0]:
-            raise ValueError(f"{run_dir} holds a single-process run; choose a new --output")
         plan = write_blocks(input_path, config.data, run_dir, block_rows)
         store.set_meta("block_rows", str(plan.block_rows))
-        store.set_meta("input_path", str(input_path))
-        write_snapshot(run_dir, config, prompts)
+        if opts.retry_errors:
+            n = sum(_reopen_block_errors(run_dir, b) for b in range(plan.blocks))
+            rep.note(f"retrying {n} error row(s)")
         started = _ray_init(address, workers)
         try:
             seconds: dict[str, float] = {}
@@ -324,19 +296,22 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
                 ray.shutdown()
         store.merge_shards(plan.blocks)
         _concat_outputs(run_dir, plan.blocks, input_path)
-        out = run_dir
-        summary = {**store.totals(), "task": "multiple_choice" if plan.multiple_choice
-                   else "free_text", "input": str(input_path), "kept": kept,
-                   "outputs": {"curated": str(out / f"curated{input_path.suffix.lower()}"),
-                               "sft": str(out / "sft.jsonl"),
-                               "decisions": str(out / "decisions.csv"),
-                               "traces": str(out / "run.sqlite"),
-                               "shards": str(out / "shards")},
-                   "method": "robustft",
-                   "ray": {"address": address, "workers": workers, "blocks": plan.blocks,
-                           "block_rows": plan.block_rows, "stage_seconds": seconds}}
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
-        return summary
+        return write_summary(
+            store, input_path, plan.multiple_choice, kept, method.METHOD.name,
+            extra={"ray": {"address": address, "workers": workers, "blocks": plan.blocks,
+                           "block_rows": plan.block_rows, "stage_seconds": seconds}},
+            more_outputs={"shards": str(run_dir / "shards")})
+    finally:
+        store.close()
+
+
+def _reopen_block_errors(run_dir: Path, block: int) -> int:
+    """--retry-errors on one block's shard (see :meth:`RunStore.reopen_errors`)."""
+    if not (shard_dir(run_dir, block) / "run.sqlite").is_file():
+        return 0
+    store = RunStore(shard_dir(run_dir, block))
+    try:
+        return store.reopen_errors(method.METHOD.first_stage, method.METHOD.first_keys)
     finally:
         store.close()
 
@@ -374,7 +349,7 @@ def _stages(config: Config, input_path: Path, run_dir: Path, plan: BlockPlan, wo
         CleanIndex(run_dir / "index", None).build_from(_clean_batches(run_dir, plan.blocks))
         seconds["index"] = round(time.perf_counter() - t0, 2)
     candidates = [c for r in on_actors("relabel") for c in r["candidates"]]
-    cutoff = global_cutoff(candidates, config.selection.beta)
+    cutoff = cutoff_key(candidates, config.selection.beta)
     common.pop("cache_path")
     done = collect("finish", blocks.map_batches(
         finish_blocks, batch_size=1, num_cpus=1,

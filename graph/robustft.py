@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from agents.base import Deps
-
-from . import nodes
-from .state import SampleState
+from robustft.agents.base import Deps
+from robustft.graph import nodes
+from robustft.graph.state import SampleState
 
 
 def build_robustft_graph():

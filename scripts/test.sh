@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine and run the test suite: .venv with CPU torch and robustft[test,local,train,ray]
 # (the first install builds llama-server, ~14 min on 2 cores) and Debian's chromium +
-# chromium-driver for the browser tests, then ruff and pytest.
+# chromium-driver for the browser tests, then the lint step (ruff, import rules) and pytest.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,6 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     echo "note: chromium/chromium-driver missing and not root: browser tests will skip" >&2
   fi
 fi
-.venv/bin/ruff check .
+scripts/lint.sh
 export HF_HUB_OFFLINE=1
 .venv/bin/python -m pytest -q "$@"

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from eval.scripted_server import Reply, target_question
-from graph.runner import curate
-from robustft.confidence import (
+from robustft.config import RunOptions
+from robustft.demo import DEMO_INPUT, DEMO_TRUTH
+from robustft.graph.runner import curate
+from robustft.methods.confidence import (
     combine,
     cosine,
     observed_consistency,
@@ -19,9 +21,7 @@ from robustft.confidence import (
     reflection_certainty,
     threshold,
 )
-from robustft.config import RunOptions
-from robustft.demo import DEMO_INPUT, DEMO_TRUTH
-from robustft.runstore import RunStore
+from robustft.store.runstore import RunStore
 
 from .conftest import write_jsonl
 from .test_cli_e2e import run_cli

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 def run_cli(*args: str, env: dict | None = None, timeout: int = 300):
     e = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "ROBUSTFT_MODEL")}
     e.update({"HF_HUB_OFFLINE": "1", **(env or {})})
-    return subprocess.run([sys.executable, "-m", "robustft.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "robustft.cli.main", *args], capture_output=True,
                           text=True, timeout=timeout, env=e)
 
 

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 
 from eval.scripted_server import Fault, Reply, mc_reply
-from robustft.client import CallError, LLMClient, Target
 from robustft.config import EndpointConfig
+from robustft.llm.client import CallError, LLMClient, Target
 
 MSG = [{"role": "user", "content": "Question: hi"}]
 

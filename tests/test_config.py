@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from robustft.config import Config, ConfigError, dump_config, load_config, resolved_endpoint
-from robustft.tokens import estimate_messages, estimate_tokens, tokenizer_name
+from robustft.llm.tokens import estimate_messages, estimate_tokens, tokenizer_name
 
 
 def test_yaml_roles_merge_onto_role_defaults(tmp_path: Path):

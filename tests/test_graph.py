@@ -9,9 +9,9 @@ import json
 import pytest
 
 from eval.scripted_server import Fault, Reply, mc_reply, target_question
-from graph.runner import curate
 from robustft.config import Config
-from robustft.runstore import RunStore
+from robustft.graph.runner import curate
+from robustft.store.runstore import RunStore
 
 from .conftest import write_jsonl
 

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from robustft.config import DataConfig
-from robustft.io import InputFileError, load_samples, write_rows
+from robustft.data.files import InputFileError, load_samples, write_rows
 
 from .conftest import write_jsonl
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from robustft.matching import answers_match, check, exact_match, normalise, token_f1
+from robustft.methods.matching import answers_match, check, exact_match, normalise, token_f1
 
 
 def test_normalise():

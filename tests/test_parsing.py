@@ -2,7 +2,7 @@
 
 import pytest
 
-from robustft.parsing import parse_answer, parse_choice, parse_free
+from robustft.methods.parsing import parse_answer, parse_choice, parse_free
 
 L4 = ["A", "B", "C", "D"]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from jinja2 import UndefinedError
 
-from robustft.prompts import PromptError, builtin_dir, load_prompts
+from robustft.llm.prompt_files import PromptError, builtin_dir, load_prompts
 from robustft.schemas import Sample
 
 SAMPLE = Sample(id="x", row=1, source="t:1", question="Q?", options=["yes", "no"], label="A")

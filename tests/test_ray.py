@@ -9,10 +9,10 @@ import json
 import pytest
 
 from eval.scripted_server import mc_reply, target_question
-from graph.runner import curate
 from robustft.config import Config, RunOptions
-from robustft.runstore import RunStore
-from robustft.viewdata import sample_detail, summary
+from robustft.graph.runner import curate
+from robustft.store.runstore import RunStore
+from robustft.viewer.data import sample_detail, summary
 
 from .conftest import write_jsonl
 from .test_viewer import _sums
@@ -25,7 +25,7 @@ def _outputs(run) -> dict[str, bytes]:
 
 
 def test_ray_run_matches_single_process_and_resumes(tmp_path, serve):
-    from graph.ray_run import curate_ray
+    from robustft.graph.ray_run import curate_ray
 
     rows, truth = _sums(70)
     rows.insert(33, {"id": "bad", "question": "Broken?", "options": ["x"], "answer": "A"})
@@ -73,7 +73,7 @@ def test_ray_run_matches_single_process_and_resumes(tmp_path, serve):
 
 
 def test_ray_refuses_what_it_cannot_honour(tmp_path, serve):
-    from graph.ray_run import curate_ray
+    from robustft.graph.ray_run import curate_ray
 
     inp = write_jsonl(tmp_path / "in.jsonl", _sums(4)[0])
     cfg = Config()
@@ -105,7 +105,7 @@ def test_killed_worker_is_restarted_and_its_block_resumes(tmp_path, serve):
     import time
     from collections import Counter
 
-    from graph.ray_run import curate_ray
+    from robustft.graph.ray_run import curate_ray
 
     from .test_reliability import parity_rows
 

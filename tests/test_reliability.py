@@ -14,10 +14,10 @@ from collections import Counter
 import pytest
 
 from eval.scripted_server import GARBAGE, NO_CHOICES, TRUNCATED, Fault, Reply, parity
-from graph.runner import curate
-from robustft.client import CallError, LLMClient, Target
 from robustft.config import DataConfig, EndpointConfig
-from robustft.io import load_samples
+from robustft.data.files import load_samples
+from robustft.graph.runner import curate
+from robustft.llm.client import CallError, LLMClient, Target
 
 from .conftest import write_jsonl
 from .test_cli_e2e import run_cli
@@ -56,7 +56,7 @@ def test_sigkill_mid_run_then_rerun_repeats_no_completed_call(tmp_path, serve, g
     first = serve(parity, gate_after=gate_after)  # answers gate_after requests, then hangs
     run = tmp_path / "run"
     args = ["curate", "-i", str(inp), "-o", str(run), "--model", "m", "--concurrency", "8"]
-    proc = subprocess.Popen([sys.executable, "-m", "robustft.cli", *args, "--base-url",
+    proc = subprocess.Popen([sys.executable, "-m", "robustft.cli.main", *args, "--base-url",
                              first.base_url], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -97,7 +97,7 @@ def test_shared_cache_and_prompt_edit_reruns_only_that_prompt(tmp_path, serve):
     first = len(srv.requests)
     override = tmp_path / "prompts"
     override.mkdir()
-    from robustft.prompts import builtin_dir
+    from robustft.llm.prompt_files import builtin_dir
 
     text = (builtin_dir() / "reviewer.yaml").read_text().replace("senior reviewer",
                                                                  "meticulous reviewer")
@@ -212,7 +212,7 @@ def test_overlong_rows_follow_the_stated_policy(tmp_path, policy):
     else:
         assert [s.id for s in samples] == ["short", "long"] and not errors
         assert samples[1].truncated and samples[1].question.endswith(" …")
-        from robustft.tokens import estimate_tokens
+        from robustft.llm.tokens import estimate_tokens
 
         assert estimate_tokens(samples[1].question) + 2 <= 100
 

@@ -5,9 +5,9 @@ import json
 import time
 
 from eval.scripted_server import Reply
-from robustft.client import LLMClient, Target
 from robustft.config import EndpointConfig, base_urls
-from robustft.runstore import RunStore
+from robustft.llm.client import LLMClient, Target
+from robustft.store.runstore import RunStore
 
 from .conftest import write_jsonl
 from .test_graph import cfg_for
@@ -102,6 +102,6 @@ def test_a_dead_replica_is_probed_and_rejoins(serve):
 
 
 async def _curate(cfg, inp, run):
-    from graph.runner import curate
+    from robustft.graph.runner import curate
 
     return await curate(cfg, inp, run)

@@ -2,7 +2,8 @@
 
 import asyncio
 
-from robustft.retrieval import CleanIndex, Embedder
+from robustft.retrieval.embedder import Embedder
+from robustft.retrieval.index import CleanIndex
 from robustft.schemas import Sample
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from robustft.scoring import (
+from robustft.methods.scoring import (
     agreement_entropy,
     answer_entropy,
     mean_nll,
@@ -15,7 +15,7 @@ from robustft.scoring import (
     token_at,
     tokens_in_span,
 )
-from robustft.selection import n_keep, select_lowest
+from robustft.methods.selection import n_keep, select_lowest
 
 LN = math.log
 

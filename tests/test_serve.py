@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from robustft.demo import DEMO_INPUT, DEMO_TRUTH
-from robustft.runstore import RunStore
-from robustft.serve import PASSTHROUGH_TEMPLATE, llama_server_command, vllm_command
+from robustft.serving.servers import PASSTHROUGH_TEMPLATE, llama_server_command, vllm_command
+from robustft.store.runstore import RunStore
 
 from .test_cli_e2e import run_cli
 
@@ -68,7 +68,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killing_serve_leaves_no_orphan(sig):
-    proc = subprocess.Popen([sys.executable, "-m", "robustft.cli", "serve", "--slots", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "robustft.cli.main", "serve", "--slots", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

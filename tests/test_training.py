@@ -11,7 +11,7 @@ pytest.importorskip("trl", reason="the 'train' extra is not installed")
 
 from robustft.config import TrainConfig  # noqa: E402
 from robustft.demo import DEMO_INPUT, DEMO_TRUTH  # noqa: E402
-from robustft.training import TrainError, train  # noqa: E402
+from robustft.training.train import TrainError, train  # noqa: E402
 
 from .test_cli_e2e import run_cli  # noqa: E402
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from eval.scripted_server import mc_reply, target_question
-from graph.runner import curate
 from robustft.config import Config
-from robustft.runstore import RunStore
-from robustft.viewer import Viewer, write_report
+from robustft.graph.runner import curate
+from robustft.store.runstore import RunStore
+from robustft.viewer.server import Viewer, write_report
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM, DRIVER = shutil.which("chromium") or "/usr/bin/chromium", (

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .parsing import parse_choice
+from robustft.methods.parsing import parse_choice
 
 VERDICT_SCORE = {"correct": 1.0, "incorrect": 0.0, "unsure": 0.5}
 _LETTER_VERDICT = {"A": "correct", "B": "incorrect", "C": "unsure"}

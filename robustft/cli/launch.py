@@ -21,15 +21,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .client import BudgetExceeded
-from .config import ROLES, Config, RunOptions, load_config, resolved_endpoint
-from .io import InputFileError, load_samples
-from .plan import plan_calls
-from .prompts import PromptError, builtin_dir, load_prompts
-from .runstore import RunStore
-from .serve import EMBEDDED_NAME, ManagedServer, ServeError, embedded_server
-from .tokens import tokenizer_name
-from .tracing import summary_table
+from robustft.cli.render import summary_table
+from robustft.config import ROLES, Config, RunOptions, load_config, resolved_endpoint
+from robustft.data.files import InputFileError, load_samples
+from robustft.llm.client import BudgetExceeded
+from robustft.llm.prompt_files import PromptError, builtin_dir, load_prompts
+from robustft.llm.tokens import tokenizer_name
+from robustft.pipeline.plan import plan_calls
+from robustft.serving.servers import EMBEDDED_NAME, ManagedServer, ServeError, embedded_server
+from robustft.store.runstore import RunStore
 
 console = Console()
 err = Console(stderr=True)
@@ -96,7 +96,7 @@ def _start_embedded(cfg: Config, run_dir: Path, slots: int) -> ManagedServer:
 def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
                    options: RunOptions | None = None) -> dict:
     """Run a curation from the CLI: embedded server if needed, progress bars, summary."""
-    from graph.runner import curate as run_curate  # the graph layer, imported on demand
+    from robustft.graph.runner import curate as run_curate  # imported on demand: start-up
 
     options = options or RunOptions()
     signal.signal(signal.SIGTERM, on_sigterm)
@@ -107,10 +107,8 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
             options.embedded = True
         with Progress(*progress_columns(), console=err, transient=False) as progress:
             if options.ray:
-                from graph.ray_run import curate_ray
+                from robustft.graph.ray_run import curate_ray
 
-                if options.retry_errors:
-                    raise ValueError("--retry-errors is not available with --ray")
                 summary = curate_ray(cfg, input, output, options.ray, options.workers,
                                      options.block_rows, RichReporter(progress), options)
             else:
@@ -156,6 +154,9 @@ def load_for_retry(run: Path, config: Path | None) -> tuple[Config, Path]:
 
 
 def dry_run_table(cfg: Config, input: Path, method: str) -> None:
+    from robustft.graph.runner import method_named
+
+    m = method_named(method)
     prompts = load_prompts(cfg.prompts_dir or (builtin_dir() / "base"
                                                if _needs_embedded(cfg) else None))
     samples, errors, _ = load_samples(input, cfg.data)
@@ -163,7 +164,7 @@ def dry_run_table(cfg: Config, input: Path, method: str) -> None:
               title=f"planned calls for {len(samples)} samples ({len(errors)} invalid rows; "
                     f"token estimates: {tokenizer_name()})")
     total = [0, 0, 0]
-    for r in plan_calls(cfg, prompts, samples, method):
+    for r in plan_calls(cfg, prompts, samples, m):
         t.add_row(r["stage"], r["role"], r["prompt"], str(r["calls"]), str(r["prompt_tokens"]),
                   str(r["max_completion_tokens"]))
         total = [a + b for a, b in zip(total, (r["calls"], r["prompt_tokens"],

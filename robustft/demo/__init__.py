@@ -10,7 +10,7 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
-DATA = Path(str(files("robustft"))) / "data"
+DATA = Path(str(files("robustft.demo")))
 DEMO_INPUT = DATA / "demo_capitals.jsonl"
 DEMO_TRUTH = DATA / "demo_capitals_truth.jsonl"
 
@@ -35,7 +35,7 @@ def score_run(run_dir: Path, truth_path: Path = DEMO_TRUTH) -> dict[str, float]:
     noisy = {i for i, r in truth.items() if r["noisy"]}
     scores = detection_scores(flagged, noisy, len(decisions))
     kept = [d for d in decisions if d["fate"] in ("clean", "relabeled-kept")]
-    from .matching import answers_match
+    from robustft.methods.matching import answers_match
 
     correct = sum(answers_match(d["final_label"], truth[d["id"]]["answer"], is_mc=False)
                   for d in kept)

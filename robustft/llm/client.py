@@ -27,11 +27,11 @@ from typing import Any
 import httpx2  # the openai SDK's HTTP layer: cast_to its Response for the raw reply
 import openai
 
-from .cache import RequestCache, request_key
-from .config import EndpointConfig, base_urls
-from .endpoints import Replica, ReplicaPool
-from .schemas import Completion, TokenLogprob
-from .tokens import estimate_messages, estimate_tokens
+from robustft.config import EndpointConfig, base_urls
+from robustft.llm.cache import RequestCache, request_key
+from robustft.llm.endpoints import Replica, ReplicaPool
+from robustft.llm.tokens import estimate_messages, estimate_tokens
+from robustft.schemas import Completion, TokenLogprob
 
 RETRY_STATUS = {408, 409, 429}
 HTTP_SHARDS = 8  # HTTP clients (connection pools) per endpoint, used in turn

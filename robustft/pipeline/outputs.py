@@ -12,16 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .io import file_format, write_rows
-from .prompts import Prompt
-from .runstore import RunStore
-from .schemas import Decision, Sample
+from robustft.config import Config
+from robustft.data.files import file_format, write_rows
+from robustft.llm.prompt_files import Prompt
+from robustft.pipeline.contract import KEPT
+from robustft.schemas import Decision, Sample
+from robustft.store.runstore import RunStore
 
 DECISION_COLUMNS = ["id", "row", "fate", "reason", "original_label", "final_label",
                     "expert_direct", "expert_reasoning", "context_answer", "reviewer_answer",
                     "entropy", "entropy_source", "confidence", "neighbour_ids"]
-KEPT = ("clean", "relabeled-kept")
 
 
 def decision_of(r: dict[str, Any]) -> Decision:
@@ -56,10 +56,10 @@ def sft_example(prompt: Prompt, sample: Sample, label: str) -> dict[str, str]:
             "completion": f"Answer: {label}"}
 
 
-def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, is_mc: bool,
-                  config: Config, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The output files and summary.json, streamed from the store (one pass per file)."""
-    fmt = file_format(input_path)
+def write_files(store: RunStore, sft_prompt: Prompt, input_path: Path,
+                config: Config) -> int:
+    """The curated, sft and decisions files of ``store``, streamed (one pass per file);
+    returns the number of kept rows."""
     out = store.dir
 
     def kept():
@@ -67,17 +67,36 @@ def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, is_mc: 
             if r.get("fate") in KEPT and r.get("final") is not None:
                 yield Sample.model_validate(r["sample"]), r["final"]
 
-    curated_path = out / f"curated{input_path.suffix.lower()}"
-    n_kept = write_rows(curated_path, ({**s.raw, config.data.answer_column: label}
-                                       for s, label in kept()), fmt)
+    n_kept = write_rows(out / f"curated{input_path.suffix.lower()}",
+                        ({**s.raw, config.data.answer_column: label} for s, label in kept()),
+                        file_format(input_path))
     write_rows(out / "sft.jsonl", (sft_example(sft_prompt, s, label) for s, label in kept()),
                "jsonl")
     write_rows(out / "decisions.csv", (_decision_row(decision_of(r)) for r in store.records()),
                "csv", DECISION_COLUMNS)
+    return n_kept
+
+
+def write_summary(store: RunStore, input_path: Path, is_mc: bool, kept: int, method: str,
+                  extra: dict[str, Any] | None = None,
+                  more_outputs: dict[str, str] | None = None) -> dict[str, Any]:
+    """summary.json of a finished run (single-process or Ray): totals from the store, the
+    task, the outputs, the method, and ``extra`` facts of this invocation."""
+    out = store.dir
     summary = {**store.totals(), "task": "multiple_choice" if is_mc else "free_text",
-               "input": str(input_path), "kept": n_kept,
-               "outputs": {"curated": str(curated_path), "sft": str(out / "sft.jsonl"),
+               "input": str(input_path), "kept": kept,
+               "outputs": {"curated": str(out / f"curated{input_path.suffix.lower()}"),
+                           "sft": str(out / "sft.jsonl"),
                            "decisions": str(out / "decisions.csv"),
-                           "traces": str(out / "run.sqlite")}, **(extra or {})}
+                           "traces": str(out / "run.sqlite"), **(more_outputs or {})},
+               "method": method, **(extra or {})}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, is_mc: bool,
+                  config: Config, method: str, extra: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """The output files and summary.json of a single-process run."""
+    kept = write_files(store, sft_prompt, input_path, config)
+    return write_summary(store, input_path, is_mc, kept, method, extra)

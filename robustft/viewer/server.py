@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from . import viewdata
-from .runstore import RunStore
+from robustft.store.runstore import RunStore
+from robustft.viewer import data as viewdata
 
-WEB = Path(str(files("robustft"))) / "web"
+WEB = Path(str(files("robustft.viewer"))) / "web"
 STATIC = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
 
 

@@ -9,8 +9,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .runstore import RunStore
-from .schemas import AgentCall
+from robustft.schemas import AgentCall
+from robustft.store.runstore import RunStore
 
 
 def _call_panel(stage: str, c: AgentCall, full: bool) -> Panel:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .schemas import Completion
+from robustft.schemas import Completion
 
 
 def request_key(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:

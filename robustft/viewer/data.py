@@ -13,10 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .runstore import RunStore
+from robustft.store.runstore import SORTS, RunStore
 
-SORTS = {"row": "row", "entropy": "entropy", "fate": "fate", "id": "id",
-         "confidence": "json_extract(data, '$.confidence')"}
 FILTERS = ("fate", "changed", "errors", "q")
 
 
@@ -37,10 +35,7 @@ def _read(path: Path) -> str | None:
 def summary(store: RunStore) -> dict[str, Any]:
     """Counts by fate, label changes, calls and tokens, histograms, config and prompt hashes."""
     totals = store.totals()
-    ent = [e for (e,) in store.db.execute("SELECT entropy FROM samples WHERE entropy IS NOT NULL")]
-    conf = [c for (c,) in store.db.execute(
-        "SELECT json_extract(data, '$.confidence') FROM samples "
-        "WHERE json_extract(data, '$.confidence') IS NOT NULL")]
+    ent, conf = store.entropies(), store.confidences()
     prompts = _read(store.dir / "prompts.json")
     return {
         "run": str(store.dir), "method": store.get_meta("method") or "robustft",
@@ -52,44 +47,15 @@ def summary(store: RunStore) -> dict[str, Any]:
     }
 
 
-def _where(filters: dict[str, str]) -> tuple[str, list[Any]]:
-    clauses, args = [], []
-    fate = filters.get("fate")
-    if fate == "relabeled":
-        clauses.append("fate LIKE 'relabeled-%'")
-    elif fate:
-        clauses.append("COALESCE(fate, stage) = ?")
-        args.append(fate)
-    if filters.get("changed") in ("1", "true"):
-        clauses.append("final IS NOT NULL AND final != original")
-    if filters.get("errors") in ("1", "true"):
-        clauses.append("fate = 'error'")
-    if q := filters.get("q"):
-        clauses.append("(id LIKE ? OR json_extract(data, '$.sample.question') LIKE ?)")
-        args += [f"%{q}%", f"%{q}%"]
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
-
-
 def samples_page(store: RunStore, filters: dict[str, str], sort: str = "row",
                  order: str = "asc", page: int = 1, size: int = 50) -> dict[str, Any]:
     """One page of the sample table plus the total matching count."""
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {sorted(SORTS)}")
     size, page = max(1, min(size, 500)), max(1, page)
-    where, args = _where(filters)
-    total = store.db.execute(f"SELECT COUNT(*) FROM samples{where}", args).fetchone()[0]
-    direction = "DESC" if order == "desc" else "ASC"
-    nulls = f"{SORTS[sort]} IS NULL, " if sort in ("entropy", "confidence") else ""
-    rows = store.db.execute(
-        f"SELECT id, row, COALESCE(fate, stage), verdict, original, final, entropy, "
-        f"json_extract(data, '$.confidence'), reason, "
-        f"substr(json_extract(data, '$.sample.question'), 1, 160) FROM samples{where} "
-        f"ORDER BY {nulls}{SORTS[sort]} {direction}, row LIMIT ? OFFSET ?",
-        [*args, size, (page - 1) * size]).fetchall()
-    keys = ["id", "row", "fate", "verdict", "original", "final", "entropy", "confidence",
-            "reason", "question"]
-    return {"total": total, "page": page, "size": size, "sort": sort, "order": direction.lower(),
-            "rows": [dict(zip(keys, r, strict=True)) for r in rows]}
+    total, rows = store.page(filters, sort, order == "desc", (page - 1) * size, size)
+    return {"total": total, "page": page, "size": size, "sort": sort,
+            "order": "desc" if order == "desc" else "asc", "rows": rows}
 
 
 def sample_detail(store: RunStore, sid: str) -> dict[str, Any] | None:
@@ -102,7 +68,5 @@ def sample_detail(store: RunStore, sid: str) -> dict[str, Any] | None:
 
 def changed_samples(store: RunStore, limit: int = 5000) -> list[dict[str, Any]]:
     """Samples whose final label differs from the given one (for the static report)."""
-    ids = [i for (i,) in store.db.execute(
-        "SELECT id FROM samples WHERE final IS NOT NULL AND final != original ORDER BY row "
-        "LIMIT ?", (limit,))]
-    return [d for d in (sample_detail(store, i) for i in ids) if d is not None]
+    return [d for d in (sample_detail(store, i) for i in store.changed_ids(limit))
+            if d is not None]

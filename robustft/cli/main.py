@@ -17,14 +17,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
-from rich.syntax import Syntax
 from rich.table import Table
 
-from .config import Config, ConfigError, RunOptions, load_config
-from .demo import DEMO_INPUT, score_run
-from .io import InputFileError, load_samples
-from .launch import (
+from robustft.cli import finetune, reading
+from robustft.cli.launch import (
     console,
     dry_run_table,
     err,
@@ -34,9 +30,11 @@ from .launch import (
     on_sigterm,
     run_curate_cli,
 )
-from .prompts import PromptError, builtin_dir, load_prompt, load_prompts
-from .runstore import RunStore
-from .serve import (
+from robustft.config import Config, ConfigError, RunOptions, load_config
+from robustft.data.files import InputFileError
+from robustft.demo import DEMO_INPUT, score_run
+from robustft.llm.prompt_files import PromptError
+from robustft.serving.servers import (
     EMBEDDED_NAME,
     ManagedServer,
     ServeError,
@@ -46,8 +44,6 @@ from .serve import (
     llama_server_command,
     vllm_command,
 )
-from .tracing import sample_story, summary_table
-from .viewdata import sample_detail
 
 app = typer.Typer(help="Noise-robust LLM fine-tuning: find, relabel or drop wrong labels.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -127,7 +123,7 @@ def curate(
     if dry_run:
         try:
             return dry_run_table(cfg, input, method)
-        except (InputFileError, PromptError) as e:
+        except (InputFileError, PromptError, ValueError) as e:
             raise fail(str(e)) from None
     if method not in ("robustft", "clear"):
         raise fail(f"unknown method {method!r}: use robustft or clear")
@@ -136,9 +132,9 @@ def curate(
                          workers=workers, block_rows=block_rows)
     summary = run_curate_cli(cfg, input, output, slots, options)
     if train_after:
-        _train(output / "sft.jsonl", train_model, output / "model", cfg)
+        finetune.run_train(output / "sft.jsonl", train_model, output / "model", cfg)
         if evaluate_on is not None:
-            _evaluate(train_model, str(output / "model" / "adapter"), evaluate_on,
+            finetune.run_evaluate(train_model, str(output / "model" / "adapter"), evaluate_on,
                       output / "eval", cfg, None, None)
     exit_for(summary, output)
 
@@ -219,186 +215,16 @@ def serve(
         raise fail(str(e), 1) from None
 
 
-def _train(data: Path, model: str, output: Path, cfg: Config) -> dict:
-    from .training import TrainError, train
-
-    err.print(f"fine-tuning {model} on {data} -> {output}")
-    try:
-        m = train(data, model, output, cfg.train)
-    except (TrainError, OSError, ValueError) as e:
-        raise fail(str(e)) from None
-    console.print(f"trained {m['steps']} steps on {m['examples']} examples, final loss "
-                  f"{m['losses'][-1] if m['losses'] else float('nan'):.4f}, "
-                  f"{m['seconds_per_step']:.2f} s/step ({m['device']}); saved {m['saved']}; "
-                  f"loss curve {output / 'loss.png'}")
-    return m
-
-
-def _evaluate(model: str, adapter: str | None, data: Path, output: Path, cfg: Config,
-              base_url: str | None, limit: int | None) -> dict:
-    import asyncio
-
-    from .evaluation import predict_endpoint, predict_local, write_results
-    from .launch import RichReporter, progress_columns
-
-    samples, errors, _ = load_samples(data, cfg.data)
-    samples = samples[:limit] if limit else samples
-    prompt = load_prompts(cfg.prompts_dir)["sft"]
-    with Progress(*progress_columns(), console=err) as progress:
-        rep = RichReporter(progress)
-        rep.start("evaluate", len(samples))
-        tick = lambda: rep.advance("evaluate")  # noqa: E731
-        if base_url:
-            preds = asyncio.run(predict_endpoint(base_url, model, samples, prompt,
-                                                 cfg.endpoint.api_key_env, advance=tick))
-        else:
-            preds = predict_local(model, adapter, samples, prompt, advance=tick)
-    m = write_results(output, preds, {"model": model, "adapter": adapter, "data": str(data),
-                                      "endpoint": base_url, "invalid_rows": len(errors)})
-    console.print(f"accuracy {m['accuracy']:.3f} on {m['n']} rows ({m['unparsed']} unparsed); "
-                  f"predictions in {output / 'predictions.jsonl'}")
-    return m
-
-
-@app.command()
-def train(data: Annotated[Path, typer.Option(help="sft.jsonl from a run.")],
-          model: Annotated[str, typer.Option(help="Hub id, directory, .gguf, or 'embedded'.")],
-          output: Annotated[Path, typer.Option("--output", "-o")],
-          config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
-          max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps.")
-                               ] = None) -> None:
-    """Fine-tune with TRL SFT (LoRA by default) on prompt/completion pairs."""
-    try:
-        cfg = load_config(config)
-    except ConfigError as e:
-        raise fail(str(e)) from None
-    if max_steps:
-        cfg.train.max_steps = max_steps
-    _train(data, model, output, cfg)
-
-
-@app.command()
-def evaluate(model: Annotated[str, typer.Option(help="Hub id, directory, .gguf, 'embedded', "
-                                                "or the served model name with --base-url.")],
-             data: Annotated[Path, typer.Option(help="Labelled test split.")],
-             output: Annotated[Path, typer.Option("--output", "-o")] = Path("runs/eval"),
-             adapter: Annotated[str | None, typer.Option(help="LoRA adapter directory.")
-                                ] = None,
-             base_url: Annotated[str | None, typer.Option(help="Score through this "
-                                                          "endpoint's /v1/completions.")] = None,
-             config: Annotated[Path | None, typer.Option("--config", "-c")] = None,
-             limit: Annotated[int | None, typer.Option(help="First N rows only.")] = None
-             ) -> None:
-    """Accuracy of a model on a test split (same prompt and parser as the pipeline)."""
-    try:
-        cfg = load_config(config)
-        _evaluate(model, adapter, data, output, cfg, base_url, limit)
-    except (ConfigError, InputFileError, PromptError) as e:
-        raise fail(str(e)) from None
-
-
-@app.command()
-def trace(run: Path, sample_id: Annotated[str, typer.Argument(help="Sample id.")],
-          full: Annotated[bool, typer.Option(help="Show prompts and whole replies.")] = False,
-          as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
-          ) -> None:
-    """Tell one sample's story: every agent call and every decision."""
-    try:
-        store = RunStore.open_existing(run)
-    except FileNotFoundError as e:
-        raise fail(str(e)) from None
-    if as_json:
-        rec = sample_detail(store, sample_id)
-        if rec is None:
-            raise fail(f"{run}: no sample with id {sample_id!r}")
-        console.print_json(json.dumps(rec, default=str))
-        return
-    try:
-        console.print(sample_story(store, sample_id, full))
-    except KeyError:
-        raise fail(f"{run}: no sample with id {sample_id!r}") from None
-
-
-@app.command()
-def summary(run: Path) -> None:
-    """Counts by fate, calls and tokens of a run."""
-    try:
-        store = RunStore.open_existing(run)
-    except FileNotFoundError as e:
-        raise fail(str(e)) from None
-    console.print(summary_table(store.totals()))
-
-
-@app.command()
-def view(run: Path, port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free)."
-                                                      )] = 8765) -> None:
-    """Browse a run in the web browser: summary, filterable sample table, agent timelines."""
-    from .viewer import Viewer
-
-    try:
-        viewer = Viewer(run, port)
-    except (FileNotFoundError, OSError) as e:
-        raise fail(str(e)) from None
-    console.print(f"viewing [bold]{run}[/bold] at {viewer.url}  (Ctrl-C to stop)")
-    try:
-        viewer.serve_forever()
-    except KeyboardInterrupt:
-        pass
-
-
-@app.command()
-def report(run: Path, html: Annotated[Path, typer.Option("--html", help="Output file.")],
-           limit: Annotated[int, typer.Option(help="Most changed samples to include.")] = 5000,
-           ) -> None:
-    """One self-contained HTML file: the run summary and every sample whose label changed."""
-    from .viewer import write_report
-
-    try:
-        n = write_report(run, html, limit)
-    except FileNotFoundError as e:
-        raise fail(str(e)) from None
-    console.print(f"wrote {html} ({n} changed samples, {html.stat().st_size / 1e6:.1f} MB)")
-
-
-@prompts_app.command("list")
-def prompts_list(override: Annotated[Path | None, typer.Option("--prompts")] = None) -> None:
-    """Prompt names, hashes, sources and descriptions."""
-    try:
-        loaded = load_prompts(override)
-    except PromptError as e:
-        raise fail(str(e)) from None
-    t = Table("name", "hash", "source", "variables", "description")
-    for name, p in loaded.items():
-        src = "built-in" if p.path.parent == builtin_dir() else str(p.path)
-        t.add_row(name, p.hash, src, ", ".join(p.variables), p.description)
-    console.print(t)
-
-
-@prompts_app.command("show")
-def prompts_show(name: str,
-                 override: Annotated[Path | None, typer.Option("--prompts")] = None) -> None:
-    """Print one prompt file."""
-    try:
-        loaded = load_prompts(override)
-    except PromptError as e:
-        raise fail(str(e)) from None
-    if name not in loaded:
-        raise fail(f"no prompt named {name!r}; known: {sorted(loaded)}")
-    console.print(Syntax(loaded[name].path.read_text(), "yaml"))
-
-
-@prompts_app.command("check")
-def prompts_check(directory: Annotated[Path | None, typer.Argument()] = None) -> None:
-    """Validate the built-in prompts, or an override directory against them."""
-    try:
-        loaded = load_prompts(directory)
-    except PromptError as e:
-        raise fail(str(e)) from None
-    if directory is not None:
-        for p in sorted(Path(directory).glob("*.yaml")):
-            load_prompt(p, allowed=set(loaded[p.stem].variables))
-    console.print(f"[green]ok[/green]: {len(loaded)} prompts valid"
-                  + (f" (overrides from {directory})" if directory else ""))
+# Fine-tuning and inspection commands live in their own modules; all wiring is here.
+app.command()(finetune.train)
+app.command()(finetune.evaluate)
+app.command()(reading.trace)
+app.command()(reading.summary)
+app.command()(reading.view)
+app.command()(reading.report)
+prompts_app.command("list")(reading.prompts_list)
+prompts_app.command("show")(reading.prompts_show)
+prompts_app.command("check")(reading.prompts_check)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .schemas import AgentCall, InputError
+from robustft.schemas import AgentCall, InputError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -44,6 +44,31 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE INDEX IF NOT EXISTS calls_sample ON calls(sample_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+SORTS = {"row": "row", "entropy": "entropy", "fate": "fate", "id": "id",
+         "confidence": "json_extract(data, '$.confidence')"}
+PAGE_COLUMNS = ["id", "row", "fate", "verdict", "original", "final", "entropy", "confidence",
+                "reason", "question"]
+
+
+def _where(filters: dict[str, str]) -> tuple[str, list[Any]]:
+    """SQL of the table filters: fate (or 'relabeled'), changed, errors, q (id or question)."""
+    clauses, args = [], []
+    fate = filters.get("fate")
+    if fate == "relabeled":
+        clauses.append("fate LIKE 'relabeled-%'")
+    elif fate:
+        clauses.append("COALESCE(fate, stage) = ?")
+        args.append(fate)
+    if filters.get("changed") in ("1", "true"):
+        clauses.append("final IS NOT NULL AND final != original")
+    if filters.get("errors") in ("1", "true"):
+        clauses.append("fate = 'error'")
+    if q := filters.get("q"):
+        clauses.append("(id LIKE ? OR json_extract(data, '$.sample.question') LIKE ?)")
+        args += [f"%{q}%", f"%{q}%"]
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
 class RunStore:
@@ -91,8 +116,12 @@ class RunStore:
         value = self.get_meta("block_rows")
         return int(value) if value else None
 
+    def is_sharded(self) -> bool:
+        """A run made with ``curate --ray`` (calls in ``shards/``)."""
+        return self._block_rows() is not None
+
     def _shard(self, block: int) -> sqlite3.Connection | None:
-        from .shards import shard_dir
+        from robustft.store.shards import shard_dir
 
         if block not in self._shards:
             path = shard_dir(self.dir, block) / "run.sqlite"
@@ -113,7 +142,7 @@ class RunStore:
 
     def merge_shards(self, blocks: int) -> None:
         """Copy every shard's sample records into this (catalog) store."""
-        from .shards import shard_dir
+        from robustft.store.shards import shard_dir
 
         for b in range(blocks):
             path = shard_dir(self.dir, b) / "run.sqlite"
@@ -164,8 +193,37 @@ class RunStore:
             self.db.executemany("UPDATE samples SET fate=?, reason=?, final=? WHERE id=?",
                                 [(f, r, lab, sid) for sid, f, r, lab in fates])
 
+    def reopen_errors(self, first_stage: str, first_keys: tuple[str, ...]) -> int:
+        """Make error rows from endpoint failures pending again (``--retry-errors``): a
+        failure in ``first_stage`` reruns the sample whole; a later failure reruns from the
+        end of the first stage, keeping ``first_keys`` of its data. Input-validation errors
+        stay as they are. Returns how many rows were reopened."""
+        n = 0
+        with self.db:
+            for sid, stage in self.db.execute(
+                    "SELECT id, stage FROM samples WHERE fate='error' AND stage != 'error'"
+            ).fetchall():
+                if stage == first_stage:
+                    self.db.execute("DELETE FROM samples WHERE id=?", (sid,))
+                else:
+                    data = {k: v for k, v in self.data(sid).items()
+                            if k in ("sample", *first_keys)}
+                    self.db.execute("UPDATE samples SET stage=?, fate=NULL, reason=NULL, "
+                                    "final=NULL, entropy=NULL, entropy_source=NULL, data=? "
+                                    "WHERE id=?", (first_stage, json.dumps(data), sid))
+                n += 1
+        return n
+
     def stages(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT id, stage FROM samples"))
+
+    def sample_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    def verdict_counts(self) -> dict[str, int]:
+        """Samples per checker verdict (rows without one count as ``error``)."""
+        return dict(self.db.execute("SELECT COALESCE(verdict, 'error'), COUNT(*) FROM samples "
+                                    "GROUP BY 1"))
 
     def verdicts(self, *wanted: str) -> list[tuple[str, str, str]]:
         """(id, verdict, stage) of the samples whose checker verdict is one of ``wanted``, in
@@ -208,6 +266,42 @@ class RunStore:
                 return []
         return [(stage, AgentCall.model_validate_json(d)) for stage, d in db.execute(
             "SELECT stage, data FROM calls WHERE sample_id=? ORDER BY seq", (sid,))]
+
+    def all_calls(self) -> Iterator[AgentCall]:
+        """Every call of the run, in the order they were saved (shard by shard)."""
+        for db in self._call_dbs():
+            for (d,) in db.execute("SELECT data FROM calls ORDER BY seq"):
+                yield AgentCall.model_validate_json(d)
+
+    # ---- what the viewer reads: paginated in SQL over indexed columns -------------------
+    def entropies(self) -> list[float]:
+        return [e for (e,) in self.db.execute(
+            "SELECT entropy FROM samples WHERE entropy IS NOT NULL")]
+
+    def confidences(self) -> list[float]:
+        return [c for (c,) in self.db.execute(
+            "SELECT json_extract(data, '$.confidence') FROM samples "
+            "WHERE json_extract(data, '$.confidence') IS NOT NULL")]
+
+    def page(self, filters: dict[str, str], sort: str, descending: bool, offset: int,
+             size: int) -> tuple[int, list[dict[str, Any]]]:
+        """(matching count, one page of table rows with :data:`PAGE_COLUMNS`)."""
+        where, args = _where(filters)
+        total = self.db.execute(f"SELECT COUNT(*) FROM samples{where}", args).fetchone()[0]
+        nulls = f"{SORTS[sort]} IS NULL, " if sort in ("entropy", "confidence") else ""
+        rows = self.db.execute(
+            f"SELECT id, row, COALESCE(fate, stage), verdict, original, final, entropy, "
+            f"json_extract(data, '$.confidence'), reason, "
+            f"substr(json_extract(data, '$.sample.question'), 1, 160) FROM samples{where} "
+            f"ORDER BY {nulls}{SORTS[sort]} {'DESC' if descending else 'ASC'}, row "
+            f"LIMIT ? OFFSET ?", [*args, size, offset]).fetchall()
+        return total, [dict(zip(PAGE_COLUMNS, r, strict=True)) for r in rows]
+
+    def changed_ids(self, limit: int) -> list[str]:
+        """Samples whose final label differs from the given one, in input order."""
+        return [i for (i,) in self.db.execute(
+            "SELECT id FROM samples WHERE final IS NOT NULL AND final != original ORDER BY row "
+            "LIMIT ?", (limit,))]
 
     def totals(self) -> dict[str, Any]:
         fates = dict(self.db.execute(

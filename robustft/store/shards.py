@@ -23,9 +23,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import DataConfig
-from .io import iter_samples
-from .schemas import InputError, Sample
+from robustft.config import DataConfig
+from robustft.data.files import iter_samples
+from robustft.schemas import InputError, Sample
 
 BLOCKS, SHARDS = "blocks", "shards"
 

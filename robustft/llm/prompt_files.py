@@ -50,7 +50,7 @@ class Prompt:
 
 
 def builtin_dir() -> Path:
-    return Path(str(files("prompts")))
+    return Path(str(files("robustft.prompts")))
 
 
 def load_prompt(path: Path, allowed: set[str] | None = None) -> Prompt:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .config import TrainConfig
+from robustft.config import TrainConfig
 
 
 class TrainError(RuntimeError):
@@ -25,7 +25,7 @@ class TrainError(RuntimeError):
 def resolve_model(ref: str) -> tuple[str, str | None]:
     """(directory or hub id, gguf file name or None) for a model reference."""
     if ref == "embedded":
-        from .serve import embedded_model_path
+        from robustft.serving.servers import embedded_model_path
 
         path = embedded_model_path()
         return str(path.parent), path.name

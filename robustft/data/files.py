@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .config import DataConfig
-from .schemas import LETTERS, InputError, Sample
-from .tokens import estimate_tokens
+from robustft.config import DataConfig
+from robustft.llm.tokens import estimate_tokens
+from robustft.schemas import LETTERS, InputError, Sample
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 

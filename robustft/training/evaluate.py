@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .matching import answers_match
-from .outputs import sft_example
-from .parsing import parse_answer
-from .prompts import Prompt
-from .schemas import Sample
+from robustft.llm.prompt_files import Prompt
+from robustft.methods.matching import answers_match
+from robustft.methods.parsing import parse_answer
+from robustft.pipeline.outputs import sft_example
+from robustft.schemas import Sample
 
 Advance = Callable[[], None]
 
@@ -42,7 +42,7 @@ def predict_local(model_ref: str, adapter: str | None, samples: list[Sample], pr
     """Greedy predictions in process (transformers, plus peft for an adapter)."""
     import torch
 
-    from .training import load_model
+    from robustft.training.train import load_model
 
     model, tok = load_model(model_ref)
     if adapter:

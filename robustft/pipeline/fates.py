@@ -1,0 +1,109 @@
+"""Final fates of the processed samples, from their stored records (pure: records in, fate rows
+out). The same functions serve a single-process run and a Ray run, whose selection cutoff is
+computed over the candidates of every block.
+
+RobustFT: relabeled samples compete in entropy selection (:mod:`robustft.methods.selection`);
+CLEAR: confidence against γ, corrections adopted above η.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from robustft.config import Config
+from robustft.methods.selection import SelectionKey, selection_key
+from robustft.pipeline.contract import Fate, FateRow, Stage
+
+
+def final_by(config: Config) -> str:
+    """Whose answer is the relabel: the reviewer's, or the context answer without reviewer."""
+    return "reviewer" if config.relabel.reviewer else "context"
+
+
+@dataclass
+class Candidate:
+    """A relabeled sample that competes in entropy selection (no error, answer parsed): only
+    what selection and the reason need, so many of them stay small in memory."""
+
+    id: str
+    row: int
+    original: str
+    answer: str
+    entropy: float | None
+    entropy_source: str | None
+
+    @property
+    def key(self) -> SelectionKey:
+        return selection_key(self.entropy, self.row)
+
+
+def relabel_candidates(records: Iterable[dict[str, Any]], config: Config
+                       ) -> tuple[list[FateRow], list[Candidate]]:
+    """Split relabeled records into final fates (errors, unparsed answers) and selection
+    candidates, in input order."""
+    by = final_by(config)
+    out, candidates = [], []
+    for r in records:
+        if r.get("errors"):
+            out.append((r["id"], Fate.ERROR, "relabel: " + "; ".join(r["errors"]), None))
+        elif r.get(f"{by}_answer") is None:
+            out.append((r["id"], Fate.RELABELED_DROPPED, f"{by} reply unparsed", None))
+        else:
+            candidates.append(Candidate(r["id"], r["row"], r["sample"]["label"],
+                                        r[f"{by}_answer"], r.get("entropy"),
+                                        r.get("entropy_source")))
+    return out, candidates
+
+
+def selected_fates(candidates: Iterable[Candidate], cutoff: SelectionKey | None,
+                   beta: float) -> list[FateRow]:
+    """Kept when the candidate's selection key is within ``cutoff`` (see
+    :func:`robustft.methods.selection.cutoff_key`)."""
+    out = []
+    for c in candidates:
+        change = (f"label {c.original} -> {c.answer}" if c.answer != c.original
+                  else f"label {c.original} confirmed")
+        e_txt = ("unknown" if c.entropy is None
+                 else f"{c.entropy:.4f} ({c.entropy_source})")
+        if cutoff is not None and c.key <= cutoff:
+            out.append((c.id, Fate.RELABELED_KEPT, f"{change}; entropy {e_txt} in lowest "
+                        f"{beta:.0%}", c.answer))
+        else:
+            out.append((c.id, Fate.RELABELED_DROPPED, f"{change}; entropy {e_txt} above the "
+                        f"{beta:.0%} cutoff", c.answer))
+    return out
+
+
+def _why_dropped(r: dict[str, Any], eta: float) -> str:
+    if r["stage"] != Stage.CORRECTED:
+        return "auto-correct off"
+    if r.get("candidate") is None:
+        return "no parseable candidate"
+    if r.get("judge_confidence") is None:
+        return f"candidate {r['candidate']!r} is the same answer"
+    return (f"candidate {r['candidate']!r} not adopted: judge confidence "
+            f"{r['judge_confidence']:.3f} ≤ η {eta}")
+
+
+def clear_fates(records: Iterable[dict[str, Any]], gamma: float, eta: float) -> list[FateRow]:
+    """clean (C ≥ γ), relabeled-kept (corrected: judge confidence > η), relabeled-dropped."""
+    out = []
+    for r in records:
+        if r["stage"] not in (Stage.SCORED, Stage.CORRECTED) or r.get("errors"):
+            continue
+        conf, label = r.get("confidence"), r["sample"]["label"]
+        parts = (f"confidence {conf:.3f} (O={r.get('observed') or 0:.3f}, "
+                 f"S={r.get('certainty') or 0:.3f})" if conf is not None else
+                 "confidence unknown")
+        if conf is not None and conf >= gamma:
+            out.append((r["id"], Fate.CLEAN, f"{parts} ≥ γ {gamma:.3f}", label))
+        elif r.get("judge_confidence") is not None and r["judge_confidence"] > eta:
+            out.append((r["id"], Fate.RELABELED_KEPT, f"{parts} < γ {gamma:.3f}; corrected "
+                        f"{label!r} -> {r['candidate']!r}: judge confidence "
+                        f"{r['judge_confidence']:.3f} > η {eta}", r["candidate"]))
+        else:
+            out.append((r["id"], Fate.RELABELED_DROPPED, f"{parts} < γ {gamma:.3f}; "
+                        + _why_dropped(r, eta), None))
+    return out

@@ -1,0 +1,99 @@
+"""Set-up shared by every run, single-process or on Ray: endpoint checks, the run directory's
+identity (input digest, method), the config snapshot and prompt hashes, progress reporting."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from robustft.config import Config, dump_config, resolved_endpoint
+from robustft.llm.prompt_files import Prompt, load_prompts
+from robustft.pipeline.contract import Method
+from robustft.store.runstore import RunStore
+
+log = logging.getLogger("robustft")
+
+
+class Reporter(Protocol):
+    def start(self, stage: str, total: int) -> None: ...
+    def advance(self, stage: str) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class QuietReporter:
+    """No progress bars; notes go to the log."""
+
+    def start(self, stage: str, total: int) -> None: ...
+    def advance(self, stage: str) -> None: ...
+    def note(self, text: str) -> None:
+        log.info(text)
+
+
+def check_endpoints(config: Config, roles: Iterable[str]) -> None:
+    for role in roles:
+        if not resolved_endpoint(config, role)[0]:
+            raise ValueError(f"no endpoint for role '{role}': pass --base-url, set "
+                             "OPENAI_BASE_URL, or set endpoint.base_url in the config")
+
+
+def write_snapshot(run_dir: Path, config: Config, prompts: dict[str, Prompt]) -> None:
+    """The run directory's config snapshot and the hashes of the prompts used."""
+    (run_dir / "config.yaml").write_text(dump_config(config))
+    (run_dir / "prompts.json").write_text(json.dumps(
+        {n: {"hash": p.hash, "path": str(p.path)} for n, p in prompts.items()}, indent=1))
+
+
+def input_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def claim_run_dir(store: RunStore, digest: str, method: str) -> None:
+    """Record the input and method of a run directory; refuse one that holds another run."""
+    for key, value, what in (("input_sha256", digest, "a different input"),
+                             ("method", method, "another method")):
+        old = store.get_meta(key)
+        if old is not None and old != value:
+            raise ValueError(f"{store.dir} holds a run over {what}; choose a new --output "
+                             "directory")
+        store.set_meta(key, value)
+
+
+@dataclass
+class Prepared:
+    """A run directory opened for a method: its store and the prompts in use."""
+
+    store: RunStore
+    prompts: dict[str, Prompt]
+
+
+def prepare_run(config: Config, method: Method, input_path: Path, run_dir: Path,
+                embedded: bool = False, sharded: bool = False) -> Prepared:
+    """Everything a run does before its first call, single-process or on Ray (``sharded``):
+    check that every role has an endpoint, load the prompts, open the store, claim the run
+    directory for this input, method and layout, record the input path, write the
+    snapshot."""
+    check_endpoints(config, method.roles)
+    prompts = load_prompts(config.prompts_dir)
+    store = RunStore(run_dir)
+    try:
+        claim_run_dir(store, input_digest(input_path), method.name)
+        if store.is_sharded() != sharded and store.sample_count():
+            kind = "a Ray (sharded)" if store.is_sharded() else "a single-process"
+            raise ValueError(f"{run_dir} holds {kind} run; choose a new --output")
+        store.set_meta("input_path", str(input_path.resolve()))
+        if embedded:
+            store.set_meta("embedded", "1")
+        write_snapshot(run_dir, config, prompts)
+    except BaseException:
+        store.close()
+        raise
+    return Prepared(store, prompts)

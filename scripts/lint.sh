@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Lint: ruff on the whole tree, then the import rules of pyproject.toml [tool.importlinter]
+# (layers, langgraph only in robustft.graph, no import cycles) checked by import-linter on the
+# package as it installs (agents/, graph/ and prompts/ under robustft/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+.venv/bin/ruff check .
+tree=$(mktemp -d)
+trap 'rm -rf "$tree"' EXIT
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation --no-compile \
+    --target "$tree" "$root" 2>&1 | grep -v "^WARNING: Location" || true
+cd "$tree"
+"$root/.venv/bin/lint-imports" "$root/pyproject.toml" --no-cache
