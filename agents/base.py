@@ -73,7 +73,8 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample, *,
     except CallError as e:
         call.parse_status, call.error, call.attempts = "error", e.reason, e.attempts
         return call
-    parsed = (parser or (lambda t: parse_answer(t, sample.letters)))(completion.text)
+    parsed = (parser or (lambda t: parse_answer(t, sample.letters, sample.long_form)))(
+        completion.text)
     call.model, call.raw, call.answer = completion.model, completion.text, parsed.answer
     call.parse_status, call.reasoning = parsed.status, parsed.reasoning
     call.prompt_tokens, call.completion_tokens = (completion.prompt_tokens,

@@ -74,7 +74,7 @@ def prepare_inputs(args, out: Path, cfg: Config
                    ) -> tuple[Path, dict[str, str], list[Sample], list[InputError]]:
     """(noisy input file, id -> true label, valid noisy samples, invalid noisy rows),
     honouring --limit and --rate."""
-    clean, errors, is_mc = load_samples(args.clean, cfg.data)
+    clean, errors, shape = load_samples(args.clean, cfg.data)
     if errors:
         raise SystemExit(f"{errors[0].reason} (the clean file must be valid)")
     if args.limit:
@@ -86,7 +86,7 @@ def prepare_inputs(args, out: Path, cfg: Config
         noisy_rows = [r.raw for r in sorted([*valid, *invalid], key=lambda r: r.row)
                       if r.id in truth]
     else:
-        if not is_mc:
+        if not shape.is_mc:
             raise SystemExit("--rate injects multiple-choice flips; for free text use "
                              "eval.noise.corrupt_responses and pass --noisy")
         labels = flip_choices([s.label for s in clean], [s.letters for s in clean],

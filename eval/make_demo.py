@@ -1,4 +1,6 @@
-"""Writes the shipped demo dataset: country capitals with 30% injected label noise.
+"""Writes the shipped demo datasets: country capitals with 30% injected label noise, as
+question/answer rows (``demo_capitals.jsonl``) and as TRL chat rows whose assistant turn is a
+full sentence (``demo_chat.jsonl``, ``robustft demo --data chat``).
 
 A task within the embedded Gemma-3-270M's reach (few-shot capitals: ~95% correct), unlike
 ARC (chance level for a 270M model). Each noisy label is another country's capital from the
@@ -52,8 +54,17 @@ def main() -> None:
         rows.append({"id": sid, "question": f"What is the capital of {country}?",
                      "answer": label})
         truth.append({"id": sid, "answer": capital, "noisy": i in noisy})
+    chat, chat_truth = [], []
+    for (country, _), row, t in zip(CAPITALS, rows, truth, strict=True):
+        sid = row["id"].replace("cap", "chat")
+        chat.append({"id": sid, "messages": [
+            {"role": "user", "content": row["question"]},
+            {"role": "assistant", "content": f"The capital of {country} is {row['answer']}."}]})
+        chat_truth.append({"id": sid, "answer": f"The capital of {country} is {t['answer']}.",
+                           "noisy": t["noisy"]})
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, data in (("demo_capitals.jsonl", rows), ("demo_capitals_truth.jsonl", truth)):
+    for name, data in (("demo_capitals.jsonl", rows), ("demo_capitals_truth.jsonl", truth),
+                       ("demo_chat.jsonl", chat), ("demo_chat_truth.jsonl", chat_truth)):
         (OUT / name).write_text("".join(json.dumps(r) + "\n" for r in data))
     print(f"{len(rows)} rows, {n_noisy} noisy -> {OUT}")
 

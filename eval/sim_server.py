@@ -79,8 +79,8 @@ class Simulator:
     @classmethod
     def from_file(cls, path: str | Path, params: SimParams,
                   data: DataConfig | None = None) -> Simulator:
-        samples, errors, is_mc = load_samples(path, data or DataConfig())
-        if not is_mc:
+        samples, errors, shape = load_samples(path, data or DataConfig())
+        if not shape.is_mc:
             raise ValueError(f"{path}: the simulator answers multiple-choice data only")
         if errors:
             raise ValueError(f"{path}: {errors[0].reason}")

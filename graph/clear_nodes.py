@@ -13,37 +13,50 @@ from robustft.agents.base import Deps
 from robustft.agents.certainty import reflect_on
 from robustft.agents.corrector import propose
 from robustft.agents.judge import judge
+from robustft.agents.matcher import compare, p_same
 from robustft.agents.sampler import sample_answers
 from robustft.graph.clear_state import ClearState
 from robustft.graph.nodes import failures
 from robustft.methods.confidence import combine, cosine, observed_consistency, reflection_certainty
 from robustft.methods.matching import exact_match, normalise, token_f1
-from robustft.schemas import Sample
+from robustft.schemas import AgentCall, Sample
 
 
 async def _similarities(deps: Deps, s: Sample, answers: list[str | None]
-                        ) -> tuple[list[float], list[float]]:
-    """(s_i, r_i) of each sampled answer against the dataset's response. Embeddings compare
-    normalised texts, so case and punctuation do not lower the similarity."""
+                        ) -> tuple[list[float], list[float], list[AgentCall]]:
+    """(s_i, r_i, matcher calls) of each sampled answer against the dataset's response.
+    Embeddings compare normalised texts, so case and punctuation do not lower the similarity;
+    the judge similarity is the matcher's probability that the two agree (its verdict, 1 or
+    0, without logprobs; 0 when unparsed)."""
     matches = [float(exact_match(a, s.label, s.is_mc)) for a in answers]
     if s.is_mc:
-        return matches, matches
+        return matches, matches, []
+    if deps.config.clear.similarity == "judge":
+        calls = list(await asyncio.gather(*(compare(deps, s, a, sample_index=i)
+                                            for i, a in enumerate(answers) if a)))
+        it = iter(calls)
+        sims = []
+        for a in answers:
+            c = next(it) if a else None
+            p = p_same(c) if c is not None else None
+            sims.append(p if p is not None else float(c is not None and c.answer == "same"))
+        return sims, matches, calls
     if deps.config.clear.similarity == "embedding" and deps.embedder is not None:
         texts = [" ".join(normalise(t)) for t in [s.label, *(a or "" for a in answers)]]
         vecs = await asyncio.to_thread(deps.embedder.embed, texts)
         sims = [cosine(vecs[0], v) if a else 0.0 for a, v in zip(answers, vecs[1:],
                                                                   strict=True)]
-        return sims, matches
-    return [token_f1(a, s.label) if a else 0.0 for a in answers], matches
+        return sims, matches, []
+    return [token_f1(a, s.label) if a else 0.0 for a in answers], matches, []
 
 
 async def sample_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
     deps, s = runtime.context, state["sample"]
     calls = await sample_answers(deps, s, deps.config.clear.k)
     answers = [c.answer for c in calls if not c.error]
-    sims, matches = await _similarities(deps, s, answers)
-    return {"calls": calls, "errors": failures(calls), "sampled": answers,
-            "similarities": sims, "matches": matches}
+    sims, matches, judged = await _similarities(deps, s, answers)
+    return {"calls": [*calls, *judged], "errors": failures([*calls, *judged]),
+            "sampled": answers, "similarities": sims, "matches": matches}
 
 
 async def reflect_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:

@@ -11,6 +11,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
+from robustft.config import Config
 from robustft.graph.clear import build_clear_graph
 from robustft.graph.clear_state import ClearState
 from robustft.graph.stages import Run, run_stage
@@ -18,6 +19,7 @@ from robustft.methods.confidence import threshold
 from robustft.pipeline.contract import Fate, FateRow, Method, PlannedCall, Stage
 from robustft.pipeline.fates import clear_fates
 from robustft.retrieval.embedder import Embedder
+from robustft.schemas import Sample
 
 FIRST_KEYS = ("sampled", "similarities", "matches", "verdicts", "observed", "certainty",
               "confidence")
@@ -80,22 +82,38 @@ def fates(run: Run) -> list[FateRow]:
     return clear_fates(run.store.records(), gamma, run.config.clear.eta)
 
 
-def _response(config: Any) -> dict[str, Any]:
-    return {"response": ""}
+def _response(config: Config, s: Sample) -> dict[str, Any]:
+    return {"response": s.label}
+
+
+def _none(config: Config, s: Sample) -> dict[str, Any]:
+    return {}
+
+
+def _one(config: Config, s: Sample) -> int:
+    return 1
+
+
+def _judged(config: Config, s: Sample) -> int:
+    """Matcher calls of the judge similarity: one per sampled answer (free text)."""
+    return config.clear.k if config.clear.similarity == "judge" and not s.is_mc else 0
 
 
 _CORRECT = {"upper_bound": True}
 METHOD = Method(
     name="clear", first_stage=Stage.SCORED, first_keys=FIRST_KEYS,
     calls=(
-        PlannedCall("score", "sampler", "reasoning", lambda c: c.clear.k, lambda c: {}),
-        PlannedCall("score", "certainty", "clear_reflect", lambda c: 1, _response),
-        PlannedCall("score", "certainty", "clear_reflect_sure", lambda c: 1, _response),
-        PlannedCall("correct", "corrector", "reasoning", lambda c: 1, lambda c: {}, **_CORRECT),
-        PlannedCall("correct", "judge", "clear_judge", lambda c: c.clear.judge_k,
-                    lambda c: {"original": "", "candidate": ""}, **_CORRECT),
-        PlannedCall("correct", "certainty", "clear_reflect", lambda c: 1, _response, **_CORRECT),
-        PlannedCall("correct", "certainty", "clear_reflect_sure", lambda c: 1, _response,
+        PlannedCall("score", "sampler", "reasoning", lambda c, s: c.clear.k, _none),
+        PlannedCall("score", "matcher", "match", _judged,
+                    lambda c, s: {"reference": s.label, "candidate": s.label},
+                    upper_bound=True),
+        PlannedCall("score", "certainty", "clear_reflect", _one, _response),
+        PlannedCall("score", "certainty", "clear_reflect_sure", _one, _response),
+        PlannedCall("correct", "corrector", "reasoning", _one, _none, **_CORRECT),
+        PlannedCall("correct", "judge", "clear_judge", lambda c, s: c.clear.judge_k,
+                    lambda c, s: {"original": s.label, "candidate": s.label}, **_CORRECT),
+        PlannedCall("correct", "certainty", "clear_reflect", _one, _response, **_CORRECT),
+        PlannedCall("correct", "certainty", "clear_reflect_sure", _one, _response,
                     **_CORRECT),
     ),
     stages=stages, fates=fates)

@@ -5,6 +5,7 @@ Each router's return annotation declares the node's exits.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Literal
 
@@ -14,11 +15,12 @@ from langgraph.runtime import Runtime
 from robustft.agents.base import Deps
 from robustft.agents.context import answer_with_context
 from robustft.agents.direct import answer_direct
+from robustft.agents.matcher import compare, p_same
 from robustft.agents.reasoning import answer_with_reasoning
 from robustft.agents.reflection import reflect
 from robustft.agents.reviewer import review
 from robustft.graph.state import SampleState
-from robustft.methods.matching import check
+from robustft.methods.matching import check, exact_match, match_mode
 from robustft.methods.scoring import agreement_entropy, answer_entropy
 from robustft.schemas import AgentCall
 
@@ -52,12 +54,33 @@ async def reasoning_expert(state: SampleState, runtime: Runtime[Deps]) -> Sample
 
 
 async def checker(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
+    """Clean when the experts agree with the given label. Long-form free text (or
+    ``detect.match: judge``) asks the matcher agent about each expert's answer; an unparsed
+    or failed verdict counts as disagreement, a failed call makes the sample an error."""
     if state.get("errors"):
         return {"verdict": "error", "verdict_reason": "; ".join(state["errors"])}
-    s, d = state["sample"], runtime.context.config.detect
+    deps, s = runtime.context, state["sample"]
+    d = deps.config.detect
     answers = {r: a for r, a in state["experts"].items() if r in d.experts}
-    verdict, reason = check(answers, s.label, d.policy, s.is_mc, d.fuzzy_threshold)
-    return {"verdict": verdict, "verdict_reason": reason}
+    mode = match_mode(d.match, s.is_mc, s.long_form)
+    if mode != "judge":
+        verdict, reason = check(answers, s.label, d.policy, s.is_mc, d.fuzzy_threshold,
+                                mode=mode)
+        return {"verdict": verdict, "verdict_reason": reason}
+    # identical normalised text needs no judge; unparsed answers never agree
+    matches = {r: {"verdict": "same", "p_same": 1.0} for r, a in answers.items()
+               if exact_match(a, s.label, False)}
+    asked = [r for r, a in answers.items() if a is not None and r not in matches]
+    calls = list(await asyncio.gather(*(compare(deps, s, answers[r]) for r in asked)))
+    if failures(calls):
+        return {"calls": calls, "errors": failures(calls), "verdict": "error",
+                "verdict_reason": "; ".join(failures(calls))}
+    matches |= {r: {"verdict": c.answer, "p_same": p_same(c)} for r, c in zip(asked, calls,
+                                                                                strict=True)}
+    same = {r: m["verdict"] == "same" for r, m in matches.items()}
+    verdict, reason = check(answers, s.label, d.policy, False, same=same, mode="judge")
+    return {"calls": calls, "verdict": verdict, "verdict_reason": reason,
+            "match_verdicts": matches}
 
 
 def _relabel_entry(deps: Deps) -> Literal["retrieve", "reviewer"]:

@@ -37,7 +37,8 @@ import numpy as np
 
 from robustft.agents.base import Deps
 from robustft.config import Config, RunOptions
-from robustft.data.files import file_format
+from robustft.data.files import file_format, iter_raw_rows, output_name, write_rows
+from robustft.data.shapes import Shape
 from robustft.graph import robustft_run as method
 from robustft.graph.robustft import build_robustft_graph
 from robustft.graph.stages import Run
@@ -48,7 +49,7 @@ from robustft.methods.selection import cutoff_key
 from robustft.pipeline.contract import Stage
 from robustft.pipeline.fates import relabel_candidates, selected_fates
 from robustft.pipeline.outputs import write_files, write_summary
-from robustft.pipeline.setup import QuietReporter, Reporter, prepare_run
+from robustft.pipeline.setup import QuietReporter, Reporter, prepare_run, write_detection
 from robustft.retrieval.embedder import BackgroundEmbedder, Embedder
 from robustft.retrieval.index import CleanIndex, index_batch
 from robustft.store.runstore import RunStore
@@ -62,10 +63,9 @@ class BlockWorker:
     event loop, one LLM client and one embedder for all the blocks it is given."""
 
     def __init__(self, stage: str, config_json: str, run_dir: str, input_path: str,
-                 multiple_choice: bool, cache_path: str | None = None):
+                 shape: dict, cache_path: str | None = None):
         self.stage, self.run_dir, self.input_path = stage, Path(run_dir), Path(input_path)
         self.config = Config.model_validate_json(config_json)
-        self.mc = multiple_choice
         self.prompts = load_prompts(self.config.prompts_dir)
         self.graph = build_robustft_graph()
         self.loop = asyncio.new_event_loop()
@@ -156,7 +156,7 @@ class BlockWorker:
 
 
 def finish_blocks(batch: dict[str, np.ndarray], config_json: str, run_dir: str,
-                  input_path: str, multiple_choice: bool, cutoff: list | None) -> dict[str, list]:
+                  input_path: str, shape: dict, cutoff: list | None) -> dict[str, list]:
     """Ray task (no actor: nothing to load): fates of each block's relabeled samples from the
     global cutoff, then the block's curated / sft / decisions shard."""
     config = Config.model_validate_json(config_json)
@@ -168,7 +168,7 @@ def finish_blocks(batch: dict[str, np.ndarray], config_json: str, run_dir: str,
         try:
             out, cands = relabel_candidates(store.records(stage=Stage.RELABELED), config)
             store.set_fates(out + selected_fates(cands, key, config.selection.beta))
-            kept = write_files(store, sft_prompt, Path(input_path), config)
+            kept = write_files(store, sft_prompt, Path(input_path), Shape.from_dict(shape))
             results.append(json.dumps({"kept": kept}))
         finally:
             store.close()
@@ -204,11 +204,15 @@ def _clean_batches(run_dir: Path, blocks: int):
 
 def _concat_outputs(run_dir: Path, blocks: int, input_path: Path) -> None:
     """Concatenate the shards' curated / sft / decisions files in block (= input) order."""
-    for name, kind in ((f"curated{input_path.suffix.lower()}", file_format(input_path)),
+    for name, kind in ((output_name(input_path), file_format(input_path)),
                        ("sft.jsonl", "jsonl"), ("decisions.csv", "csv")):
-        parts = [p for b in range(blocks) if (p := shard_dir(run_dir, b) / name).is_file()]
-        (_concat_parquet if kind == "parquet" else _concat_text)(parts, run_dir / name,
-                                                                 kind == "csv")
+        parts = [p for b in range(blocks) if (p := shard_dir(run_dir, b) / name).exists()]
+        if kind in ("json", "hf_disk"):  # one array / one Arrow stream: rewrite the rows
+            write_rows(run_dir / name, (r for p in parts for r in iter_raw_rows(p)), kind,
+                       like=input_path)
+        else:
+            (_concat_parquet if kind == "parquet" else _concat_text)(parts, run_dir / name,
+                                                                     kind == "csv")
 
 
 def _concat_text(parts: list[Path], out: Path, csv: bool) -> None:
@@ -283,6 +287,10 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
                         sharded=True).store
     try:
         plan = write_blocks(input_path, config.data, run_dir, block_rows)
+        shape = Shape.from_dict(plan.shape)
+        rep.note(f"detected {shape.describe()}; {plan.rows - plan.invalid} rows"
+                 + (f", {plan.invalid} invalid" if plan.invalid else ""))
+        write_detection(run_dir, shape, plan.rows - plan.invalid, plan.invalid)
         store.set_meta("block_rows", str(plan.block_rows))
         if opts.retry_errors:
             n = sum(_reopen_block_errors(run_dir, b) for b in range(plan.blocks))
@@ -297,7 +305,7 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
         store.merge_shards(plan.blocks)
         _concat_outputs(run_dir, plan.blocks, input_path)
         return write_summary(
-            store, input_path, plan.multiple_choice, kept, method.METHOD.name,
+            store, input_path, shape, kept, method.METHOD.name,
             extra={"ray": {"address": address, "workers": workers, "blocks": plan.blocks,
                            "block_rows": plan.block_rows, "stage_seconds": seconds}},
             more_outputs={"shards": str(run_dir / "shards")})
@@ -325,7 +333,7 @@ def _stages(config: Config, input_path: Path, run_dir: Path, plan: BlockPlan, wo
     blocks = ray.data.from_items([{"block": b} for b in range(plan.blocks)],
                                  override_num_blocks=max(1, plan.blocks))
     common = {"config_json": config.model_dump_json(), "run_dir": str(run_dir),
-              "input_path": str(input_path), "multiple_choice": plan.multiple_choice,
+              "input_path": str(input_path), "shape": plan.shape,
               "cache_path": str(opts.cache_path) if opts.cache_path else None}
 
     def collect(name: str, ds) -> list[dict]:

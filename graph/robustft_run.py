@@ -8,16 +8,20 @@ from typing import Any
 
 import numpy as np
 
+from robustft.config import Config
 from robustft.graph.robustft import build_robustft_graph
 from robustft.graph.stages import Run, run_stage
 from robustft.graph.state import SampleState
+from robustft.methods.matching import match_mode
 from robustft.methods.selection import cutoff_key
 from robustft.pipeline.contract import Fate, FateRow, Method, PlannedCall, Stage
 from robustft.pipeline.fates import relabel_candidates, selected_fates
 from robustft.retrieval.embedder import BackgroundEmbedder
 from robustft.retrieval.index import CleanIndex
+from robustft.schemas import Sample
 
-FIRST_KEYS = ("experts", "reasoning_text", "reasoning_answer", "verdict", "verdict_reason")
+FIRST_KEYS = ("experts", "reasoning_text", "reasoning_answer", "verdict", "verdict_reason",
+              "match_verdicts")
 _KEEP = (*FIRST_KEYS, "neighbours", "context_answer", "reviewer_answer", "reviewer_reasoning",
          "entropy", "entropy_source", "answer_distribution", "errors")
 
@@ -108,20 +112,34 @@ def fates(run: Run) -> list[FateRow]:
     return out
 
 
-def _reflection_vars(config: Any) -> dict[str, Any]:
-    return {"reasoning": "", "round": 1}
+def _judged(config: Config, s: Sample) -> int:
+    """Matcher calls of one sample: one per expert when its answers are judged."""
+    mode = match_mode(config.detect.match, s.is_mc, s.long_form)
+    return len(config.detect.experts) if mode == "judge" else 0
+
+
+def _none(config: Config, s: Sample) -> dict[str, Any]:
+    return {}
+
+
+def _one(config: Config, s: Sample) -> int:
+    return 1
 
 
 METHOD = Method(
     name="robustft", first_stage=Stage.DETECTED, first_keys=FIRST_KEYS,
     calls=(
-        PlannedCall("detect", "direct", "direct", lambda c: 1, lambda c: {}),
-        PlannedCall("detect", "reasoning", "reasoning", lambda c: 1, lambda c: {}),
+        PlannedCall("detect", "direct", "direct", _one, _none),
+        PlannedCall("detect", "reasoning", "reasoning", _one, _none),
         PlannedCall("detect", "reflection", "reflection",
-                    lambda c: c.detect.reflection_rounds, _reflection_vars),
-        PlannedCall("relabel", "context", "context", lambda c: 1, None, upper_bound=True),
-        PlannedCall("relabel", "reviewer", "reviewer", lambda c: 1,
-                    lambda c: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
+                    lambda c, s: c.detect.reflection_rounds,
+                    lambda c, s: {"reasoning": "", "round": 1}),
+        PlannedCall("detect", "matcher", "match", _judged,
+                    lambda c, s: {"reference": s.label, "candidate": s.label},
+                    upper_bound=True),
+        PlannedCall("relabel", "context", "context", _one, None, upper_bound=True),
+        PlannedCall("relabel", "reviewer", "reviewer", _one,
+                    lambda c, s: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
                     upper_bound=True),
     ),
     stages=stages, fates=fates)

@@ -18,7 +18,13 @@ from robustft.llm.cache import RequestCache
 from robustft.llm.client import Budget, LLMClient
 from robustft.pipeline.contract import Method
 from robustft.pipeline.outputs import write_outputs
-from robustft.pipeline.setup import QuietReporter, Reporter, check_endpoints, prepare_run
+from robustft.pipeline.setup import (
+    QuietReporter,
+    Reporter,
+    check_endpoints,
+    prepare_run,
+    write_detection,
+)
 
 METHODS: dict[str, Method] = {m.name: m for m in (robustft_run.METHOD, clear_run.METHOD)}
 
@@ -40,10 +46,13 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
     m = method_named(opts.method)
     input_path, run_dir = Path(input_path), Path(run_dir)
     check_endpoints(config, m.roles)  # before reading the input, as prepare_run does
-    samples, input_errors, is_mc = load_samples(input_path, config.data)
+    samples, input_errors, shape = load_samples(input_path, config.data)
+    rep.note(f"detected {shape.describe()}; {len(samples)} rows"
+             + (f", {len(input_errors)} invalid" if input_errors else ""))
     prepared = prepare_run(config, m, input_path, run_dir, embedded=opts.embedded)
     store, prompts = prepared.store, prepared.prompts
     try:
+        write_detection(run_dir, shape, len(samples), len(input_errors))
         if opts.retry_errors:
             n = store.reopen_errors(m.first_stage, m.first_keys)
             rep.note(f"retrying {n} error row(s)")
@@ -59,7 +68,7 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
             await client.aclose()
             cache.close()
         store.set_fates(m.fates(run))
-        return write_outputs(store, prompts["sft"], input_path, is_mc, config, m.name,
+        return write_outputs(store, prompts["sft"], input_path, shape, m.name,
                              {"this_invocation": {"endpoint_calls": client.budget.calls,
                                                   "endpoint_tokens": client.budget.tokens,
                                                   "cache_hits": cache.hits}})

@@ -21,6 +21,7 @@ class SampleState(TypedDict, total=False):
     reasoning_answer: str | None
     verdict: str  # "clean" | "noisy" | "error"
     verdict_reason: str
+    match_verdicts: dict[str, dict]  # long-form: role -> the matcher's verdict and p_same
     neighbours: list[Neighbour]
     context_answer: str | None
     reviewer_answer: str | None

@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-ROLES = ("direct", "reasoning", "reflection", "context", "reviewer",
+ROLES = ("direct", "reasoning", "reflection", "context", "reviewer", "matcher",
          "sampler", "certainty", "corrector", "judge")
 
 
@@ -68,6 +68,8 @@ def _default_roles() -> dict[str, RoleConfig]:
         "reflection": RoleConfig(max_tokens=768),
         "context": RoleConfig(max_tokens=256),
         "reviewer": RoleConfig(max_tokens=512, top_logprobs=10),
+        # judges whether two free-text responses agree (long responses; CLEAR's judge mode)
+        "matcher": RoleConfig(max_tokens=256, top_logprobs=5),
         # CLEAR: sampled answers, reflection verdicts, candidate responses, judge verdicts
         "sampler": RoleConfig(temperature=1.0, max_tokens=768, top_logprobs=0),
         "certainty": RoleConfig(max_tokens=256, top_logprobs=0),
@@ -82,12 +84,31 @@ class DataConfig(_Strict):
         "row's content.")
     question_column: str = Field("question", description="Column with the question/prompt.")
     options_column: str = Field(
-        "options", description="Column with the options (JSON list or list). Absent = free text.")
+        "options", description="Column with the options (a list, a JSON or Python-literal "
+        "list, or a dict with 'text' and 'label' lists); 'choices' is found too. Absent = free "
+        "text.")
     answer_column: str = Field(
-        "answer", description="Column with the given (possibly noisy) label: an option letter "
-        "for multiple choice, the answer text for free text.")
+        "answer", description="Column with the given (possibly noisy) label: for multiple "
+        "choice an option letter, a 0-based index, the option's text or a choices label "
+        "('answerKey' is found too); the answer text for free text.")
+    format: Literal["auto", "multiple_choice", "free_text", "messages", "prompt_completion",
+                    "alpaca", "sharegpt"] = Field(
+        "auto", description="The dataset's shape; auto detects it from the columns: messages "
+        "(TRL conversational), conversations (ShareGPT), prompt+completion (TRL), "
+        "instruction+output (Alpaca), question+options/choices (multiple choice), "
+        "question+answer (free text).")
+    answer_encoding: Literal["auto", "letter", "index", "text", "label"] = Field(
+        "auto", description="Multiple choice: how the answer column encodes the option; auto "
+        "detects it from the first 1,000 rows and stops when two readings disagree.")
+    long_answer_tokens: int = Field(
+        4, ge=0, description="Free text: a response with more normalised tokens (words, "
+        "articles and punctuation dropped) than this is long-form, and so is every row of a "
+        "file whose median response is (first 1,000 rows): experts and relabelers write "
+        "complete responses, and detect.match auto compares them with the matcher agent "
+        "instead of token F1.")
     task: Literal["auto", "multiple_choice", "free_text"] = Field(
-        "auto", description="auto: multiple choice when the options column exists.")
+        "auto", description="Question/answer files only (older name of format): "
+        "multiple_choice or free_text forces the task.")
     max_prompt_tokens: int | None = Field(
         None, gt=0, description="Longest question+options accepted, in tokens (tiktoken "
         "o200k_base, or 4 characters per token offline). None: no limit. Set it below the "
@@ -106,6 +127,12 @@ class DetectConfig(_Strict):
     fuzzy_threshold: float = Field(
         0.8, ge=0, le=1, description="Free text: token-F1 between normalised whole answers at or "
         "above which two answers match.")
+    match: Literal["auto", "f1", "exact", "judge"] = Field(
+        "auto", description="How the checker compares a free-text expert answer with the given "
+        "response: f1 = token F1 ≥ fuzzy_threshold; exact = equal normalised token sequences; "
+        "judge = the matcher agent (prompt match.yaml) decides whether both give the same "
+        "answer / mean the same; auto = f1 for short responses, judge for long-form ones "
+        "(data.long_answer_tokens). Multiple choice always compares letters.")
     experts: list[Literal["direct", "reasoning"]] = Field(
         ["direct", "reasoning"], min_length=1, description="Experts whose answers the checker "
         "compares with the label. [direct] is the 'without checker' ablation: the base model's "
@@ -156,10 +183,11 @@ class ClearConfig(_Strict):
                        "candidate only when the judge's confidence that it is better exceeds "
                        "η.")
     judge_k: int = Field(5, ge=1, description="Sampled judge verdicts per filtered sample.")
-    similarity: Literal["match", "embedding"] = Field(
+    similarity: Literal["match", "embedding", "judge"] = Field(
         "match", description="Free-text similarity s_i: match = normalised token F1 of whole "
-        "answers; embedding = cosine of the local MiniLM embeddings (long responses). Multiple "
-        "choice always compares letters.")
+        "answers; embedding = cosine of the local MiniLM embeddings (long responses); judge = "
+        "the matcher agent's probability that the sampled answer and the response agree. "
+        "Multiple choice always compares letters.")
     correct: bool = Field(True, description="Run auto-correct on filtered samples (else they "
                           "are dropped).")
 
@@ -209,6 +237,23 @@ class Config(_Strict):
 
     def role(self, name: str) -> RoleConfig:
         return self.roles.get(name) or _default_roles()[name]
+
+    def override(self, base_url: str | None = None, model: str | None = None,
+                 concurrency: int | None = None, prompts_dir: str | Path | None = None) -> None:
+        """Command-line / API overrides: an endpoint or model for every role (roles' own
+        settings cleared), the concurrency, the prompt override directory."""
+        if base_url:
+            self.endpoint.base_url = base_url
+            for r in self.roles.values():
+                r.base_url = None
+        if model:
+            self.endpoint.model = model
+            for r in self.roles.values():
+                r.model = None
+        if concurrency:
+            self.concurrency = concurrency
+        if prompts_dir:
+            self.prompts_dir = str(prompts_dir)
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -23,6 +23,8 @@ class Sample(BaseModel):
     label: str = Field(description="given label: option letter, or answer text")
     raw: dict[str, Any] = Field(default_factory=dict, description="the input row as read")
     truncated: bool = Field(False, description="question cut to data.max_prompt_tokens")
+    long_form: bool = Field(False, description="free text longer than data.long_answer_tokens: "
+                            "complete responses are written and judged")
 
     @property
     def is_mc(self) -> bool:
@@ -36,9 +38,10 @@ class Sample(BaseModel):
         return [{"letter": k, "text": t} for k, t in zip(self.letters, self.options, strict=True)]
 
     def prompt_vars(self) -> dict[str, Any]:
-        """The template variables every prompt shares: question, options, letters."""
+        """The template variables every prompt shares: question, options, letters,
+        long_answer."""
         return {"question": self.question, "options": self.option_items(),
-                "letters": ", ".join(self.letters)}
+                "letters": ", ".join(self.letters), "long_answer": self.long_form}
 
     def embed_text(self) -> str:
         """Question together with its options: what the index embeds."""

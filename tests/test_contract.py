@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pytest
 from langgraph.graph import END
 
+from eval.scripted_server import Reply
 from robustft.agents.base import Deps
-from robustft.config import ROLES, Config, RunOptions
+from robustft.config import ROLES, Config
 from robustft.data.files import load_samples
 from robustft.graph import clear_nodes, nodes
 from robustft.graph.runner import METHODS, curate, method_named
@@ -24,7 +25,6 @@ from robustft.schemas import Sample
 from robustft.store.runstore import RunStore
 
 from .conftest import write_jsonl
-from .test_clear import clear_cfg, perfect
 from .test_graph import TRUTH, cfg_for, mc_rows, truthful
 
 STEP = {Stage.DETECTED: "detect", Stage.RELABELED: "relabel", Stage.SCORED: "score",
@@ -32,11 +32,12 @@ STEP = {Stage.DETECTED: "detect", Stage.RELABELED: "relabel", Stage.SCORED: "sco
 
 
 def test_roles_come_from_the_planned_calls():
-    assert METHODS["robustft"].roles == ("direct", "reasoning", "reflection", "context",
-                                         "reviewer")
-    assert METHODS["clear"].roles == ("sampler", "certainty", "corrector", "judge")
+    assert METHODS["robustft"].roles == ("direct", "reasoning", "reflection", "matcher",
+                                         "context", "reviewer")
+    assert METHODS["clear"].roles == ("sampler", "matcher", "certainty", "corrector", "judge")
     # every configurable role belongs to a method, and no method calls an unknown role
     assert {r for m in METHODS.values() for r in m.roles} == set(ROLES)
+    assert "matcher" in METHODS["robustft"].roles and "matcher" in METHODS["clear"].roles
     with pytest.raises(ValueError, match="unknown method"):
         method_named("nope")
 
@@ -56,6 +57,7 @@ def _actual(run) -> tuple[Counter, Counter]:
 
 
 def _planned(cfg: Config, inp, method: str) -> dict[tuple[str, str, str], int]:
+    """Planned calls per sample of each (step, role, prompt) (uniform over these samples)."""
     samples, _, _ = load_samples(inp, cfg.data)
     rows = plan_calls(cfg, load_prompts(cfg.prompts_dir), samples, METHODS[method])
     return {(r["stage"].removesuffix(" (upper bound)"), r["role"], r["prompt"]):
@@ -70,24 +72,45 @@ def test_robustft_plan_matches_a_scripted_run(tmp_path, serve, rounds):
     asyncio.run(curate(cfg, inp, tmp_path / "run"))
     calls, samples = _actual(tmp_path / "run")
     per_sample = _planned(cfg, inp, "robustft")
-    assert set(calls) == set(per_sample)
+    assert set(calls) == set(per_sample)  # no matcher calls planned or made for letters
     for (step, role, prompt), n in per_sample.items():  # detect: every sample; relabel: flips
         assert calls[step, role, prompt] == n * samples[step], (step, role, prompt)
     assert samples["detect"] == len(TRUTH) and samples["relabel"] == 2
 
 
-def test_clear_plan_matches_a_scripted_run(tmp_path, serve):
-    srv = serve(perfect({q: a for q, (a, _) in TRUTH.items()}))
-    inp = write_jsonl(tmp_path / "in.jsonl", mc_rows())
-    cfg = clear_cfg(srv.base_url)
-    asyncio.run(curate(cfg, inp, tmp_path / "run", options=RunOptions(method="clear")))
+def test_long_form_plan_counts_matcher_calls(tmp_path, serve):
+    """Long responses: each expert's answer that differs from the given text is judged by
+    the matcher (planned: 2 per sample, an upper bound; identical text needs no judge)."""
+    truth = {f"Describe item {i}.": f"Item {i} is a small red box made of wood." for i in
+             range(4)}
+    given = {**truth, "Describe item 1.": "Item 1 is a large blue box made of steel."}
+
+    def script(body):
+        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        if "Response 2:" in user:
+            one = user.split("Response 1:", 1)[1].split("Response 2:", 1)[0].strip()
+            two = user.split("Response 2:", 1)[1].split("Do the two", 1)[0].strip()
+            return Reply(f"Compared.\nAnswer: {'A' if one == two else 'B'}")
+        q = user.rsplit("Question: ", 1)[-1].split("\n", 1)[0].strip()
+        return Reply(f"Thinking.\nAnswer: {truth[q]}")
+
+    srv = serve(script)
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"id": f"d{i}", "question": q, "answer": a}
+                                              for i, (q, a) in enumerate(given.items())])
+    cfg = cfg_for(srv.base_url, selection={"beta": 1.0})
+    summary = asyncio.run(curate(cfg, inp, tmp_path / "run"))
+    assert summary["fates"] == {"clean": 3, "relabeled-kept": 1}
     calls, samples = _actual(tmp_path / "run")
-    per_sample = _planned(cfg, inp, "clear")
-    # the corrector's prompt is the sampler's: count by (step, role, prompt)
-    assert set(calls) == set(per_sample)
+    per_sample = _planned(cfg, inp, "robustft")
+    assert per_sample["detect", "matcher", "match"] == 2
     for (step, role, prompt), n in per_sample.items():
-        assert calls[step, role, prompt] == n * samples[step], (step, role, prompt)
-    assert samples["score"] == len(TRUTH) and samples["correct"] == 2
+        if role != "matcher":
+            assert calls[step, role, prompt] == n * samples[step], (step, role, prompt)
+    assert calls["detect", "matcher", "match"] == 2  # the one flipped row's two answers
+    rec = RunStore.open_existing(tmp_path / "run").record("d1")
+    assert rec["match_verdicts"] == {"direct": {"verdict": "different", "p_same": 0.0},
+                                     "reasoning": {"verdict": "different", "p_same": 0.0}}
+    assert rec["final"] == truth["Describe item 1."] and "judge" in rec["verdict_reason"]
 
 
 def test_selection_cutoff_keeps_what_select_lowest_keeps():

@@ -21,8 +21,8 @@ def test_jsonl_csv_parquet_read_alike(tmp_path: Path):
     write_rows(tmp_path / "d.csv", ROWS, "csv")
     pq.write_table(pa.Table.from_pylist(ROWS), tmp_path / "d.parquet")
     for name in ("d.jsonl", "d.csv", "d.parquet"):
-        samples, errors, mc = load_samples(tmp_path / name, DataConfig())
-        assert mc and not errors
+        samples, errors, shape = load_samples(tmp_path / name, DataConfig())
+        assert shape.is_mc and not errors
         assert [(s.id, s.options, s.label) for s in samples] == [
             ("a", ["x", "y"], "B"), ("b", ["x", "y", "z"], "C")]
 
@@ -31,9 +31,9 @@ def test_column_mapping_free_text_and_generated_ids(tmp_path: Path):
     rows = [{"prompt": "How many?", "target": "3"}, {"prompt": "Who?", "target": "Ann"}]
     p = write_jsonl(tmp_path / "f.jsonl", rows)
     cfg = DataConfig(question_column="prompt", answer_column="target", id_column=None)
-    s1, _, mc = load_samples(p, cfg)
+    s1, _, shape = load_samples(p, cfg)
     s2, _, _ = load_samples(p, cfg)
-    assert not mc and [s.label for s in s1] == ["3", "Ann"]
+    assert not shape.is_mc and [s.label for s in s1] == ["3", "Ann"]
     assert [s.id for s in s1] == [s.id for s in s2] and len({s.id for s in s1}) == 2
 
 

@@ -138,3 +138,32 @@ def test_killed_worker_is_restarted_and_its_block_resumes(tmp_path, serve):
     # flight: the two experts run in parallel); the dozens it had completed came from its
     # shard and its cache
     assert at_kill >= 40 and repeats <= 2 * cfg.concurrency
+
+
+def test_ray_retry_errors_reruns_only_the_failed_rows(tmp_path, serve):
+    from eval.scripted_server import Fault
+    from robustft.graph.ray_run import curate_ray
+
+    rows, truth = _sums(30)
+    inp = write_jsonl(tmp_path / "sums.jsonl", rows)
+
+    def script(body):
+        return mc_reply(truth[target_question(body)], list("ABCD"), 0.8)
+
+    good, bad = serve(script), serve(script)
+    bad.faults.extend([Fault(400)] * 1000)  # the reviewer's endpoint rejects everything
+    cfg = Config()
+    cfg.endpoint.base_url, cfg.endpoint.model, cfg.concurrency = good.base_url, "m", 4
+    ref = asyncio.run(curate(cfg, inp, tmp_path / "ref"))
+    cfg.roles["reviewer"].base_url = bad.base_url
+    run = tmp_path / "ray"
+    first = curate_ray(cfg, inp, run, "local", workers=2, block_rows=10)
+    assert first["fates"]["error"] == ref["fates"]["relabeled-kept"] + ref["fates"].get(
+        "relabeled-dropped", 0) > 0
+    cfg.roles["reviewer"].base_url = None  # the endpoint is fixed; rerun only the errors
+    before = len(good.requests)
+    again = curate_ray(cfg, inp, run, "local", workers=2, block_rows=10,
+                       options=RunOptions(retry_errors=True))
+    assert again["fates"] == ref["fates"] and "error" not in again["fates"]
+    assert len(good.requests) - before == first["fates"]["error"]  # the reviewer calls only
+    assert _outputs(run) == _outputs(tmp_path / "ref")

@@ -22,13 +22,13 @@ from rich.progress import (
 from rich.table import Table
 
 from robustft.cli.render import summary_table
-from robustft.config import ROLES, Config, RunOptions, load_config, resolved_endpoint
+from robustft.config import Config, RunOptions, load_config
 from robustft.data.files import InputFileError, load_samples
 from robustft.llm.client import BudgetExceeded
 from robustft.llm.prompt_files import PromptError, builtin_dir, load_prompts
 from robustft.llm.tokens import tokenizer_name
 from robustft.pipeline.plan import plan_calls
-from robustft.serving.servers import EMBEDDED_NAME, ManagedServer, ServeError, embedded_server
+from robustft.serving.servers import ManagedServer, ServeError, needs_embedded, start_embedded
 from robustft.store.runstore import RunStore
 
 console = Console()
@@ -76,21 +76,10 @@ def on_sigterm(*_) -> None:
     raise KeyboardInterrupt  # unwind through finally blocks: embedded servers stop cleanly
 
 
-def _needs_embedded(cfg: Config) -> bool:
-    return any(not resolved_endpoint(cfg, role)[0] for role in ROLES)
-
-
 def _start_embedded(cfg: Config, run_dir: Path, slots: int) -> ManagedServer:
-    """Start the embedded llama-server for a run with no endpoint; roles without their own
-    endpoint use it, with the base-model prompt set unless --prompts says otherwise."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     err.print("[dim]no endpoint configured: starting the embedded llama-server "
               f"(Gemma-3-270M, {slots} slots; log: {run_dir / 'llama-server.log'})[/dim]")
-    server = embedded_server(slots=slots, log_path=run_dir / "llama-server.log").start()
-    cfg.endpoint.base_url, cfg.endpoint.model = server.base_url, EMBEDDED_NAME
-    if cfg.prompts_dir is None:
-        cfg.prompts_dir = str(builtin_dir() / "base")
-    return server
+    return start_embedded(cfg, run_dir, slots)
 
 
 def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
@@ -102,7 +91,7 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
     signal.signal(signal.SIGTERM, on_sigterm)
     server = None
     try:
-        if _needs_embedded(cfg):
+        if needs_embedded(cfg):
             server = _start_embedded(cfg, output, slots)
             options.embedded = True
         with Progress(*progress_columns(), console=err, transient=False) as progress:
@@ -158,8 +147,10 @@ def dry_run_table(cfg: Config, input: Path, method: str) -> None:
 
     m = method_named(method)
     prompts = load_prompts(cfg.prompts_dir or (builtin_dir() / "base"
-                                               if _needs_embedded(cfg) else None))
-    samples, errors, _ = load_samples(input, cfg.data)
+                                               if needs_embedded(cfg) else None))
+    samples, errors, shape = load_samples(input, cfg.data)
+    console.print(f"detected {shape.describe()}; {len(samples)} rows"
+                  + (f", {len(errors)} invalid" if errors else ""))
     t = Table("stage", "role", "prompt", "calls", "est. prompt tokens", "max completion tokens",
               title=f"planned calls for {len(samples)} samples ({len(errors)} invalid rows; "
                     f"token estimates: {tokenizer_name()})")

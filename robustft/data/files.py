@@ -1,13 +1,17 @@
-"""Reading and validating input rows (JSONL, CSV, Parquet) and writing outputs in kind.
+"""Reading and validating input rows and writing outputs in kind: JSONL, JSON arrays, CSV,
+Parquet, and directories written by ``datasets.Dataset.save_to_disk`` (Arrow files, read with
+pyarrow: no hub access).
 
-File-level problems (unreadable, empty, a required column missing from the header) raise
+The dataset's shape (:mod:`robustft.data.shapes`) is detected from its columns and first rows.
+File-level problems (unreadable, empty, an unknown or ambiguous shape) raise
 :class:`InputFileError`. Row-level problems become :class:`InputError` rows naming file and
-line, and the other rows are processed. The input file is only ever read.
+line, and the other rows are processed. The input is only ever read.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -16,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from robustft.config import DataConfig
+from robustft.data.shapes import DETECT_ROWS, Shape, ShapeError, detect_shape
 from robustft.llm.tokens import estimate_tokens
-from robustft.schemas import LETTERS, InputError, Sample
+from robustft.methods.matching import normalise
+from robustft.schemas import InputError, Sample
 
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+HF_DISK = "hf_disk"  # a directory written by datasets.Dataset.save_to_disk
 
 
 class InputFileError(ValueError):
@@ -27,11 +34,34 @@ class InputFileError(ValueError):
 
 
 def file_format(path: Path) -> str:
+    """jsonl, json (an array; a ``.json`` file holding JSON lines reads as jsonl), csv,
+    parquet, or hf_disk (a ``save_to_disk`` directory)."""
+    if path.is_dir():
+        if (path / "state.json").is_file():
+            return HF_DISK
+        raise InputFileError(f"{path}: a directory, but not one written by "
+                             "datasets.Dataset.save_to_disk (no state.json)")
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputFileError(f"{path}: unsupported format '{path.suffix}'; use "
-                             f"{sorted(FORMATS)}")
+                             f"{sorted(FORMATS)} or a save_to_disk directory")
+    if fmt == "json" and path.is_file():
+        with path.open(encoding="utf-8") as f:
+            head = f.read(4096).lstrip()
+        if not head.startswith("["):
+            return "jsonl"
     return fmt
+
+
+def output_name(input_path: Path) -> str:
+    """The curated output's name: ``curated`` plus the input's suffix (a directory for a
+    save_to_disk input)."""
+    return "curated" if input_path.is_dir() else f"curated{input_path.suffix.lower()}"
+
+
+def _arrow_files(path: Path) -> list[Path]:
+    state = json.loads((path / "state.json").read_text())
+    return [path / f["filename"] for f in state.get("_data_files", [])]
 
 
 def _read_raw(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
@@ -48,6 +78,29 @@ def _read_raw(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any] | str]
                     continue
                 yield f"{path}:{lineno}", obj if isinstance(obj, dict) else (
                     f"expected a JSON object, got {type(obj).__name__}")
+    elif fmt == "json":
+        try:
+            items = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise InputFileError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from e
+        if not isinstance(items, list):
+            raise InputFileError(f"{path}: expected a JSON array of objects")
+        for i, obj in enumerate(items, 1):
+            yield f"{path}:item {i}", obj if isinstance(obj, dict) else (
+                f"expected a JSON object, got {type(obj).__name__}")
+    elif fmt == HF_DISK:
+        import pyarrow as pa
+
+        i = 0
+        try:
+            for part in _arrow_files(path):
+                with pa.memory_map(str(part)) as source:
+                    for batch in pa.ipc.open_stream(source):
+                        for row in batch.to_pylist():
+                            i += 1
+                            yield f"{path}:row {i}", row
+        except (OSError, ValueError, KeyError) as e:
+            raise InputFileError(f"{path}: cannot read the save_to_disk directory: {e}") from e
     elif fmt == "csv":
         with path.open(encoding="utf-8", newline="") as f:
             reader = csv.reader(f)
@@ -85,51 +138,34 @@ def _header(path: Path, fmt: str) -> list[str] | None:
         import pyarrow.parquet as pq
 
         return pq.read_schema(path).names
+    if fmt == HF_DISK:
+        import pyarrow as pa
+
+        files = _arrow_files(path)
+        if files:
+            with pa.memory_map(str(files[0])) as source:
+                return pa.ipc.open_stream(source).schema.names
     return None
 
 
-def _options(value: Any) -> list[str]:
-    if isinstance(value, str):
+def _long_form(shape: Shape, rows: list[tuple[str, dict[str, Any]]], cfg: DataConfig) -> Shape:
+    """A free-text dataset is long-form when the median response of its first rows has more
+    than ``data.long_answer_tokens`` normalised tokens."""
+    if shape.is_mc:
+        return shape
+    sizes = []
+    for _, row in rows:
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"options are not a JSON list: {e.msg}") from e
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if not isinstance(value, list):
-        raise ValueError(f"options are not a list (got {type(value).__name__})")
-    if not 2 <= len(value) <= len(LETTERS):
-        raise ValueError(f"need 2 to {len(LETTERS)} options, got {len(value)}")
-    if not all(isinstance(o, (str, int, float)) and str(o).strip() for o in value):
-        raise ValueError("every option must be a non-empty string")
-    return [str(o) for o in value]
+            sizes.append(len(normalise(shape.extract(row)[2])))
+        except ValueError:
+            continue
+    sizes.sort()
+    long = bool(sizes) and sizes[len(sizes) // 2] > cfg.long_answer_tokens
+    return dataclasses.replace(shape, long_form=long)
 
 
-def _text(row: dict[str, Any], col: str) -> str:
-    if col not in row or row[col] is None:
-        raise ValueError(f"missing column '{col}'")
-    value = row[col]
-    if not isinstance(value, (str, int, float)):
-        raise ValueError(f"column '{col}' must be text, got {type(value).__name__}")
-    text = str(value).strip()
-    if not text:
-        raise ValueError(f"column '{col}' is empty")
-    return text
-
-
-def _to_sample(row: dict[str, Any], n: int, loc: str, cfg: DataConfig, mc: bool) -> Sample:
-    question = _text(row, cfg.question_column)
-    label = _text(row, cfg.answer_column)
-    options: list[str] = []
-    if mc:
-        if row.get(cfg.options_column) is None:
-            raise ValueError(f"missing column '{cfg.options_column}'")
-        options = _options(row[cfg.options_column])
-        letters = LETTERS[: len(options)]
-        label = label.upper().strip("() .")
-        if label not in letters:
-            raise ValueError(f"answer {row[cfg.answer_column]!r} is not an option letter "
-                             f"{letters[0]}-{letters[-1]}")
+def _to_sample(row: dict[str, Any], n: int, loc: str, cfg: DataConfig, shape: Shape) -> Sample:
+    question, options, label = shape.extract(row)
     truncated = False
     if cfg.max_prompt_tokens is not None:
         question, truncated = _fit(question, options, cfg)
@@ -137,9 +173,13 @@ def _to_sample(row: dict[str, Any], n: int, loc: str, cfg: DataConfig, mc: bool)
     if given is not None and str(given).strip():
         sid = str(given).strip()
     else:
-        sid = hashlib.sha1(json.dumps([question, options]).encode()).hexdigest()[:12]
+        key = [question, options] if shape.format in ("multiple_choice", "free_text") else [
+            question, options, shape.format]
+        sid = hashlib.sha1(json.dumps(key).encode()).hexdigest()[:12]
+    long_form = not options and (shape.long_form
+                                 or len(normalise(label)) > cfg.long_answer_tokens)
     return Sample(id=sid, row=n, source=loc, question=question, options=options, label=label,
-                  raw=row, truncated=truncated)
+                  raw=row, truncated=truncated, long_form=long_form)
 
 
 def _fit(question: str, options: list[str], cfg: DataConfig) -> tuple[str, bool]:
@@ -158,37 +198,39 @@ def _fit(question: str, options: list[str], cfg: DataConfig) -> tuple[str, bool]
     return question[:keep].rstrip() + " …", True
 
 
-def iter_samples(path: str | Path, cfg: DataConfig
-                 ) -> tuple[bool, Iterator[Sample | InputError]]:
-    """(multiple choice?, validated samples and error rows in input order), streamed: the
-    file is read as the iterator is consumed. File-level problems raise at once."""
+def iter_samples(path: str | Path, cfg: DataConfig) -> tuple[Shape, Iterator[Sample | InputError]]:
+    """(the detected shape, validated samples and error rows in input order), streamed: the
+    file is read as the iterator is consumed (the first rows, up to
+    :data:`~robustft.data.shapes.DETECT_ROWS` readable ones, decide the shape). File-level
+    problems raise at once."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InputFileError(f"{p}: input file not found")
     fmt = file_format(p)
     header = _header(p, fmt)
     rows = _read_raw(p, fmt)
     head: list[tuple[str, dict[str, Any] | str]] = []
-    for item in rows:  # up to the first readable row: it tells JSONL's columns
+    readable: list[tuple[str, dict[str, Any]]] = []
+    for item in rows:
         head.append(item)
         if isinstance(item[1], dict):
-            break
+            readable.append(item)  # type: ignore[arg-type]
+            if len(readable) >= DETECT_ROWS:
+                break
     if not head:
         raise InputFileError(f"{p}: no data rows (empty file)")
-    if header is not None:
-        missing = [c for c in (cfg.question_column, cfg.answer_column) if c not in header]
-        if missing:
-            raise InputFileError(f"{p}:1: missing column(s) {missing}; header has {header}")
-        has_options = cfg.options_column in header
-    else:
-        first = head[-1][1] if isinstance(head[-1][1], dict) else {}
-        has_options = cfg.options_column in first
-    mc = {"multiple_choice": True, "free_text": False}.get(cfg.task, has_options)
-    return mc, _validated(p, itertools.chain(head, rows), cfg, mc)
+    try:
+        shape = _long_form(detect_shape(readable, header, cfg), readable, cfg)
+    except ShapeError as e:  # a message naming a row carries its location already
+        msg = str(e)
+        if not msg.startswith(str(p)):
+            msg = f"{p}:1: {msg}" if header else f"{p}: {msg}"
+        raise InputFileError(msg) from None
+    return shape, _validated(p, itertools.chain(head, rows), cfg, shape)
 
 
 def _validated(p: Path, rows: Iterable[tuple[str, dict[str, Any] | str]], cfg: DataConfig,
-               mc: bool) -> Iterator[Sample | InputError]:
+               shape: Shape) -> Iterator[Sample | InputError]:
     seen: dict[str, str] = {}  # id -> where it first occurred (location without the path)
     cut = len(str(p)) + 1
     for n, (loc, row) in enumerate(rows, 1):
@@ -197,7 +239,7 @@ def _validated(p: Path, rows: Iterable[tuple[str, dict[str, Any] | str]], cfg: D
         try:
             if isinstance(row, str):
                 raise ValueError(row)
-            s = _to_sample(row, n, loc, cfg, mc)
+            s = _to_sample(row, n, loc, cfg, shape)
             if s.id in seen:
                 if given:
                     raise ValueError(f"duplicate id {s.id!r} (first at {p}:{seen[s.id]})")
@@ -211,21 +253,21 @@ def _validated(p: Path, rows: Iterable[tuple[str, dict[str, Any] | str]], cfg: D
 
 
 def load_samples(path: str | Path, cfg: DataConfig) -> tuple[list[Sample], list[InputError],
-                                                                bool]:
-    """Validated samples, error rows and whether the task is multiple choice."""
-    mc, items = iter_samples(path, cfg)
+                                                                Shape]:
+    """Validated samples, error rows and the detected shape."""
+    shape, items = iter_samples(path, cfg)
     samples: list[Sample] = []
     errors: list[InputError] = []
     for item in items:
         (errors if isinstance(item, InputError) else samples).append(item)
-    return samples, errors, mc
+    return samples, errors, shape
 
 
 def write_rows(path: Path, rows: Iterable[dict[str, Any]], fmt: str,
-               columns: list[str] | None = None) -> int:
-    """Write rows in ``fmt``, streamed (JSONL, CSV) or in batches (Parquet); CSV list values
-    are JSON-encoded and, without ``columns``, the first row's keys are the header. Returns
-    the row count."""
+               columns: list[str] | None = None, like: Path | None = None) -> int:
+    """Write rows in ``fmt``, streamed (JSONL, JSON, CSV) or in batches (Parquet, a
+    save_to_disk directory shaped ``like`` the input's); CSV list values are JSON-encoded
+    and, without ``columns``, the first row's keys are the header. Returns the row count."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = iter(rows)
     n = 0
@@ -234,6 +276,16 @@ def write_rows(path: Path, rows: Iterable[dict[str, Any]], fmt: str,
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
                 n += 1
+    elif fmt == "json":  # an array, one object per line
+        with path.open("w", encoding="utf-8") as f:
+            f.write("[")
+            for r in rows:
+                f.write(("," if n else "") + "\n" + json.dumps(r, ensure_ascii=False,
+                                                                default=str))
+                n += 1
+            f.write("\n]\n")
+    elif fmt == HF_DISK:
+        n = _write_hf_disk(path, rows, like)
     elif fmt == "csv":
         first = next(rows, None)
         cols = columns or (list(first) if first else [])
@@ -260,3 +312,43 @@ def write_rows(path: Path, rows: Iterable[dict[str, Any]], fmt: str,
         else:
             writer.close()
     return n
+
+
+def _write_hf_disk(path: Path, rows: Iterable[dict[str, Any]], like: Path | None) -> int:
+    """A directory ``datasets.load_from_disk`` reads: one Arrow stream file with the input's
+    schema, and the input's ``dataset_info.json`` / ``state.json`` naming it."""
+    import shutil
+
+    import pyarrow as pa
+
+    path.mkdir(parents=True, exist_ok=True)
+    schema = None
+    if like is not None and _arrow_files(like):
+        with pa.memory_map(str(_arrow_files(like)[0])) as source:
+            schema = pa.ipc.open_stream(source).schema
+    rows, n, writer = iter(rows), 0, None
+    name = "data-00000-of-00001.arrow"
+    with pa.OSFile(str(path / name), "wb") as sink:
+        while chunk := list(itertools.islice(rows, 4096)):
+            table = pa.Table.from_pylist(chunk, schema=schema)
+            writer = writer or pa.ipc.new_stream(sink, table.schema)
+            writer.write_table(table)
+            n += len(chunk)
+        if writer is None:
+            writer = pa.ipc.new_stream(sink, schema or pa.schema([]))
+        writer.close()
+    state = json.loads((like / "state.json").read_text()) if like is not None else {}
+    state["_data_files"] = [{"filename": name}]
+    state["_fingerprint"] = hashlib.sha1(f"robustft:{path}:{n}".encode()).hexdigest()[:16]
+    (path / "state.json").write_text(json.dumps(state, indent=2))
+    if like is not None and (like / "dataset_info.json").is_file():
+        shutil.copyfile(like / "dataset_info.json", path / "dataset_info.json")
+    return n
+
+
+def iter_raw_rows(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The rows of a file as read (unreadable rows skipped): for reading outputs back."""
+    p = Path(path)
+    for _, row in _read_raw(p, file_format(p)):
+        if isinstance(row, dict):
+            yield row

@@ -1,6 +1,7 @@
-"""The shipped demo: country capitals with 30% injected label noise, and its scoring.
+"""The shipped demos: country capitals with 30% injected label noise, as question/answer rows
+(``capitals``) and as TRL chat rows answered in full sentences (``chat``), and their scoring.
 
-``eval/make_demo.py`` writes the two files; the truth file is never shown to the pipeline.
+``eval/make_demo.py`` writes the files; the truth files are never shown to the pipeline.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from pathlib import Path
 DATA = Path(str(files("robustft.demo")))
 DEMO_INPUT = DATA / "demo_capitals.jsonl"
 DEMO_TRUTH = DATA / "demo_capitals_truth.jsonl"
+CHAT_INPUT = DATA / "demo_chat.jsonl"
+CHAT_TRUTH = DATA / "demo_chat_truth.jsonl"
+DEMOS = {"capitals": (DEMO_INPUT, DEMO_TRUTH), "chat": (CHAT_INPUT, CHAT_TRUTH)}
 
 
 def detection_scores(flagged: set[str], noisy: set[str], total: int) -> dict[str, float]:
@@ -27,7 +31,9 @@ def detection_scores(flagged: set[str], noisy: set[str], total: int) -> dict[str
 
 
 def score_run(run_dir: Path, truth_path: Path = DEMO_TRUTH) -> dict[str, float]:
-    """Detection scores of a run plus the label accuracy of its curated rows."""
+    """Detection scores of a run plus the label accuracy of its curated rows (short answers
+    by token F1, full-sentence answers by equal normalised text: "The capital of France is
+    Lyon." must not pass for "... Paris.")."""
     truth = {r["id"]: r for r in map(json.loads, truth_path.open())}
     with (run_dir / "decisions.csv").open(newline="") as f:
         decisions = [d for d in csv.DictReader(f) if d["id"] in truth]
@@ -35,10 +41,14 @@ def score_run(run_dir: Path, truth_path: Path = DEMO_TRUTH) -> dict[str, float]:
     noisy = {i for i, r in truth.items() if r["noisy"]}
     scores = detection_scores(flagged, noisy, len(decisions))
     kept = [d for d in decisions if d["fate"] in ("clean", "relabeled-kept")]
-    from robustft.methods.matching import answers_match
+    from robustft.methods.matching import answers_match, exact_match, normalise
 
-    correct = sum(answers_match(d["final_label"], truth[d["id"]]["answer"], is_mc=False)
-                  for d in kept)
+    def right(given: str, true: str) -> bool:
+        if len(normalise(true)) > 4:
+            return exact_match(given, true, is_mc=False)
+        return answers_match(given, true, is_mc=False)
+
+    correct = sum(right(d["final_label"], truth[d["id"]]["answer"]) for d in kept)
     noisy_given = sum(truth[d["id"]]["noisy"] for d in decisions)
     scores.update(kept=len(kept), curated_accuracy=correct / len(kept) if kept else 0.0,
                   input_accuracy=1 - noisy_given / len(decisions) if decisions else 0.0)

@@ -60,17 +60,41 @@ def answers_match(a: str | None, b: str | None, is_mc: bool, threshold: float = 
     return token_f1(a, b) >= threshold
 
 
+def match_mode(setting: str, is_mc: bool, long_form: bool) -> str:
+    """How the checker compares one sample's answers: letter, f1, exact or judge."""
+    if is_mc:
+        return "letter"
+    if setting == "auto":
+        return "judge" if long_form else "f1"
+    return setting
+
+
+def agrees(a: str | None, label: str, mode: str, threshold: float = 0.8) -> bool:
+    """Whether an answer matches the label in ``mode`` (letter, f1 or exact)."""
+    if mode == "exact":
+        return exact_match(a, label, False)
+    return answers_match(a, label, mode == "letter", threshold)
+
+
 def check(expert_answers: Mapping[str, str | None], label: str, policy: str, is_mc: bool,
-          threshold: float = 0.8) -> tuple[str, str]:
+          threshold: float = 0.8, same: Mapping[str, bool] | None = None,
+          mode: str | None = None) -> tuple[str, str]:
     """Checker verdict ("clean" | "noisy") and a readable reason.
 
+    ``same`` gives each expert's agreement when it was decided elsewhere (the matcher agent);
+    otherwise answers are compared in ``mode`` (default: letters for MC, token F1 otherwise).
     policy "all": clean only when every expert matches the label (an unparsed answer counts as
     a mismatch). policy "majority": clean when strictly more than half match.
     """
-    agree = [r for r, a in expert_answers.items() if answers_match(a, label, is_mc, threshold)]
+    mode = mode or ("letter" if is_mc else "f1")
+    if same is None:
+        same = {r: agrees(a, label, mode, threshold) for r, a in expert_answers.items()}
+    agree = [r for r in expert_answers if same.get(r, False)]
     n = len(expert_answers)
     clean = len(agree) == n if policy == "all" else len(agree) * 2 > n
     shown = ", ".join(f"{r}={a if a is not None else 'unparsed'}"
                       for r, a in expert_answers.items())
     verdict = "clean" if clean else "noisy"
-    return verdict, f"{len(agree)}/{n} experts agree with label {label!r} ({shown}; {policy})"
+    how = "" if mode in ("letter", "f1") else f", {mode}"
+    return verdict, (f"{len(agree)}/{n} experts agree with label {label!r} ({shown}; "
+                     f"{policy}{how})")

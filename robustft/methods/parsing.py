@@ -46,13 +46,14 @@ def parse_choice(text: str | None, letters: list[str]) -> Parsed:
 
 
 def parse_free(text: str | None) -> Parsed:
-    """Short answer from the last ``Answer: ...`` line, or a one-line reply of ≤ 20 words."""
+    """Short answer from the last ``Answer: ...`` line, or a one-line reply of ≤ 20 words,
+    as written (a final period is kept: a relabel replaces the dataset's response verbatim,
+    and matching normalises punctuation anyway)."""
     text = text or ""
     matches = list(_FREE.finditer(text))
     if matches:
         m = matches[-1]
         value = m.group(1).strip().strip("*_`").strip()
-        value = value[:-1].rstrip() if value.endswith(".") else value
         if value:
             start = m.start(1) + m.group(1).find(value[:1])
             return Parsed(value, "ok", text[: m.start()].strip(), start, start + len(value))
@@ -60,10 +61,31 @@ def parse_free(text: str | None) -> Parsed:
     one_line = stripped and "\n" not in stripped and len(stripped.split()) <= 20
     if one_line and not _EMPTY_ANSWER.match(stripped):
         start = text.find(stripped)
-        return Parsed(stripped.rstrip("."), "ok", "", start, start + len(stripped))
+        return Parsed(stripped, "ok", "", start, start + len(stripped))
     return _unparsed(text)
 
 
-def parse_answer(text: str | None, letters: list[str]) -> Parsed:
-    """Multiple choice when ``letters`` is non-empty, free text otherwise."""
-    return parse_choice(text, letters) if letters else parse_free(text)
+_MARKER = re.compile(r"^[ \t>*_#-]*answer\s*\**\s*[:：]\**[ \t]*", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_long(text: str | None) -> Parsed:
+    """A complete (long-form) response: everything after the last line that starts with
+    ``Answer:`` (the response may span lines), or the whole reply when there is none."""
+    text = text or ""
+    marks = list(_MARKER.finditer(text))
+    start = marks[-1].end() if marks else 0
+    body = text[start:]
+    value = body.strip()
+    if not value or _EMPTY_ANSWER.match(value):
+        return _unparsed(text)
+    start += len(body) - len(body.lstrip())
+    return Parsed(value, "ok", text[: marks[-1].start()].strip() if marks else "", start,
+                  start + len(value))
+
+
+def parse_answer(text: str | None, letters: list[str], long_form: bool = False) -> Parsed:
+    """Multiple choice when ``letters`` is non-empty, else a long-form response or a short
+    free-text answer."""
+    if letters:
+        return parse_choice(text, letters)
+    return parse_long(text) if long_form else parse_free(text)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from robustft.config import Config
+from robustft.schemas import Sample
 
 
 class Stage(StrEnum):
@@ -42,18 +43,18 @@ FateRow = tuple[str, str, str, str | None]  # (sample id, fate, why, final label
 
 @dataclass(frozen=True)
 class PlannedCall:
-    """Calls one role makes per sample at one step, for the dry-run plan.
+    """Calls one role makes for one sample at one step, for the dry-run plan.
 
     ``values`` gives the prompt variables beyond the sample's own (``None``: the retrieved
     examples, estimated as ``retrieval.k`` copies of the sample). ``upper_bound`` marks steps
-    that run for flagged samples only.
+    that run for flagged samples only (or skip unparsed answers).
     """
 
     step: str
     role: str
     prompt: str
-    per_sample: Callable[[Config], int]
-    values: Callable[[Config], dict[str, Any]] | None
+    per_sample: Callable[[Config, Sample], int]
+    values: Callable[[Config, Sample], dict[str, Any]] | None
     upper_bound: bool = False
 
 

@@ -1,7 +1,10 @@
 """Final outputs of a run, written from the run store in input order.
 
-- ``curated.<ext>``: kept rows (clean + relabeled-kept) in the input's format, label replaced;
-- ``sft.jsonl``: ``{"id", "prompt", "completion"}`` with the completion ``Answer: X``;
+- ``curated.<ext>``: kept rows (clean + relabeled-kept) in the input's file format and shape,
+  only the audited response replaced, in its own encoding (:meth:`Shape.restore`);
+- ``sft.jsonl``: TRL's format matching the input: ``{"id", "messages"}`` for conversational
+  inputs, ``{"id", "prompt", "completion"}`` otherwise (``Answer: X`` for question/answer
+  files, the response itself for instruction files);
 - ``decisions.csv``: one row per input row with its fate and why;
 - ``summary.json``: counts by fate, calls and tokens.
 """
@@ -12,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robustft.config import Config
-from robustft.data.files import file_format, write_rows
+from robustft.data.files import file_format, output_name, write_rows
+from robustft.data.shapes import Shape
 from robustft.llm.prompt_files import Prompt
 from robustft.pipeline.contract import KEPT
 from robustft.schemas import Decision, Sample
@@ -56,8 +59,17 @@ def sft_example(prompt: Prompt, sample: Sample, label: str) -> dict[str, str]:
             "completion": f"Answer: {label}"}
 
 
-def write_files(store: RunStore, sft_prompt: Prompt, input_path: Path,
-                config: Config) -> int:
+def sft_row(prompt: Prompt, sample: Sample, label: str, shape: Shape) -> dict[str, Any]:
+    """The SFT example of a kept row, in the TRL format that matches the input's shape."""
+    if shape.conversational:
+        return {"id": sample.id, "messages": [*shape.prompt_messages(sample.raw),
+                                              {"role": "assistant", "content": label}]}
+    if shape.format in ("alpaca", "prompt_completion"):
+        return {"id": sample.id, "prompt": sample.question, "completion": label}
+    return sft_example(prompt, sample, label)
+
+
+def write_files(store: RunStore, sft_prompt: Prompt, input_path: Path, shape: Shape) -> int:
     """The curated, sft and decisions files of ``store``, streamed (one pass per file);
     returns the number of kept rows."""
     out = store.dir
@@ -67,25 +79,25 @@ def write_files(store: RunStore, sft_prompt: Prompt, input_path: Path,
             if r.get("fate") in KEPT and r.get("final") is not None:
                 yield Sample.model_validate(r["sample"]), r["final"]
 
-    n_kept = write_rows(out / f"curated{input_path.suffix.lower()}",
-                        ({**s.raw, config.data.answer_column: label} for s, label in kept()),
-                        file_format(input_path))
-    write_rows(out / "sft.jsonl", (sft_example(sft_prompt, s, label) for s, label in kept()),
+    n_kept = write_rows(out / output_name(input_path),
+                        (shape.restore(s.raw, label) for s, label in kept()),
+                        file_format(input_path), like=input_path)
+    write_rows(out / "sft.jsonl", (sft_row(sft_prompt, s, label, shape) for s, label in kept()),
                "jsonl")
     write_rows(out / "decisions.csv", (_decision_row(decision_of(r)) for r in store.records()),
                "csv", DECISION_COLUMNS)
     return n_kept
 
 
-def write_summary(store: RunStore, input_path: Path, is_mc: bool, kept: int, method: str,
+def write_summary(store: RunStore, input_path: Path, shape: Shape, kept: int, method: str,
                   extra: dict[str, Any] | None = None,
                   more_outputs: dict[str, str] | None = None) -> dict[str, Any]:
     """summary.json of a finished run (single-process or Ray): totals from the store, the
-    task, the outputs, the method, and ``extra`` facts of this invocation."""
+    task and shape, the outputs, the method, and ``extra`` facts of this invocation."""
     out = store.dir
-    summary = {**store.totals(), "task": "multiple_choice" if is_mc else "free_text",
+    summary = {**store.totals(), "task": shape.task, "format": shape.format,
                "input": str(input_path), "kept": kept,
-               "outputs": {"curated": str(out / f"curated{input_path.suffix.lower()}"),
+               "outputs": {"curated": str(out / output_name(input_path)),
                            "sft": str(out / "sft.jsonl"),
                            "decisions": str(out / "decisions.csv"),
                            "traces": str(out / "run.sqlite"), **(more_outputs or {})},
@@ -94,9 +106,8 @@ def write_summary(store: RunStore, input_path: Path, is_mc: bool, kept: int, met
     return summary
 
 
-def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, is_mc: bool,
-                  config: Config, method: str, extra: dict[str, Any] | None = None
-                  ) -> dict[str, Any]:
+def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, shape: Shape,
+                  method: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The output files and summary.json of a single-process run."""
-    kept = write_files(store, sft_prompt, input_path, config)
-    return write_summary(store, input_path, is_mc, kept, method, extra)
+    kept = write_files(store, sft_prompt, input_path, shape)
+    return write_summary(store, input_path, shape, kept, method, extra)

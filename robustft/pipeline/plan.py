@@ -25,17 +25,19 @@ def plan_calls(config: Config, prompts: dict[str, Prompt], samples: Sequence[Sam
     k = config.retrieval.k
     rows = []
     for c in method.calls:
-        n, role, prompt = c.per_sample(config), c.role, c.prompt
-        if n == 0:
-            continue
-        stage = f"{c.step} (upper bound)" if c.upper_bound else c.step
-        values = c.values(config) if c.values is not None else None
-        tokens = 0
+        calls = tokens = 0
         for s in samples:
-            v = values if values is not None else {"examples": [
+            n = c.per_sample(config, s)
+            if not n:
+                continue
+            v = c.values(config, s) if c.values is not None else {"examples": [
                 {"question": s.question, "options": s.option_items(), "answer": s.label}] * k}
-            tokens += estimate_messages(prompts[prompt].render(**s.prompt_vars(), **v)) * n
-        rows.append({"stage": stage, "role": role, "prompt": prompt, "calls": n * len(samples),
+            tokens += estimate_messages(prompts[c.prompt].render(**s.prompt_vars(), **v)) * n
+            calls += n
+        if not calls:
+            continue
+        rows.append({"stage": f"{c.step} (upper bound)" if c.upper_bound else c.step,
+                     "role": c.role, "prompt": c.prompt, "calls": calls,
                      "prompt_tokens": tokens,
-                     "max_completion_tokens": n * len(samples) * config.role(role).max_tokens})
+                     "max_completion_tokens": calls * config.role(c.role).max_tokens})
     return rows

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from robustft.config import Config, dump_config, resolved_endpoint
+from robustft.data.shapes import Shape
 from robustft.llm.prompt_files import Prompt, load_prompts
 from robustft.pipeline.contract import Method
 from robustft.store.runstore import RunStore
@@ -49,11 +50,19 @@ def write_snapshot(run_dir: Path, config: Config, prompts: dict[str, Prompt]) ->
 
 
 def input_digest(path: Path) -> str:
+    """sha256 of the input file (of every file, in name order, of a save_to_disk directory)."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for part in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        with part.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
+
+
+def write_detection(run_dir: Path, shape: Shape, rows: int, invalid: int) -> None:
+    """What was detected about the input (``input_shape.json``): shape, task, encoding."""
+    (run_dir / "input_shape.json").write_text(json.dumps(
+        {**shape.to_dict(), "rows": rows, "invalid_rows": invalid}, indent=1))
 
 
 def claim_run_dir(store: RunStore, digest: str, method: str) -> None:

@@ -19,6 +19,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from robustft.config import ROLES, Config, resolved_endpoint
+from robustft.llm.prompt_files import builtin_dir
+
 PASSTHROUGH_TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
 EMBEDDED_NAME = "gemma-3-270m"
 
@@ -168,3 +171,20 @@ def embedded_server(slots: int = 4, port: int | None = None, model: Path | None 
     cmd = llama_server_command(llama_server_binary(), path, port, slots, passthrough=default,
                                alias=EMBEDDED_NAME if default else None)
     return ManagedServer(cmd, port, log_path=log_path)
+
+
+def needs_embedded(cfg: Config) -> bool:
+    """No endpoint for some role: the run needs the embedded server."""
+    return any(not resolved_endpoint(cfg, role)[0] for role in ROLES)
+
+
+def start_embedded(cfg: Config, run_dir: Path, slots: int) -> ManagedServer:
+    """Start the embedded llama-server for a run with no endpoint (log in the run
+    directory); roles without their own endpoint use it, with the base-model prompt set
+    unless ``cfg.prompts_dir`` says otherwise."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_server(slots=slots, log_path=run_dir / "llama-server.log").start()
+    cfg.endpoint.base_url, cfg.endpoint.model = server.base_url, EMBEDDED_NAME
+    if cfg.prompts_dir is None:
+        cfg.prompts_dir = str(builtin_dir() / "base")
+    return server

@@ -35,7 +35,8 @@ class BlockPlan:
     block_rows: int
     blocks: int
     rows: int
-    multiple_choice: bool
+    shape: dict  # the detected input shape (robustft.data.shapes.Shape.to_dict)
+    invalid: int = 0  # input rows that failed validation
 
 
 def shard_dir(run_dir: Path, block: int) -> Path:
@@ -58,8 +59,8 @@ def write_blocks(input_path: Path, cfg: DataConfig, run_dir: Path, block_rows: i
                              f"rerun with --block-rows {plan.block_rows}")
         return plan
     d.mkdir(parents=True, exist_ok=True)
-    mc, items = iter_samples(input_path, cfg)
-    f, current, rows = None, -1, 0
+    shape, items = iter_samples(input_path, cfg)
+    f, current, rows, invalid = None, -1, 0, 0
     try:
         for item in items:
             b = block_of(item.row, block_rows)
@@ -68,12 +69,13 @@ def write_blocks(input_path: Path, cfg: DataConfig, run_dir: Path, block_rows: i
                     f.close()
                 f, current = (d / f"{b:05d}.jsonl").open("w", encoding="utf-8"), b
             kind = "error" if isinstance(item, InputError) else "sample"
+            invalid += kind == "error"
             f.write(json.dumps({"kind": kind, **item.model_dump()}, default=str) + "\n")
             rows = item.row
     finally:
         if f is not None:
             f.close()
-    plan = BlockPlan(block_rows, current + 1, rows, mc)
+    plan = BlockPlan(block_rows, current + 1, rows, shape.to_dict(), invalid)
     tmp = plan_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(plan)))
     os.replace(tmp, plan_path)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from robustft.config import TrainConfig
+from robustft.data.shapes import render_turns
 
 
 class TrainError(RuntimeError):
@@ -54,14 +55,23 @@ def load_model(ref: str, dtype: str = "float32"):
 
 
 def read_sft(path: Path) -> list[dict[str, str]]:
+    """Prompt/completion pairs. A conversational row (``messages``, from a chat-shaped
+    input) becomes the conversation before its last assistant turn as text (``Role: text``
+    paragraphs, as the pipeline's prompts show it) and that turn as the completion, so any
+    model trains on it, with or without a chat template."""
     rows = []
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
                 row = json.loads(line)
+                msgs = row.get("messages")
+                if isinstance(msgs, list) and msgs and msgs[-1].get("role") == "assistant":
+                    row = {"prompt": render_turns(msgs[:-1]) + "\n",
+                           "completion": msgs[-1].get("content")}
                 if not isinstance(row.get("prompt"), str) or not isinstance(
                         row.get("completion"), str):
-                    raise TrainError(f"{path}:{n}: needs string 'prompt' and 'completion'")
+                    raise TrainError(f"{path}:{n}: needs string 'prompt' and 'completion' "
+                                     "(or 'messages' ending with an assistant turn)")
                 rows.append({"prompt": row["prompt"], "completion": row["completion"]})
     if not rows:
         raise TrainError(f"{path}: no training examples")
