@@ -22,20 +22,25 @@ sharegpt               conversations (from/value)                   last gpt tur
 
 from __future__ import annotations
 
-import ast
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from robustft.config import DataConfig
+from robustft.data.cells import (
+    as_int,
+    cell,
+    decode_answer,
+    expected_answer,
+    options_kind,
+    parse_options,
+    parse_turns,
+    text_cell,
+    turn_role,
+)
 from robustft.schemas import LETTERS
 
-CHAT_FORMATS = ("messages", "prompt_completion", "sharegpt")
 DETECT_ROWS = 1000  # rows read to detect the shape; later rows are validated against it
-_SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
-                   "assistant": "assistant", "chatgpt": "assistant", "bing": "assistant",
-                   "bard": "assistant"}
 
 
 class ShapeError(ValueError):
@@ -52,7 +57,6 @@ class Shape:
     options_encoding: str | None = None  # json | python | list | dict (MC only)
     conversational: bool = False  # sft.jsonl as messages; prompt/completion as message lists
     long_form: bool = False  # free text whose typical response is long: every row long-form
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def task(self) -> str:
@@ -85,44 +89,44 @@ class Shape:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Shape:
         keys = cls.__dataclass_fields__
-        return cls(**{k: (tuple(v) if k == "notes" else v) for k, v in d.items() if k in keys})
+        return cls(**{k: v for k, v in d.items() if k in keys})
 
     # ---- a row in ----------------------------------------------------------------------
     def extract(self, row: dict[str, Any]) -> tuple[str, list[str], str]:
         """(question, options, label) of one row; ValueError names what is wrong."""
         if self.format == "multiple_choice":
-            question = _text(row, self.question_column)
-            options, labels = _options(_get(row, self.options_column), self.options_encoding)
+            question = text_cell(row, self.question_column)
+            options, labels = parse_options(cell(row, self.options_column), self.options_encoding)
             return question, options, LETTERS[self._index(row, options, labels)]
         if self.format == "free_text":
-            return _text(row, self.question_column), [], _text(row, self.answer_column)
+            return text_cell(row, self.question_column), [], text_cell(row, self.answer_column)
         if self.format == "alpaca":
-            instruction = _text(row, "instruction")
+            instruction = text_cell(row, "instruction")
             extra = row.get("input")
             extra = str(extra).strip() if extra is not None else ""
-            return (f"{instruction}\n\n{extra}" if extra else instruction), [], _text(
+            return (f"{instruction}\n\n{extra}" if extra else instruction), [], text_cell(
                 row, "output")
         prompt, response = self._turns(row)
         return render_turns(prompt), [], response
 
     def _index(self, row: dict[str, Any], options: list[str], labels: list[str] | None) -> int:
-        value = _get(row, self.answer_column)
-        i = _decode(value, self.answer_encoding, options, labels)
+        value = cell(row, self.answer_column)
+        i = decode_answer(value, self.answer_encoding, options, labels)
         if i is None:
             raise ValueError(f"{self.answer_column} {value!r} is not "
-                             + _expected(self.answer_encoding, options, labels))
+                             + expected_answer(self.answer_encoding, options, labels))
         return i
 
     def _turns(self, row: dict[str, Any]) -> tuple[list[dict[str, str]], str]:
         """(prompt messages, response) of a chat-shaped row."""
         if self.format == "prompt_completion":
-            prompt, completion = _get(row, "prompt"), _get(row, "completion")
-            msgs = _messages(prompt, "prompt") if not isinstance(prompt, str) else [
+            prompt, completion = cell(row, "prompt"), cell(row, "completion")
+            msgs = parse_turns(prompt, "prompt") if not isinstance(prompt, str) else [
                 {"role": "user", "content": prompt}]
             if isinstance(completion, str):
                 response = completion
             else:
-                turns = _messages(completion, "completion")
+                turns = parse_turns(completion, "completion")
                 if not turns or turns[-1]["role"] != "assistant":
                     raise ValueError("'completion' has no assistant turn")
                 response = turns[-1]["content"]
@@ -132,7 +136,7 @@ class Shape:
                 raise ValueError("empty 'prompt'")
             return msgs, response
         column = "messages" if self.format == "messages" else "conversations"
-        msgs = _messages(_get(row, column), column)
+        msgs = parse_turns(cell(row, column), column)
         last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
         if last is None:
             raise ValueError(f"'{column}' has no assistant turn")
@@ -153,8 +157,8 @@ class Shape:
         out = dict(row)
         if self.format == "multiple_choice":
             i = LETTERS.index(label)
-            old = _get(row, self.answer_column)
-            options, labels = _options(_get(row, self.options_column), self.options_encoding)
+            old = cell(row, self.answer_column)
+            options, labels = parse_options(cell(row, self.options_column), self.options_encoding)
             if self.answer_encoding == "letter":
                 new: Any = label
             elif self.answer_encoding == "index":
@@ -180,7 +184,7 @@ class Shape:
             column = "messages" if self.format == "messages" else "conversations"
             key = "content" if self.format == "messages" else "value"
             turns = [dict(m) for m in row[column]]
-            roles = [_role(m, self.format) for m in turns]
+            roles = [turn_role(m, self.format) for m in turns]
             last = max(i for i, r in enumerate(roles) if r == "assistant")
             turns[last][key] = label
             out[column] = turns
@@ -271,12 +275,12 @@ def _mc_shape(rows: Sequence[tuple[str, dict[str, Any]]], cols: list[str],
     parsed: list[tuple[str, Any, list[str], list[str] | None]] = []
     for loc, r in rows:
         value = r.get(opt_col)
-        enc = _options_encoding(value)
+        enc = options_kind(value)
         if enc is None:
             continue
         opt_enc = opt_enc or enc
         try:
-            options, labels = _options(value, enc)
+            options, labels = parse_options(value, enc)
         except ValueError:
             continue
         parsed.append((loc, r.get(ans_col), options, labels))
@@ -286,7 +290,7 @@ def _mc_shape(rows: Sequence[tuple[str, dict[str, Any]]], cols: list[str],
     if cfg.answer_encoding != "auto":
         return Shape("multiple_choice", cfg.question_column, opt_col, ans_col,
                      cfg.answer_encoding, opt_enc)
-    fits = {enc: [_decode(a, enc, o, lab) for _, a, o, lab in parsed]
+    fits = {enc: [decode_answer(a, enc, o, lab) for _, a, o, lab in parsed]
             for enc in ("letter", "index", "text", "label")}
     full = [enc for enc, got in fits.items() if parsed and all(i is not None for i in got)]
     if "label" in full:  # choices that carry their own labels: answers name those labels
@@ -303,11 +307,11 @@ def _mc_shape(rows: Sequence[tuple[str, dict[str, Any]]], cols: list[str],
     elif full:
         enc = full[0]
     else:
-        ints = [(loc, a, o) for loc, a, o, _ in parsed if _as_int(a) is not None]
-        zero_based = any(_as_int(a) == 0 for _, a, _ in ints)
+        ints = [(loc, a, o) for loc, a, o, _ in parsed if as_int(a) is not None]
+        zero_based = any(as_int(a) == 0 for _, a, _ in ints)
         if ints and len(ints) == len(parsed) and not zero_based:
             # no answer is 0 and some equal the option count: 1-based? never guess
-            loc, a, o = next(x for x in ints if not 0 <= _as_int(x[1]) < len(x[2]))
+            loc, a, o = next(x for x in ints if not 0 <= as_int(x[1]) < len(x[2]))
             raise ShapeError(f"{loc}: column '{ans_col}' holds integer answers, but {a!r} is "
                              f"out of range for {len(o)} options (0-based indices 0-"
                              f"{len(o) - 1}); 1-based answers or a wrong options column? "
@@ -319,145 +323,3 @@ def _mc_shape(rows: Sequence[tuple[str, dict[str, Any]]], cols: list[str],
             raise ShapeError(f"{loc}: column '{ans_col}' value {a!r} is neither an option "
                              f"letter, a 0-based index, nor one of the options {o}")
     return Shape("multiple_choice", cfg.question_column, opt_col, ans_col, enc, opt_enc)
-
-
-# ---- values --------------------------------------------------------------------------------
-def _get(row: dict[str, Any], col: str | None) -> Any:
-    if col is None or col not in row or row[col] is None:
-        raise ValueError(f"missing column '{col}'")
-    return row[col]
-
-
-def _text(row: dict[str, Any], col: str) -> str:
-    value = _get(row, col)
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise ValueError(f"column '{col}' must be text, got {type(value).__name__}")
-    text = str(value).strip()
-    if not text:
-        raise ValueError(f"column '{col}' is empty")
-    return text
-
-
-def _options_encoding(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return "dict"
-    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
-        return "list"
-    if isinstance(value, str):
-        s = value.strip()
-        try:
-            if isinstance(json.loads(s), list):
-                return "json"
-        except json.JSONDecodeError:
-            pass
-        try:
-            if isinstance(ast.literal_eval(s), (list, tuple)):
-                return "python"
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            pass
-    return None
-
-
-def _options(value: Any, encoding: str | None) -> tuple[list[str], list[str] | None]:
-    """(option texts, option labels or None) of one row."""
-    labels = None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            if encoding != "python":
-                raise ValueError(f"options are not a JSON list: {e.msg}") from e
-            try:
-                value = ast.literal_eval(value.strip())
-            except (ValueError, SyntaxError) as e2:
-                raise ValueError("options are not a Python-literal list") from e2
-    if isinstance(value, dict):
-        labels = value.get("label")
-        value = value.get("text")
-        labels = labels.tolist() if hasattr(labels, "tolist") else labels
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, tuple):
-        value = list(value)
-    if not isinstance(value, list):
-        raise ValueError(f"options are not a list (got {type(value).__name__})")
-    if not 2 <= len(value) <= len(LETTERS):
-        raise ValueError(f"need 2 to {len(LETTERS)} options, got {len(value)}")
-    if not all(isinstance(o, (str, int, float)) and str(o).strip() for o in value):
-        raise ValueError("every option must be a non-empty string")
-    if labels is not None and len(labels) != len(value):
-        raise ValueError("choices 'label' and 'text' differ in length")
-    return [str(o) for o in value], [str(x) for x in labels] if labels is not None else None
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
-
-
-def _decode(value: Any, encoding: str, options: list[str],
-            labels: list[str] | None) -> int | None:
-    """The option index ``value`` means under ``encoding``, or None."""
-    n = len(options)
-    if encoding == "index":
-        i = _as_int(value)
-        return i if i is not None and 0 <= i < n else None
-    if not isinstance(value, str):
-        return None
-    if encoding == "letter":
-        letter = value.strip().upper().strip("() .")
-        return LETTERS.index(letter) if len(letter) == 1 and letter in LETTERS[:n] else None
-    if encoding == "label":
-        return labels.index(value.strip()) if labels and value.strip() in labels else None
-    texts = [o.strip() for o in options]
-    return texts.index(value.strip()) if value.strip() in texts else None
-
-
-def _expected(encoding: str, options: list[str], labels: list[str] | None) -> str:
-    n = len(options)
-    return {"letter": f"an option letter {LETTERS[0]}-{LETTERS[n - 1]}",
-            "index": f"a 0-based option index 0-{n - 1}",
-            "label": f"one of the choice labels {labels}",
-            "text": f"one of the options {options}"}[encoding]
-
-
-def _role(m: Any, fmt: str) -> str:
-    if not isinstance(m, dict):
-        raise ValueError(f"a turn must be an object, got {type(m).__name__}")
-    if fmt == "sharegpt" or ("from" in m and "role" not in m):
-        who = str(m.get("from", "")).lower()
-        if who not in _SHAREGPT_ROLES:
-            raise ValueError(f"unknown speaker {m.get('from')!r} (from: system/human/gpt)")
-        return _SHAREGPT_ROLES[who]
-    role = m.get("role")
-    if role not in ("system", "user", "assistant", "developer", "tool"):
-        raise ValueError(f"unknown role {role!r}")
-    return "system" if role == "developer" else role
-
-
-def _messages(value: Any, column: str) -> list[dict[str, str]]:
-    """Turns as {role, content} from TRL messages or ShareGPT from/value lists."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"'{column}' is not a list of turns: {e.msg}") from e
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"'{column}' must be a non-empty list of turns")
-    out = []
-    for m in value:
-        role = _role(m, "sharegpt" if "from" in m and "role" not in m else "messages")
-        content = m.get("content", m.get("value"))
-        if not isinstance(content, str):
-            raise ValueError(f"'{column}': a turn's content must be text")
-        out.append({"role": role, "content": content})
-    return out
