@@ -167,3 +167,31 @@ def test_ray_retry_errors_reruns_only_the_failed_rows(tmp_path, serve):
     assert again["fates"] == ref["fates"] and "error" not in again["fates"]
     assert len(good.requests) - before == first["fates"]["error"]  # the reviewer calls only
     assert _outputs(run) == _outputs(tmp_path / "ref")
+
+
+def test_ray_on_a_chat_json_array_matches_single_process(tmp_path, serve):
+    """Shapes travel through the blocks: a JSON array of TRL chat rows comes back as one
+    JSON array in chat shape, identical to a single-process run."""
+    from robustft.graph.ray_run import curate_ray
+
+    from .test_shapes_e2e import truthful_script
+
+    truth = {f"What is {a} plus {b}?": (0, [str(a + b)]) for a in range(5) for b in range(4)}
+    rows = [{"id": f"c{i}", "messages": [
+        {"role": "system", "content": "Answer with the number."},
+        {"role": "user", "content": q},
+        {"role": "assistant", "content": opts[0] if i % 4 else str(int(opts[0]) + 1)}]}
+        for i, (q, (_, opts)) in enumerate(truth.items())]
+    inp = tmp_path / "chat.json"
+    inp.write_text(json.dumps(rows))
+    srv = serve(truthful_script(truth))
+    cfg = Config(selection={"beta": 1.0})
+    cfg.endpoint.base_url, cfg.endpoint.model, cfg.concurrency = srv.base_url, "m", 4
+    ref = asyncio.run(curate(cfg, inp, tmp_path / "ref"))
+    s = curate_ray(cfg, inp, tmp_path / "ray", "local", workers=2, block_rows=6)
+    assert s["fates"] == ref["fates"] == {"clean": 15, "relabeled-kept": 5}
+    assert s["format"] == "messages"
+    for name in ("curated.json", "sft.jsonl", "decisions.csv"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    curated = json.loads((tmp_path / "ray" / "curated.json").read_text())
+    assert [r["messages"][-1]["content"] for r in curated] == [o[0] for _, o in truth.values()]
