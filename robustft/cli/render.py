@@ -64,8 +64,13 @@ def sample_story(store: RunStore, sid: str, full: bool = False) -> Group:
             parts.append(_call_panel(stage, c, full))
     if r.get("verdict"):
         experts = ", ".join(f"{k}={v}" for k, v in (r.get("experts") or {}).items())
+        judged = ", ".join(
+            f"{k}: {m.get('verdict') or 'unparsed'}"
+            + (f" (p_same {m['p_same']:.2f})" if m.get("p_same") is not None else "")
+            for k, m in (r.get("match_verdicts") or {}).items())
         parts.append(Panel(f"verdict: {r['verdict']}\nexpert answers: {experts}\n"
-                           f"{r.get('verdict_reason') or ''}", title="checker",
+                           + (f"matcher: {judged}\n" if judged else "")
+                           + (r.get('verdict_reason') or ''), title="checker",
                            title_align="left"))
     if r.get("neighbours"):
         t = Table("rank", "id", "distance", "label", "question")

@@ -223,6 +223,8 @@ function sampleView(d) {
   const s = d.sample || {};
   const letters = (s.options || []).map((o, i) => `${String.fromCharCode(65 + i)}. ${o}`);
   const experts = Object.entries(d.experts || {}).map(([r, a]) => `${r}=${a ?? "unparsed"}`);
+  const judged = Object.entries(d.match_verdicts || {}).map(([r, m]) =>
+    `${r}: ${m.verdict ?? "unparsed"}` + (m.p_same != null ? ` (p_same ${m.p_same.toFixed(2)})` : ""));
   const nb = d.neighbours || [];
   return h("section", { id: "sample", "data-id": d.id },
     h("p", {}, h("a", { href: "#/", id: "back" }, "← all samples")),
@@ -234,6 +236,7 @@ function sampleView(d) {
         "" }, d.final ?? "–")],
       ["experts", experts.join(", ")], ["checker", d.verdict ? `${d.verdict}: ` +
         `${d.verdict_reason || ""}` : null],
+      ["matcher", judged.length ? judged.join(", ") : null],
       ["context answer", d.context_answer],
       ["reviewer answer", d.reviewer_answer !== undefined ? h("span", { id: "reviewer-answer" },
         d.reviewer_answer ?? "unparsed") : null],
