@@ -27,6 +27,7 @@ skips every sample the shard already holds, and the per-request cache (the shard
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 import time
@@ -301,6 +302,7 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
             kept = _stages(config, input_path, run_dir, plan, workers, rep, opts, seconds)
         finally:
             if started:
+                _settle_ray_data()
                 ray.shutdown()
         store.merge_shards(plan.blocks)
         _concat_outputs(run_dir, plan.blocks, input_path)
@@ -311,6 +313,28 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
             more_outputs={"shards": str(run_dir / "shards")})
     finally:
         store.close()
+
+
+def _settle_ray_data(timeout_s: float = 30.0) -> None:
+    """Finish shutting down every Ray Data executor of this process before ``ray.shutdown()``.
+
+    An executor shuts down after its last row on another thread (or from ``__del__`` on Ray's
+    GC thread) and then calls into Ray; if that call lands after ``ray.shutdown()``, Ray exits
+    the whole process (seen once in CI: "The core worker has already been shutdown ... The
+    process will exit"). So: collect garbage here, wait for shutdowns in progress (they hold
+    the executor's lock), and shut down any executor still running, all while Ray is up.
+    """
+    gc.collect()
+    try:
+        from ray.data._internal.execution.streaming_executor import StreamingExecutor
+    except ImportError:  # another Ray Data layout: nothing known to wait for
+        return
+    for ex in [o for o in gc.get_objects() if isinstance(o, StreamingExecutor)]:
+        lock = getattr(ex, "_shutdown_lock", None)
+        if lock is not None and lock.acquire(timeout=timeout_s):
+            lock.release()
+        if getattr(ex, "_execution_started", False) and not getattr(ex, "_shutdown", True):
+            ex.shutdown(force=False)
 
 
 def _reopen_block_errors(run_dir: Path, block: int) -> int:
