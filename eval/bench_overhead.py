@@ -1,15 +1,21 @@
-"""Orchestration overhead: the full RobustFT pipeline against a fixed-latency local server.
+"""The client's own cost, measured as a user runs it: ``robustft curate`` through the CLI against a
+local server that answers every call after a fixed latency with unlimited parallelism.
 
-    python -m eval.bench_overhead [--samples 2000] [--latency 0.2] [--concurrency 64]
+    python -m eval.bench_overhead [--input FILE] [--latency 0.2] [--concurrency 64]
+                                  [--config YAML ...]
 
-Every call takes ``latency`` seconds on a server with unlimited parallelism, so any time above
-the ideal is ours. Two ideals are printed:
-- calls: total calls × latency ÷ concurrency (as if ``concurrency`` calls were always in flight);
-- critical path: per stage, samples × (sequential calls per sample) × latency ÷ concurrency
-  (the pipeline bounds *samples* in flight; a detect sample is 2 calls deep: direct ‖
-  reasoning → reflection; a relabel sample 2: context → reviewer).
-The server runs in its own process (it still shares the machine's cores). Prints a table;
-asserts nothing.
+Default input: all rows of ``../shared/data/robustft-arc/noisy30.csv`` (1,778 ARC rows; 2,000
+synthetic parity rows when the shared data is absent). The server (``eval.scripted_server``,
+script ``any_choice`` on its asyncio server with memoised replies, also serving
+``/v1/embeddings``) runs in its own process. For each run
+it prints the client process's CPU from ``wait4`` rusage (user + system, per endpoint call),
+wall ÷ ideal (ideal = calls × latency ÷ concurrency) and peak RSS; then the same for the
+floor: a bare asyncio loop (``aiohttp``, ``concurrency`` requests in flight, no pipeline) sending
+as many chat requests to the same server; and LangGraph alone (a graph shaped like detection,
+invoked once per row with nodes doing nothing, interpreter start-up subtracted). Each
+``--config`` adds a run with that YAML config
+(e.g. ``relabel: {context: false}`` or ``retrieval: {embedder: endpoint}``). Prints; asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -17,69 +23,151 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import operator
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Annotated, TypedDict
 
-from eval.scripted_server import serve_in_subprocess
-from robustft.config import Config
-from robustft.graph.runner import curate
+from eval.scripted_server import serve_in_subprocess, write_parity_rows
+
+ARC = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "robustft-arc"
 
 
-class StageClock:
-    """A reporter that records when each stage starts (the rest of the time is set-up)."""
+def run_measured(cmd: list[str], env: dict | None = None) -> dict:
+    """Run ``cmd`` to its end; its wall seconds, CPU seconds (user + system, from ``wait4``,
+    children included) and peak RSS (MiB)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.decode(errors='replace')[-3000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "rss_mib": usage.ru_maxrss / 1024}
 
-    def __init__(self):
-        self.starts: dict[str, float] = {}
 
-    def start(self, stage: str, total: int) -> None:
-        self.starts[stage] = time.perf_counter()
+async def _floor(url: str, n: int, concurrency: int) -> None:
+    """``n`` chat requests, ``concurrency`` in flight, replies read as JSON: the least any
+    client must do."""
+    import aiohttp
 
-    def advance(self, stage: str) -> None:
-        pass
+    body = {"model": "m", "temperature": 0.0, "max_tokens": 64, "logprobs": True,
+            "top_logprobs": 5,
+            "messages": [{"role": "user", "content": "Question: floor\nAnswer with a letter."}]}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as client:
+        todo = iter(range(n))
 
-    def note(self, text: str) -> None:
-        self.starts.setdefault(text.split()[0], time.perf_counter())
+        async def worker() -> None:
+            for _ in todo:
+                async with client.post(url + "/chat/completions", json=body) as r:
+                    r.raise_for_status()
+                    await r.json()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def _langgraph_alone(n: int, concurrency: int) -> None:
+    """``n`` invocations of a graph shaped like detection (fan-out to two async nodes, join,
+    one more node), ``concurrency`` at a time, nodes doing no work: LangGraph's own cost."""
+    from langgraph.graph import END, START, StateGraph
+
+    class State(TypedDict, total=False):
+        i: int
+        calls: Annotated[list, operator.add]
+        verdict: str
+
+    async def expert(state: State) -> State:
+        await asyncio.sleep(0)
+        return {"calls": [state["i"]]}
+
+    async def checker(state: State) -> State:
+        return {"verdict": "clean"}
+
+    g = StateGraph(State)
+    g.add_node("direct", expert)
+    g.add_node("reasoning", expert)
+    g.add_node("checker", checker)
+    g.add_conditional_edges(START, lambda s: ["direct", "reasoning"], ["direct", "reasoning"])
+    g.add_edge(["direct", "reasoning"], "checker")
+    g.add_edge("checker", END)
+    graph = g.compile()
+
+    async def go() -> None:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await graph.ainvoke({"i": i})
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+    asyncio.run(go())
+
+
+def row(name: str, m: dict, calls: int, latency: float, concurrency: int) -> str:
+    ideal = calls * latency / concurrency
+    return (f"{name:<34}{calls:>7}{m['wall']:>8.1f}{m['wall'] / ideal:>8.2f}"
+            f"{m['cpu']:>8.1f}{m['cpu'] * 1000 / calls:>10.2f}{m['rss_mib']:>9.0f}")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--samples", type=int, default=2000)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--input", type=Path, default=ARC / "noisy30.csv")
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--config", type=Path, action="append", default=[])
+    ap.add_argument("--floor", nargs=3, metavar=("URL", "N", "C"), help=argparse.SUPPRESS)
+    ap.add_argument("--langgraph", nargs=2, metavar=("N", "C"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    rows = [{"id": f"p{i}", "question": f"Is {i} even?", "options": ["yes", "no"],
-             "answer": ("A" if i % 2 == 0 else "B") if i % 3 else ("B" if i % 2 == 0 else "A")}
-            for i in range(args.samples)]
-    server, url = serve_in_subprocess(args.latency)  # its own process: no shared GIL
+    if args.langgraph:
+        _langgraph_alone(*map(int, args.langgraph))
+        return
+    if args.floor:  # the floor's own process
+        url, n, c = args.floor
+        asyncio.run(_floor(url, int(n), int(c)))
+        return
+    server, url = serve_in_subprocess(args.latency, "any_choice", fast=True)
+    lat, c = args.latency, args.concurrency
+    header = (f"{'run':<34}{'calls':>7}{'wall s':>8}{'÷ideal':>8}{'CPU s':>8}"
+              f"{'CPU ms/call':>10}{'RSS MiB':>9}")
+    lines = []
     try:
         with tempfile.TemporaryDirectory() as d:
-            inp = Path(d) / "in.jsonl"
-            inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-            cfg = Config(concurrency=args.concurrency)
-            cfg.endpoint.base_url, cfg.endpoint.model = url, "m"
-            clock = StageClock()
-            t0 = time.perf_counter()
-            summary = asyncio.run(curate(cfg, inp, Path(d) / "run", clock))
-            wall = time.perf_counter() - t0
+            inp = args.input
+            if not inp.is_file():
+                inp = Path(d) / "parity.jsonl"
+                write_parity_rows(inp, 2000)
+            env = {**os.environ, "OPENAI_API_KEY": "none"}
+            calls = 0
+            for i, cfg in enumerate([None, *args.config]):
+                out = Path(d) / f"run{i}"
+                cmd = [sys.executable, "-m", "robustft.cli.main", "curate", "-i", str(inp),
+                       "-o", str(out), "--concurrency", str(c), "--base-url", url,
+                       "--model", "m"] + (["-c", str(cfg)] if cfg else [])
+                m = run_measured(cmd, env)
+                summary = json.loads((out / "summary.json").read_text())
+                calls = calls or summary["calls"]
+                lines.append(row(f"robustft curate {cfg.name if cfg else '(defaults)'}", m,
+                                 summary["calls"], lat, c))
+            floor = run_measured([sys.executable, "-m", "eval.bench_overhead", "--floor", url,
+                                  str(calls), str(c)], env)
+            lines.append(row("floor: bare asyncio HTTP loop", floor, calls, lat, c))
+            rows = sum(1 for _ in inp.open()) - (inp.suffix == ".csv")
+            lg = run_measured([sys.executable, "-m", "eval.bench_overhead", "--langgraph",
+                               str(rows), str(c)], env)
+            startup = run_measured([sys.executable, "-c", "import langgraph.graph"], env)
+            lines.append(f"LangGraph alone, {rows} invocations of a detect-shaped graph "
+                         f"(no I/O): {(lg['cpu'] - startup['cpu']) * 1000 / rows:.2f} ms CPU "
+                         "per invocation")
     finally:
         server.terminate()
-    noisy = sum(1 for r in rows if int(r["id"][1:]) % 3 == 0)
-    detect = clock.starts["indexing"] - clock.starts["detect"]
-    relabel_end = t0 + wall
-    relabel = relabel_end - clock.starts["relabel"]
-    lat, c = args.latency, args.concurrency
-    ideal_calls = summary["calls"] * lat / c
-    ideal_path = (args.samples * 2 + noisy * 2) * lat / c
-    print(f"{args.samples} samples, {summary['calls']} calls, latency {lat}s, concurrency {c}")
-    print(f"{'':<28}{'seconds':>9}")
-    print(f"{'wall (whole run)':<28}{wall:>9.1f}")
-    print(f"{'  detect stage':<28}{detect:>9.1f}   ideal {args.samples * 2 * lat / c:.1f}")
-    index = clock.starts["relabel"] - clock.starts["indexing"]
-    print(f"{'  index (embed + LanceDB)':<28}{index:>9.1f}")
-    print(f"{'  relabel + select + write':<28}{relabel:>9.1f}   ideal {noisy * 2 * lat / c:.1f}")
-    for name, ideal in (("ideal (calls)", ideal_calls), ("ideal (critical path)", ideal_path)):
-        print(f"{name:<28}{ideal:>9.1f}   wall / ideal = {wall / ideal:.3f}")
+    print(f"input {args.input}, server latency {lat}s, concurrency {c}, {os.cpu_count()} cores")
+    print(header)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ requests with. Every request body is recorded in ``requests``. A script that rai
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -75,6 +76,12 @@ def _logprobs(text: str, dist: dict[str, float] | None, top_n: int) -> dict[str,
             top = [{"token": t, "logprob": lp, "bytes": None}][:top_n]
         content.append({"token": t, "logprob": lp, "bytes": None, "top_logprobs": top})
     return {"content": content}
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512  # a client opening 64+ connections at once is not refused
 
 
 class ScriptedServer:
@@ -154,6 +161,9 @@ class ScriptedServer:
                     return
                 if server.delay_s:
                     time.sleep(server.delay_s)
+                if self.path.rstrip("/").endswith("/embeddings"):
+                    self._send(200, json.dumps(embeddings_reply(body)))
+                    return
                 legacy = not self.path.rstrip("/").endswith("/chat/completions")
                 try:
                     reply = server.complete_text(body) if legacy else server.complete(body)
@@ -169,8 +179,7 @@ class ScriptedServer:
                         server.dead = True
 
         self._handler = Handler
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -219,9 +228,7 @@ class ScriptedServer:
         """Listen again on the same port."""
         self.dead, self.die_after = False, None
         port = self.httpd.server_address[1]
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPServer(("127.0.0.1", port), self._handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -246,6 +253,39 @@ def parity(body: dict) -> Reply:
     return mc_reply("A" if n % 2 == 0 else "B", ["A", "B"], confidence=0.6 + (n % 7) / 20)
 
 
+def any_choice(body: dict) -> Reply:
+    """Script for benchmarks on any multiple-choice data: a letter A-D chosen from a hash of
+    the question, with a confidence that varies by question."""
+    h = int(hashlib.sha256(target_question(body).encode()).hexdigest()[:8], 16)
+    return mc_reply("ABCD"[h % 4], list("ABCD"), confidence=0.4 + (h % 11) / 20)
+
+
+EMBED_DIM = 64
+
+
+def hashed_vector(text: str) -> list[float]:
+    """A deterministic bag-of-words embedding (words hashed into ``EMBED_DIM`` buckets,
+    L2-normalised): texts sharing words are near each other."""
+    v = [0.0] * EMBED_DIM
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        v[int(hashlib.md5(word.encode()).hexdigest()[:6], 16) % EMBED_DIM] += 1.0
+    norm = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / norm for x in v]
+
+
+def embeddings_reply(body: dict) -> dict:
+    """``/v1/embeddings`` in the OpenAI shape, for a string or a list of strings."""
+    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    return {"object": "list", "model": body.get("model", "scripted"),
+            "data": [{"object": "embedding", "index": i, "embedding": hashed_vector(t)}
+                     for i, t in enumerate(texts)],
+            "usage": {"prompt_tokens": sum(len(t.split()) for t in texts),
+                      "total_tokens": sum(len(t.split()) for t in texts)}}
+
+
+SCRIPTS = {"parity": parity, "any_choice": any_choice}
+
+
 def write_parity_rows(path, n: int) -> None:
     """``n`` JSONL rows for the parity script, every third label flipped (benchmarks)."""
     with open(path, "w") as f:
@@ -256,20 +296,67 @@ def write_parity_rows(path, n: int) -> None:
                                 "answer": "A" if even != wrong else "B"}) + "\n")
 
 
-def serve_in_subprocess(delay_s: float = 0.0):
-    """Start the parity server in its own process (no GIL shared with the client under test);
-    returns (process, base_url). Stop it with ``process.terminate()``."""
+def serve_fast(script: Callable[[dict], Reply], delay_s: float) -> None:
+    """Serve ``script`` until killed on an aiohttp (asyncio) server whose replies are memoised
+    per request body: a benchmark's server must cost far less CPU than the client it
+    measures (a thread per connection does not, at 300+ requests/s on 2 cores). Prints the
+    base URL first."""
+    import asyncio
+
+    from aiohttp import web
+
+    replies: dict[bytes, bytes] = {}
+    helper = ScriptedServer(script)  # its reply builders only; never started
+
+    async def chat(request: web.Request) -> web.Response:
+        raw = await request.read()
+        if raw not in replies:
+            replies[raw] = json.dumps(helper.complete(json.loads(raw))).encode()
+        await asyncio.sleep(delay_s)
+        return web.Response(body=replies[raw], content_type="application/json")
+
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await request.json()
+        await asyncio.sleep(delay_s)
+        return web.json_response(embeddings_reply(body))
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": m, "object": "model", "owned_by": "test"} for m in helper.models]})
+
+    async def main() -> None:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_post("/v1/chat/completions", chat)
+        app.router.add_post("/v1/embeddings", embeddings)
+        app.router.add_get("/v1/models", models)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        print(f"http://127.0.0.1:{port}/v1", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def serve_in_subprocess(delay_s: float = 0.0, script: str = "parity", fast: bool = False):
+    """Start a server playing one of ``SCRIPTS`` in its own process (no GIL shared with the
+    client under test); returns (process, base_url). Stop it with ``process.terminate()``."""
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "eval.scripted_server", str(delay_s)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "eval.scripted_server", str(delay_s), script,
+                             *(["fast"] if fast else [])], stdout=subprocess.PIPE, text=True)
     return proc, proc.stdout.readline().strip()
 
 
 if __name__ == "__main__":
     import sys
 
-    with ScriptedServer(parity, delay_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0) as s:
+    script = SCRIPTS[sys.argv[2] if len(sys.argv) > 2 else "parity"]
+    if sys.argv[3:] == ["fast"]:
+        serve_fast(script, float(sys.argv[1]))
+    with ScriptedServer(script, delay_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0) as s:
         print(s.base_url, flush=True)
         s.thread.join()

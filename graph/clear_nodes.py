@@ -43,7 +43,7 @@ async def _similarities(deps: Deps, s: Sample, answers: list[str | None]
         return sims, matches, calls
     if deps.config.clear.similarity == "embedding" and deps.embedder is not None:
         texts = [" ".join(normalise(t)) for t in [s.label, *(a or "" for a in answers)]]
-        vecs = await asyncio.to_thread(deps.embedder.embed, texts)
+        vecs = await deps.embedder.aembed(texts)
         sims = [cosine(vecs[0], v) if a else 0.0 for a, v in zip(answers, vecs[1:],
                                                                   strict=True)]
         return sims, matches, []

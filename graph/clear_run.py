@@ -6,7 +6,6 @@ known only after every sample is scored: the barrier between the two stages.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import replace
 from typing import Any
@@ -18,7 +17,7 @@ from robustft.graph.stages import Run, run_stage
 from robustft.methods.confidence import threshold
 from robustft.pipeline.contract import Fate, FateRow, Method, PlannedCall, Stage
 from robustft.pipeline.fates import clear_fates
-from robustft.retrieval.embedder import Embedder
+from robustft.retrieval.embedder import load_embedder
 from robustft.schemas import Sample
 
 FIRST_KEYS = ("sampled", "similarities", "matches", "verdicts", "observed", "certainty",
@@ -46,8 +45,7 @@ async def stages(run: Run) -> None:
     store, deps, rep, c = run.store, run.deps, run.rep, run.config.clear
     graph = build_clear_graph()
     if c.similarity == "embedding":
-        deps = replace(deps, embedder=await asyncio.to_thread(
-            Embedder, run.config.retrieval.embedder, run.config.retrieval.batch_size))
+        deps = replace(deps, embedder=await load_embedder(run.config, deps.client))
 
     def save(state: ClearState, stage: Stage) -> None:
         s, err = state["sample"], state.get("errors")

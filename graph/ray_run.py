@@ -51,7 +51,7 @@ from robustft.pipeline.contract import Stage
 from robustft.pipeline.fates import relabel_candidates, selected_fates
 from robustft.pipeline.outputs import write_files, write_summary
 from robustft.pipeline.setup import QuietReporter, Reporter, prepare_run, write_detection
-from robustft.retrieval.embedder import BackgroundEmbedder, Embedder
+from robustft.retrieval.embedder import BackgroundEmbedder, Embedder, load_embedder, vectors_of
 from robustft.retrieval.index import CleanIndex, index_batch
 from robustft.store.runstore import RunStore
 from robustft.store.shards import BlockPlan, read_block, shard_dir, write_blocks
@@ -101,8 +101,7 @@ class BlockWorker:
 
     async def _embedder(self) -> Embedder:
         if self.embedder is None:
-            r = self.config.retrieval
-            self.embedder = await asyncio.to_thread(Embedder, r.embedder, r.batch_size)
+            self.embedder = await load_embedder(self.config, self.client)
         return self.embedder
 
     async def _detect(self, block: int) -> dict[str, Any]:
@@ -110,8 +109,7 @@ class BlockWorker:
         try:
             background = None
             if self.config.relabel.context:
-                background = BackgroundEmbedder(None, self.config.retrieval.batch_size,
-                                                embedder=await self._embedder())
+                background = BackgroundEmbedder(await self._embedder())
             await method.detect(run, self.graph, background)
             if background is not None:
                 await self._write_vectors(run, await background.finish())
@@ -127,11 +125,8 @@ class BlockWorker:
         by_id = run.by_id()
         detected = run.store.verdicts("clean", "noisy")
         samples = [by_id[sid] for sid, _, _ in detected]
-        missing = [s for s in samples if s.id not in known]  # finished before a restart
-        if missing:
-            vecs = await asyncio.to_thread(self.embedder.embed,
-                                           [s.embed_text() for s in missing])
-            known = {**known, **dict(zip([s.id for s in missing], vecs, strict=True))}
+        # (samples detected before a restart are embedded now)
+        known = await vectors_of(await self._embedder(), samples, known)
         if not samples:
             return
         batch = index_batch(samples, np.stack([known[s.id] for s in samples]))

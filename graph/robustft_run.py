@@ -16,7 +16,7 @@ from robustft.methods.matching import match_mode
 from robustft.methods.selection import cutoff_key
 from robustft.pipeline.contract import Fate, FateRow, Method, PlannedCall, Stage
 from robustft.pipeline.fates import relabel_candidates, selected_fates
-from robustft.retrieval.embedder import BackgroundEmbedder
+from robustft.retrieval.embedder import BackgroundEmbedder, load_embedder, vectors_of
 from robustft.retrieval.index import CleanIndex
 from robustft.schemas import Sample
 
@@ -71,8 +71,9 @@ async def relabel(run: Run, graph, index: CleanIndex | None,
     flagged = store.verdicts("noisy")
     noisy = [sid for sid, _, stage in flagged if stage == Stage.DETECTED]
     if index is not None:
-        await asyncio.to_thread(index.prepare, [by_id[sid] for sid in noisy],
-                                run.config.retrieval.k, known=known)
+        queries = [by_id[sid] for sid in noisy]
+        vectors = await vectors_of(index.embedder, queries, known)
+        await asyncio.to_thread(index.prepare, queries, vectors, run.config.retrieval.k)
     deps = replace(run.deps, phase="relabel", index=index)
     save = _saver(run, None)
     run.start("relabel", len(flagged), len(noisy))
@@ -85,7 +86,7 @@ async def relabel(run: Run, graph, index: CleanIndex | None,
 async def stages(run: Run) -> None:
     config, store = run.config, run.store
     graph = build_robustft_graph()
-    background = (BackgroundEmbedder(config.retrieval.embedder, config.retrieval.batch_size)
+    background = (BackgroundEmbedder(lambda: load_embedder(config, run.deps.client))
                   if config.relabel.context else None)
     await detect(run, graph, background)
     index = known = None
@@ -94,8 +95,9 @@ async def stages(run: Run) -> None:
         clean = [by_id[sid] for sid, _, _ in store.verdicts("clean")]
         run.rep.note(f"indexing {len(clean)} clean samples")
         known = await background.finish()  # most were embedded during detection
-        index = CleanIndex(store.dir / "index", await background.embedder())
-        await asyncio.to_thread(index.build, clean, known)
+        embedder = await background.embedder()
+        index = CleanIndex(store.dir / "index", embedder)
+        await asyncio.to_thread(index.build, clean, await vectors_of(embedder, clean, known))
     await relabel(run, graph, index, known)
 
 

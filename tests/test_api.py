@@ -70,3 +70,29 @@ def test_inside_a_running_event_loop(tmp_path, serve):
 def test_bad_data_type_is_refused(tmp_path):
     with pytest.raises(TypeError, match="list of dicts"):
         robustft.curate([1, 2], output=tmp_path / "x", base_url="http://127.0.0.1:9/v1")
+
+
+def test_a_curation_run_never_imports_torch(tmp_path):
+    """Curation is torch-free: a whole run with the local embedder (in a fresh interpreter,
+    where no other test imported torch) leaves torch and sentence-transformers unloaded."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import sys, robustft
+from eval.scripted_server import ScriptedServer
+from robustft.config import Config
+from tests.test_api import _rows, TRUTH
+from tests.test_shapes_e2e import truthful_script
+with ScriptedServer(truthful_script(TRUTH)) as srv:
+    r = robustft.curate(_rows(), output={str(tmp_path / "run")!r}, base_url=srv.base_url,
+                        model="m", config=Config(selection={{"beta": 1.0}}))
+assert r.summary["fates"] == {{"clean": 3, "relabeled-kept": 1}}, r.summary
+assert "onnxruntime" in sys.modules
+print(sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from robustft.schemas import Completion
 
 
@@ -35,6 +37,8 @@ class RequestCache:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, "
                         "model TEXT, completion TEXT NOT NULL, created REAL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, "
+                        "vector BLOB NOT NULL)")
         self.db.commit()
         self.hits = 0
 
@@ -49,6 +53,23 @@ class RequestCache:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?)",
                             (key, completion.model, completion.model_dump_json(), time.time()))
+
+    def get_vectors(self, keys: list[str]) -> dict[str, list[float]]:
+        """Cached embedding vectors (float32) of those ``keys`` that have one."""
+        out = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            rows = self.db.execute(f"SELECT key, vector FROM embeddings WHERE key IN "
+                                   f"({','.join('?' * len(part))})", part).fetchall()
+            out.update({k: np.frombuffer(v, dtype=np.float32).tolist() for k, v in rows})
+        self.hits += len(out)
+        return out
+
+    def put_vectors(self, vectors: dict[str, list[float]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?)",
+                                [(k, np.asarray(v, dtype=np.float32).tobytes())
+                                 for k, v in vectors.items()])
 
     def close(self) -> None:
         self.db.close()

@@ -1,7 +1,10 @@
-"""Async OpenAI-compatible chat calls: one ``AsyncOpenAI`` per endpoint, retries in this layer.
+"""Async OpenAI-compatible calls (chat completions, embeddings, model lists) over one aiohttp
+session per endpoint; retries in this layer.
 
-The openai SDK's own retries are switched off (``max_retries=0``) and LangGraph nodes get no
-RetryPolicy: this module is the single retry layer. It retries only 408/409/429/5xx, timeouts,
+The OpenAI wire format is plain JSON, so requests are posted and replies read as dicts: an SDK's
+typed request and response models cost more CPU per call than the rest of the pipeline
+(``eval/bench_overhead.py``). LangGraph nodes get no RetryPolicy: this module is the single
+retry layer. It retries only 408/409/429/5xx, timeouts,
 connection errors (refused, dropped, truncated bodies), garbage (non-JSON) replies and replies
 without choices, with exponential backoff (a Retry-After header wins).
 
@@ -24,8 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2  # the openai SDK's HTTP layer: cast_to its Response for the raw reply
-import openai
+import aiohttp
 
 from robustft.config import EndpointConfig, base_urls
 from robustft.llm.cache import RequestCache, request_key
@@ -34,7 +36,6 @@ from robustft.llm.tokens import estimate_messages, estimate_tokens
 from robustft.schemas import Completion, TokenLogprob
 
 RETRY_STATUS = {408, 409, 429}
-HTTP_SHARDS = 8  # HTTP clients (connection pools) per endpoint, used in turn
 
 
 class CallError(RuntimeError):
@@ -55,9 +56,56 @@ class Target:
         object.__setattr__(self, "base_urls", base_urls(self.base_urls))
 
 
+class HTTPStatusError(Exception):
+    """The endpoint answered with an HTTP error status."""
+
+    def __init__(self, status: int, body: str, headers):
+        super().__init__(f"HTTP {status}: {body[:300]}")
+        self.status, self.headers = status, headers
+
+
+class RequestTimeout(Exception):
+    """No complete reply within the timeout."""
+
+
+class HTTPEndpoint:
+    """One OpenAI-compatible base URL: an aiohttp session (created on first use, on the
+    running loop) with the API key from the environment in its headers."""
+
+    def __init__(self, base_url: str, api_key: str, timeout_s: float):
+        self.base_url, self.timeout_s = base_url, timeout_s
+        self.headers = {"Authorization": f"Bearer {api_key}",
+                        "Content-Type": "application/json"}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def request(self, method: str, path: str, body: dict | None = None,
+                      timeout_s: float | None = None) -> Any:
+        """The reply's JSON; raises :class:`HTTPStatusError`, :class:`RequestTimeout`,
+        ``aiohttp.ClientError`` (connection refused, dropped, truncated) or a JSON error."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
+        data = json.dumps(body) if body is not None else None
+        try:
+            async with self._session.request(method, self.base_url + path, data=data,
+                                             headers=self.headers, timeout=timeout) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise HTTPStatusError(resp.status, raw.decode(errors="replace"),
+                                          resp.headers)
+        except TimeoutError as err:
+            raise RequestTimeout(f"no reply within {timeout.total:g} s") from err
+        return json.loads(raw)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 def _retry_after(err: Exception) -> float | None:
-    resp = getattr(err, "response", None)
-    value = resp.headers.get("retry-after") if resp is not None else None
+    value = err.headers.get("retry-after") if isinstance(err, HTTPStatusError) else None
     try:
         return min(float(value), 60.0) if value is not None else None
     except ValueError:
@@ -114,23 +162,27 @@ class Budget:
 
 
 def _retryable(err: Exception) -> bool:
-    if isinstance(err, (openai.APITimeoutError, openai.APIConnectionError)):
+    if isinstance(err, (RequestTimeout, aiohttp.ClientError)):
         return True
-    if isinstance(err, openai.APIStatusError):
-        return err.status_code in RETRY_STATUS or err.status_code >= 500
+    if isinstance(err, HTTPStatusError):
+        return err.status in RETRY_STATUS or err.status >= 500
     return isinstance(err, (_EmptyReply, json.JSONDecodeError))
 
 
 def _replica_down(err: Exception) -> bool:
     """The replica itself stopped answering (not a problem with this request)."""
-    if isinstance(err, openai.APIConnectionError):  # includes timeouts
+    if isinstance(err, (RequestTimeout, aiohttp.ClientError)):
         return True
-    return isinstance(err, openai.APIStatusError) and err.status_code in (502, 503, 504)
+    return isinstance(err, HTTPStatusError) and err.status in (502, 503, 504)
 
 
 def _describe(err: Exception) -> str:
-    if isinstance(err, openai.APIStatusError):
-        return f"HTTP {err.status_code}: {str(err)[:300]}"
+    if isinstance(err, HTTPStatusError):
+        return str(err)
+    if isinstance(err, aiohttp.ClientError):
+        return f"connection error ({type(err).__name__}): {str(err)[:300]}"
+    if isinstance(err, RequestTimeout):
+        return f"timeout: {err}"
     return f"{type(err).__name__}: {str(err)[:300]}"
 
 
@@ -151,32 +203,24 @@ class LLMClient:
     def __init__(self, endpoint: EndpointConfig, cache: RequestCache | None = None,
                  budget: Budget | None = None):
         self.cfg, self.cache, self.budget = endpoint, cache, budget or Budget()
-        self._clients: dict[tuple[str, str], list[openai.AsyncOpenAI]] = {}
-        self._turn = 0
+        self._clients: dict[tuple[str, str], HTTPEndpoint] = {}
         self._pools: dict[tuple[tuple[str, ...], str], ReplicaPool] = {}
         self._models: dict[tuple[tuple[str, ...], str], str] = {}
         self._lock = asyncio.Lock()
 
-    def _client(self, base_url: str, api_key_env: str) -> openai.AsyncOpenAI:
-        """One of ``HTTP_SHARDS`` clients for this endpoint, in turn. The HTTP layer's
-        connection pool scans every pooled connection on each request, so one pool holding
-        all the run's connections costs O(connections) per request (1.5 ms at 64 in flight,
-        measured with cProfile); several smaller pools divide that."""
+    def _client(self, base_url: str, api_key_env: str) -> HTTPEndpoint:
         key = (base_url, api_key_env)
         if key not in self._clients:
-            self._clients[key] = [openai.AsyncOpenAI(
-                base_url=base_url, api_key=os.environ.get(api_key_env) or "no-key",
-                max_retries=0, timeout=self.cfg.timeout_s) for _ in range(HTTP_SHARDS)]
-        self._turn += 1
-        return self._clients[key][self._turn % HTTP_SHARDS]
+            self._clients[key] = HTTPEndpoint(
+                base_url, os.environ.get(api_key_env) or "no-key", self.cfg.timeout_s)
+        return self._clients[key]
 
     def pool(self, target: Target) -> ReplicaPool:
         key = (target.base_urls, target.api_key_env)
         if key not in self._pools:
             async def probe(url: str) -> bool:
-                client = self._client(url, target.api_key_env).with_options(
-                    timeout=min(5.0, self.cfg.timeout_s))
-                await client.models.list()
+                await self._client(url, target.api_key_env).request(
+                    "GET", "/models", timeout_s=min(5.0, self.cfg.timeout_s))
                 return True
 
             self._pools[key] = ReplicaPool(target.base_urls, probe, self.cfg.health_interval_s)
@@ -190,8 +234,8 @@ class LLMClient:
         async with self._lock:
             if key not in self._models:
                 page, _, _ = await self._with_retries(
-                    lambda c: c.models.list(), "list models", target)
-                ids = [m.id for m in page.data]
+                    lambda c: c.request("GET", "/models"), "list models", target)
+                ids = [m["id"] for m in (page.get("data") or [])]
                 if len(ids) != 1:
                     raise CallError(f"{', '.join(target.base_urls)} serves {len(ids)} models "
                                     f"{ids[:5]}: set a model (--model, ROBUSTFT_MODEL or "
@@ -260,15 +304,12 @@ class LLMClient:
     async def _complete(self, target: Target, model: str,
                         messages: list[dict[str, str]], temperature: float, max_tokens: int,
                         extra: dict[str, Any]) -> Completion:
-        """POST the body as is and read the JSON reply with plain dict access: the SDK's
-        typed request transform and response models cost more CPU per call than the rest of
-        the pipeline (``eval/bench_overhead.py``). Status errors still come from the SDK."""
+        """POST the body as is and read the JSON reply with plain dict access."""
         body = {"model": model, "messages": messages, "temperature": temperature,
                 "max_tokens": max_tokens, **extra}
 
-        async def call(client: openai.AsyncOpenAI):
-            resp = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
-            data = resp.json()
+        async def call(client: HTTPEndpoint):
+            data = await client.request("POST", "/chat/completions", body)
             choices = data.get("choices") if isinstance(data, dict) else None
             if not choices or not isinstance(choices[0].get("message"), dict):
                 raise _EmptyReply("reply has no choices")
@@ -293,6 +334,34 @@ class LLMClient:
             completion.usage_source = "estimate"
         return completion
 
+    async def embeddings(self, target: Target, texts: list[str]) -> list[list[float]]:
+        """Embedding vectors of ``texts`` from ``/embeddings`` (one request for the texts not
+        cached; each vector cached on arrival). Counted in the call budget like a chat call."""
+        model = await self.resolve_model(target)
+        keys = [request_key(model, [{"role": "embed", "content": t}], {"embedding": 1})
+                for t in texts]
+        known = self.cache.get_vectors(keys) if self.cache is not None else {}
+        todo = [i for i, k in enumerate(keys) if k not in known]
+        if todo:
+            async def call(client: HTTPEndpoint):
+                reply = await client.request("POST", "/embeddings",
+                                             {"model": model, "input": [texts[i] for i in todo]})
+                data = reply.get("data") if isinstance(reply, dict) else None
+                if not isinstance(data, list) or len(data) != len(todo):
+                    raise _EmptyReply("embeddings reply without one vector per input")
+                return [d["embedding"] for d in sorted(data, key=lambda d: d["index"])]
+
+            await self.budget.reserve()
+            try:
+                fresh, _, _ = await self._with_retries(call, f"embeddings({model})", target)
+            finally:
+                self.budget.release(None)
+            got = {keys[i]: v for i, v in zip(todo, fresh, strict=True)}
+            if self.cache is not None:
+                self.cache.put_vectors(got)
+            known = {**known, **got}
+        return [known[k] for k in keys]
+
     def replicas(self) -> list[dict]:
         """Health and load of every replica this client has used."""
         return [r for p in self._pools.values() for r in p.status()]
@@ -300,7 +369,6 @@ class LLMClient:
     async def aclose(self) -> None:
         for p in self._pools.values():
             await p.close()
-        for shards in self._clients.values():
-            for c in shards:
-                await c.close()
+        for c in self._clients.values():
+            await c.close()
         self._clients.clear()

