@@ -51,6 +51,10 @@ METHODS: dict[str, tuple[str | None, dict[str, Any], str]] = {
     "wo-context": ("robustft", {"relabel": {"context": False}},
                    "reviewer without retrieved examples"),
     "wo-selection": ("robustft", {"selection": {"beta": 1.0}}, "every relabel kept (β = 1)"),
+    "precision-0.95": ("robustft", {"selection": {"target_precision": 0.95}},
+                       "relabels kept at estimated precision ≥ 0.95 (probes)"),
+    "precision-0.90": ("robustft", {"selection": {"target_precision": 0.90}},
+                       "relabels kept at estimated precision ≥ 0.90 (probes)"),
     "official": ("robustft", {"selection": {"entropy": "robustft-official"},
                               "detect": {"reflection_rounds": 0}},
                  "reference code: mean-NLL entropy, single-pass reasoning"),
@@ -180,6 +184,8 @@ def run_audit(args) -> dict[str, Any]:
                         "tokens_per_sample": (summary["prompt_tokens"]
                                               + summary["completion_tokens"]) / n,
                         "sent": summary["this_invocation"]["endpoint_calls"]}
+                if (p := summary.get("precision")) is not None:  # estimated vs achieved
+                    res["est_precision"] = p["estimate"]
             res |= {"wall_s": time.perf_counter() - t0, "what": what}
             if args.train_model and args.test:
                 res["downstream_acc"] = _downstream(args, run_dir / "sft.jsonl",

@@ -8,7 +8,8 @@ Definitions, per run, against the true labels:
 - relabel accuracy = final label equals the truth, among flagged samples that got a new
   label (kept or not); *kept* relabel accuracy counts only the relabeled-kept ones;
 - curated accuracy = final label equals the truth, among kept rows (clean + relabeled-kept);
-- retention = kept rows ÷ all rows.
+- retention = kept rows ÷ all rows; correct kept = kept rows whose final label is true ÷ all
+  rows (what a precision target tries to maximise at a given curated accuracy).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def audit(outcomes: Sequence[Outcome]) -> dict[str, float]:
         "relabel_acc_kept": accuracy([x.final for x in kept_rel], [x.truth for x in kept_rel]),
         "curated_acc": accuracy([x.final for x in kept], [x.truth for x in kept]),
         "retention": _ratio(len(kept), len(o)), "kept": len(kept),
+        "correct_kept": _ratio(sum(x.final == x.truth for x in kept), len(o)),
         "errors": sum(x.fate == "error" for x in o),
     }
 

@@ -24,6 +24,8 @@ COLUMNS = [  # (key, header, format)
     ("recall", "det. R", "{:.3f}"), ("f1", "det. F1", "{:.3f}"),
     ("relabel_acc", "relabel acc", "{:.3f}"), ("relabel_acc_kept", "kept relabel acc", "{:.3f}"),
     ("curated_acc", "curated acc", "{:.3f}"), ("retention", "retention", "{:.3f}"),
+    ("correct_kept", "correct kept ÷ rows", "{:.3f}"),
+    ("est_precision", "est. kept relabel P", "{:.3f}"),
     ("calls_per_sample", "calls/sample", "{:.2f}"),
     ("tokens_per_sample", "tokens/sample", "{:.0f}"), ("sent", "sent", "{:.0f}"),
     ("errors", "error rows", "{:.0f}"), ("wall_s", "wall s", "{:.1f}"),

@@ -278,6 +278,9 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
     if opts.max_calls is not None or opts.max_tokens is not None:
         raise ValueError("--max-calls/--max-tokens count one process; they do not apply to "
                          "--ray")
+    if config.selection.target_precision is not None:
+        raise ValueError("selection.target_precision runs in one process for now (the probes "
+                         "are not sharded yet): drop --ray or use selection.beta")
     input_path, run_dir = Path(input_path).resolve(), Path(run_dir).resolve()
     store = prepare_run(config, method.METHOD, input_path, run_dir, embedded=opts.embedded,
                         sharded=True).store

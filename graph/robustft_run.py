@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+import json
+import random
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -12,10 +14,16 @@ from robustft.config import Config
 from robustft.graph.robustft import build_robustft_graph
 from robustft.graph.stages import Run, run_stage
 from robustft.graph.state import SampleState
-from robustft.methods.matching import match_mode
+from robustft.methods.matching import answers_match, match_mode
+from robustft.methods.precision import finite, precision_cutoff
 from robustft.methods.selection import cutoff_key
 from robustft.pipeline.contract import Fate, FateRow, Method, PlannedCall, Stage
-from robustft.pipeline.fates import relabel_candidates, selected_fates
+from robustft.pipeline.fates import (
+    final_by,
+    precision_fates,
+    relabel_candidates,
+    selected_fates,
+)
 from robustft.retrieval.embedder import BackgroundEmbedder, load_embedder, vectors_of
 from robustft.retrieval.index import CleanIndex
 from robustft.schemas import Sample
@@ -63,24 +71,65 @@ async def detect(run: Run, graph, background: BackgroundEmbedder | None) -> None
                     lambda st: save(st, Stage.DETECTED), lambda: run.rep.advance("detect"))
 
 
+def probe_ids(run: Run) -> list[str]:
+    """The clean rows held out as probes (``selection.target_precision`` set): a seeded draw
+    of ``selection.probes``, at most half the clean rows, in input order."""
+    sel = run.config.selection
+    if sel.target_precision is None:
+        return []
+    clean = [sid for sid, _, _ in run.store.verdicts("clean")]
+    n = min(sel.probes, len(clean) // 2)
+    chosen = set(random.Random(sel.probe_seed).sample(clean, n))
+    return [sid for sid in clean if sid in chosen]
+
+
+def _save_probe(run: Run, state: SampleState) -> None:
+    s = state["sample"]
+    answer = state.get(f"{final_by(run.config)}_answer")
+    probe = {**_plain(state), "answer": answer,
+             "correct": None if answer is None else answers_match(answer, s.label, s.is_mc)}
+    for key in FIRST_KEYS:  # the detection's fields stay where they are
+        probe.pop(key, None)
+    run.store.save_probe(s.id, probe, state.get("calls", []))
+
+
 async def relabel(run: Run, graph, index: CleanIndex | None,
                   known: dict[str, np.ndarray] | None) -> None:
     """Every noisy sample not yet relabeled, with its neighbours from ``index`` (searched in
-    batches first, with the vectors in ``known``)."""
+    batches first, with the vectors in ``known``); with a precision target, the probes too:
+    clean rows sent down the same path (never their own neighbour; no prompt shows a label),
+    whose results are stored beside their clean records."""
     by_id, store = run.by_id(), run.store
     flagged = store.verdicts("noisy")
     noisy = [sid for sid, _, stage in flagged if stage == Stage.DETECTED]
+    probes = [sid for sid in probe_ids(run) if "probe" not in store.data(sid)]
     if index is not None:
-        queries = [by_id[sid] for sid in noisy]
-        vectors = await vectors_of(index.embedder, queries, known)
-        await asyncio.to_thread(index.prepare, queries, vectors, run.config.retrieval.k)
+        for ids, own in ((noisy, False), (probes, True)):
+            queries = [by_id[sid] for sid in ids]
+            vectors = await vectors_of(index.embedder, queries, known)
+            await asyncio.to_thread(index.prepare, queries, vectors, run.config.retrieval.k,
+                                    exclude_self=own)
     deps = replace(run.deps, phase="relabel", index=index)
     save = _saver(run, None)
     run.start("relabel", len(flagged), len(noisy))
-    states = ({"sample": by_id[sid], **{k: v for k, v in store.data(sid).items() if k in _KEEP}}
-              for sid in noisy)  # each record read when its sample starts: flat memory
-    await run_stage(graph, states, deps, lambda st: save(st, Stage.RELABELED),
-                    lambda: run.rep.advance("relabel"))
+    if probes:
+        run.rep.note(f"{len(probes)} probe(s): clean rows relabeled with their labels hidden")
+    is_probe = set(probes)
+
+    def state_of(sid: str) -> SampleState:
+        state = {"sample": by_id[sid], **{k: v for k, v in store.data(sid).items()
+                                          if k in _KEEP}}
+        return {**state, "verdict": "noisy"} if sid in is_probe else state
+
+    def done(state: SampleState) -> None:
+        if state["sample"].id in is_probe:
+            _save_probe(run, state)
+        else:
+            save(state, Stage.RELABELED)
+            run.rep.advance("relabel")
+
+    states = (state_of(sid) for sid in [*noisy, *probes])  # read when each starts: flat memory
+    await run_stage(graph, states, deps, done, lambda: None)
 
 
 async def stages(run: Run) -> None:
@@ -103,10 +152,22 @@ async def stages(run: Run) -> None:
 
 def fates(run: Run) -> list[FateRow]:
     """Fates of the relabeled samples: errors, unparsed answers, then the β lowest
-    entropies (the cutoff computed exactly as a Ray run computes it across blocks)."""
+    entropies (the cutoff computed exactly as a Ray run computes it across blocks) or, with
+    a precision target, the entropy cutoff the probes support."""
     out, candidates = relabel_candidates(run.store.records(stage=Stage.RELABELED), run.config)
-    beta = run.config.selection.beta
-    out += selected_fates(candidates, cutoff_key([c.key for c in candidates], beta), beta)
+    sel = run.config.selection
+    if sel.target_precision is not None:
+        probes = [p for p in run.store.probes() if p.get("correct") is not None]
+        cut = precision_cutoff([finite(p.get("entropy")) for p in probes],
+                               [bool(p["correct"]) for p in probes],
+                               [finite(c.entropy) for c in candidates], sel.target_precision)
+        run.store.set_meta("precision", json.dumps(asdict(cut)))
+        run.rep.note(f"precision target {sel.target_precision}: {cut.reason}")
+        out += precision_fates(candidates, cut)
+    else:
+        run.store.delete_meta("precision")
+        out += selected_fates(candidates, cutoff_key([c.key for c in candidates], sel.beta),
+                              sel.beta)
     n_agreement = sum(1 for c in candidates if c.entropy_source == "agreement")
     if n_agreement:
         run.rep.note(f"{n_agreement} relabeled sample(s) had no answer logprobs: their "
@@ -128,6 +189,15 @@ def _one(config: Config, s: Sample) -> int:
     return 1
 
 
+def _probing(config: Config, s: Sample) -> int:
+    return int(config.selection.target_precision is not None)
+
+
+def _probe_cap(config: Config, n_samples: int) -> int:
+    """Probes are at most ``selection.probes`` and half the (clean) rows."""
+    return min(config.selection.probes, n_samples // 2)
+
+
 METHOD = Method(
     name="robustft", first_stage=Stage.DETECTED, first_keys=FIRST_KEYS,
     calls=(
@@ -143,5 +213,10 @@ METHOD = Method(
         PlannedCall("relabel", "reviewer", "reviewer", _one,
                     lambda c, s: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
                     upper_bound=True),
+        PlannedCall("probe", "context", "context", _probing, None, upper_bound=True,
+                    at_most=_probe_cap),
+        PlannedCall("probe", "reviewer", "reviewer", _probing,
+                    lambda c, s: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
+                    upper_bound=True, at_most=_probe_cap),
     ),
     stages=stages, fates=fates)

@@ -181,7 +181,18 @@ class RetrievalConfig(_Strict):
 
 class SelectionConfig(_Strict):
     beta: float = Field(
-        0.5, ge=0, le=1, description="Fraction of relabeled samples kept (lowest entropy first).")
+        0.5, ge=0, le=1, description="Fraction of relabeled samples kept (lowest entropy "
+        "first), when target_precision is null (the paper's fixed β).")
+    target_precision: float | None = Field(
+        None, gt=0, le=1, description="Keep every relabel the run can trust at this precision "
+        "instead of a fixed β: probes (clean rows relabeled with their labels hidden) give "
+        "relabel accuracy as a function of entropy; the largest entropy cutoff whose kept "
+        "relabels' estimated precision (90% lower bound) reaches the target is applied. "
+        "null: fixed β.")
+    probes: int = Field(
+        100, ge=1, description="Probes drawn (seeded) from the clean rows when "
+        "target_precision is set; at most half the clean rows.")
+    probe_seed: int = Field(0, description="Seed of the probe draw.")
     entropy: Literal["options", "robustft-official"] = Field(
         "options", description="options: Shannon entropy (nats) of the reviewer's answer "
         "distribution over the options from top_logprobs. robustft-official: mean negative "

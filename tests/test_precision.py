@@ -1,5 +1,6 @@
 """Selection at a precision target: the estimator on hand-made probe sets, values computed by
-hand (Wilson bound, z = 1.2816: lower(k of n) = (p + z²/2n − z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n))."""
+hand (Wilson bound, z = 1.2816:
+lower(k of n) = (p + z²/2n − z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n))."""
 
 import math
 
@@ -31,10 +32,12 @@ def test_perfectly_separable():
     right = [s <= 0.60 for s in SCORES]  # 60 right below 0.6, 40 wrong above
     cut = precision_cutoff(SCORES, right, [0.9, 0.05, 0.55, 0.3, 0.65], 0.95)
     assert [(c[0], c[1], c[3]) for c in cut.curve] == [(0.60, 1.0, 60), (1.00, 0.0, 40)]
-    # 3 kept: lower bound 0.97335 each; a 4th (block 2, bound 0) gives 0.730 < 0.95
+    # 3 kept: estimate 1.0 (lower bound 0.97335); a 4th (block 2, accuracy 0) gives 0.75
     assert (cut.cutoff, cut.kept, cut.estimate) == (0.55, 3, 1.0)
     assert cut.lower == pytest.approx(0.97335, abs=1e-5)
-    assert cut.probe_accuracy == 0.6 and "0.5500" in cut.reason
+    assert cut.probe_accuracy == 0.6 and "0.5500" in cut.reason and "60 of 100" in cut.reason
+    # at 0.75 the 4th is kept too (estimate 3/4), not the 5th (3/5)
+    assert precision_cutoff(SCORES, right, [0.9, 0.05, 0.55, 0.3, 0.65], 0.75).kept == 4
 
 
 def test_inseparable_keeps_what_the_target_allows():
@@ -42,14 +45,20 @@ def test_inseparable_keeps_what_the_target_allows():
     cut = precision_cutoff(SCORES, right, [0.1, 0.2, 0.3], 0.95)
     assert [(c[0], c[1], c[3]) for c in cut.curve] == [(1.00, 0.8, 100)]
     assert cut.cutoff is None and cut.kept == 0
-    assert "best lower bound is 0.744" in cut.reason and "estimate 0.800" in cut.reason
+    assert "best estimate is 0.800 (90% lower bound 0.744" in cut.reason
     low = precision_cutoff(SCORES, right, [0.1, 0.2, 0.3], 0.70)
     assert (low.cutoff, low.kept, low.estimate) == (0.3, 3, pytest.approx(0.8))
 
 
 def test_too_few_probes_keep_none():
     cut = precision_cutoff([0.1, 0.2, 0.3], [True, True, True], [0.1, 0.2], 0.95)
-    assert cut.kept == 0 and cut.cutoff is None and "best lower bound is 0.646" in cut.reason
+    assert cut.kept == 0 and cut.cutoff is None and "fewer than the 20" in cut.reason
+    assert cut.curve == [(0.3, 1.0, pytest.approx(0.64620, abs=1e-5), 3)]
+    # 20 probes: 10 right at low scores, 10 wrong above; a relabel in the first block alone
+    # rests on 10 probes (unsupported), one in the second on all 20
+    few = precision_cutoff([i / 20 for i in range(20)], [i < 10 for i in range(20)],
+                           [0.1, 0.9], 0.5)
+    assert few.kept == 2 and few.estimate == 0.5
     empty = precision_cutoff([], [], [0.1], 0.95)
     assert empty.kept == 0 and "no probes" in empty.reason
 
@@ -61,14 +70,14 @@ def test_all_right_and_all_wrong():
     assert (cut.cutoff, cut.kept, cut.estimate) == (3.0, 2, 1.0)
     assert cut.lower == pytest.approx(0.98384, abs=1e-5)
     wrong = precision_cutoff(SCORES, [False] * 100, [0.5], 0.5)
-    assert wrong.kept == 0 and "best lower bound is 0.000" in wrong.reason
+    assert wrong.kept == 0 and "best estimate is 0.000" in wrong.reason
 
 
 def test_equal_scores_share_their_fate():
     right = [s <= 0.60 for s in SCORES]
-    # three candidates at 0.6 (bound 0.97335) and two at 0.7 (bound 0): the cut may not split
-    # a tie, so at target 0.5 the five kept give (3·0.97335)/5 = 0.584 ≥ 0.5
-    cut = precision_cutoff(SCORES, right, [0.6, 0.6, 0.6, 0.7, 0.7], 0.5)
-    assert (cut.cutoff, cut.kept) == (0.7, 5)
+    # three candidates at 0.6 (accuracy 1) and two at 0.7 (accuracy 0): the cut may not
+    # split a tie, so the five kept give 3/5 = 0.6 and four (3/4) are never an option
     cut = precision_cutoff(SCORES, right, [0.6, 0.6, 0.6, 0.7, 0.7], 0.6)
+    assert (cut.cutoff, cut.kept) == (0.7, 5)
+    cut = precision_cutoff(SCORES, right, [0.6, 0.6, 0.6, 0.7, 0.7], 0.65)
     assert (cut.cutoff, cut.kept) == (0.6, 3)

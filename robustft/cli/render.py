@@ -136,4 +136,24 @@ def summary_table(summary: dict[str, Any]) -> Group:
         inv = summary["this_invocation"]
         extra.append(f"\nthis invocation: {inv['endpoint_calls']} endpoint calls, "
                      f"{inv['endpoint_tokens']} tokens, {inv['cache_hits']} cache hits")
-    return Group(fates, roles, extra)
+    parts = [fates, roles, extra]
+    if "precision" in summary:
+        parts.append(precision_table(summary["precision"]))
+    return Group(*parts)
+
+
+def precision_table(p: dict[str, Any]) -> Table:
+    """The probes' fitted curve (relabel accuracy vs entropy) and the cutoff it supports."""
+    t = Table("entropy up to", "relabel accuracy", "90% lower bound", "probes",
+              title=f"precision target {p['target']:.2f}: {p['probes']} probes, "
+                    f"{p['probe_accuracy'] or 0:.0%} right",
+              caption=p["reason"] + (f"; {p['kept']} relabel(s) kept"
+                                     if p.get("cutoff") is not None else ""))
+    curve, cutoff = p["curve"], p.get("cutoff")
+    # the block the cutoff falls in: the first whose upper entropy reaches it (else the last)
+    at = (None if cutoff is None else
+          next((i for i, (hi, *_) in enumerate(curve) if hi >= cutoff), len(curve) - 1))
+    for i, (hi, acc, low, n) in enumerate(curve):
+        t.add_row(f"{hi:.4f}" + (f" ◄ cutoff {cutoff:.4f}" if i == at else ""), f"{acc:.3f}",
+                  f"{low:.3f}", str(n))
+    return t

@@ -12,11 +12,13 @@ them:
    is at or above the relabel's (the next block up: on a non-increasing curve that is the
    cautious side); above every probe, the last block's.
 3. **The precision of a kept set** (the relabels with score ≤ a cutoff): the mean of their
-   estimated accuracies — point estimate — and, for the lower bound, the same mean of the
-   blocks' one-sided Wilson lower bounds (z = 1.2816, 90%). A block's bound is conservative
+   estimated accuracies — the estimate — and, as its uncertainty, the same mean of the
+   blocks' one-sided Wilson lower bounds (z = 1.2816, 90%): a block's bound is conservative
    for every relabel in it, so their mean bounds the kept set's precision.
-4. **The cutoff**: the largest candidate score whose kept set's *lower bound* meets the
-   target. None meets it (too few probes, or accuracy too low): keep none, and say why.
+4. **The cutoff**: the largest candidate score whose kept set's estimate meets the target,
+   among the cutoffs the probes support: the blocks the kept relabels fall in hold at least
+   ``MIN_PROBES`` probes. None qualifies (too few probes, or accuracy too low): keep none,
+   and say why.
 
 Scores that are NaN (unknown certainty) are never kept at a precision target.
 """
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 Z = 1.2816  # one-sided 90% normal quantile for the Wilson lower bound
+MIN_PROBES = 20  # probes a cutoff's estimate must rest on
 
 
 def isotonic_blocks(scores: Sequence[float], correct: Sequence[bool]
@@ -76,7 +79,7 @@ class PrecisionCut:
     cutoff: float | None  # keep relabels with score <= cutoff; None: keep none
     kept: int  # candidates kept
     estimate: float | None  # estimated precision of the kept relabels
-    lower: float | None  # its lower bound (what met the target)
+    lower: float | None  # its 90% lower bound
     probes: int  # probes with a known score
     probe_accuracy: float | None  # share of probes the relabel path got right
     reason: str
@@ -87,7 +90,7 @@ class PrecisionCut:
 def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool],
                      scores: Sequence[float], target: float) -> PrecisionCut:
     """The largest cutoff on ``scores`` (the relabels') whose kept set's estimated precision
-    has a lower bound ≥ ``target``, from probes (score, relabel right?)."""
+    is ≥ ``target`` and rests on ≥ ``MIN_PROBES`` probes, from probes (score, right?)."""
     hi, acc, n, k = isotonic_blocks(probe_scores, probe_correct)
     lower = wilson_lower(k, n)
     curve = [(float(h), float(a), float(lo), int(m)) for h, a, lo, m in
@@ -107,21 +110,29 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     count = np.arange(1, x.size + 1)
     est = np.cumsum(acc[block]) / count
     low = np.cumsum(lower[block]) / count
+    # probes behind each kept set: those of the blocks from the first to the highest used
+    behind = np.cumsum(n)[np.maximum.accumulate(block)]
     # a cutoff keeps every relabel with the same score: only the last of equal scores counts
     ends = np.r_[x[1:] != x[:-1], True]
-    ok = np.flatnonzero(ends & (low >= target - 1e-12))
+    supported = ends & (behind >= MIN_PROBES)
+    ok = np.flatnonzero(supported & (est >= target - 1e-12))
     if not ok.size:
-        best = int(np.argmax(np.where(ends, low, -np.inf)))
-        return PrecisionCut(
-            cutoff=None, kept=0, estimate=None, lower=None,
-            reason=(f"no cutoff reaches precision {target:.2f} with confidence: the best "
-                    f"lower bound is {low[best]:.3f} (estimate {est[best]:.3f}, "
-                    f"{n_probes} probes, {probe_acc:.0%} right): no relabel kept"), **base)
+        if not supported.any():
+            why = (f"{n_probes} probes with a known entropy: fewer than the {MIN_PROBES} an "
+                   "estimate needs")
+        else:
+            best = int(np.argmax(np.where(supported, est, -np.inf)))
+            why = (f"no cutoff reaches precision {target:.2f}: the best estimate is "
+                   f"{est[best]:.3f} (90% lower bound {low[best]:.3f}; {n_probes} probes, "
+                   f"{probe_acc:.0%} right)")
+        return PrecisionCut(cutoff=None, kept=0, estimate=None, lower=None,
+                            reason=why + ": no relabel kept", **base)
     i = int(ok[-1])
     return PrecisionCut(
         cutoff=float(x[i]), kept=i + 1, estimate=float(est[i]), lower=float(low[i]),
-        reason=(f"entropy ≤ {x[i]:.4f}: estimated precision {est[i]:.3f} (lower bound "
-                f"{low[i]:.3f} ≥ target {target:.2f}; {n_probes} probes)"), **base)
+        reason=(f"entropy ≤ {x[i]:.4f}: estimated precision {est[i]:.3f} ≥ target "
+                f"{target:.2f} (90% lower bound {low[i]:.3f}; {int(behind[i])} of "
+                f"{n_probes} probes behind it)"), **base)
 
 
 def finite(value: float | None) -> float:

@@ -47,7 +47,8 @@ class PlannedCall:
 
     ``values`` gives the prompt variables beyond the sample's own (``None``: the retrieved
     examples, estimated as ``retrieval.k`` copies of the sample). ``upper_bound`` marks steps
-    that run for flagged samples only (or skip unparsed answers).
+    that run for flagged samples only (or skip unparsed answers); ``at_most(config, rows)``
+    caps the step's calls (a step for a drawn subset of the rows, e.g. probes).
     """
 
     step: str
@@ -56,6 +57,7 @@ class PlannedCall:
     per_sample: Callable[[Config, Sample], int]
     values: Callable[[Config, Sample], dict[str, Any]] | None
     upper_bound: bool = False
+    at_most: Callable[[Config, int], int] | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from robustft.config import Config
+from robustft.methods.precision import PrecisionCut
 from robustft.methods.selection import SelectionKey, selection_key
 from robustft.pipeline.contract import Fate, FateRow, Stage
 
@@ -73,6 +74,27 @@ def selected_fates(candidates: Iterable[Candidate], cutoff: SelectionKey | None,
         else:
             out.append((c.id, Fate.RELABELED_DROPPED, f"{change}; entropy {e_txt} above the "
                         f"{beta:.0%} cutoff", c.answer))
+    return out
+
+
+def precision_fates(candidates: Iterable[Candidate], cut: PrecisionCut) -> list[FateRow]:
+    """Kept when the candidate's entropy is known and within the precision cutoff."""
+    out = []
+    for c in candidates:
+        change = (f"label {c.original} -> {c.answer}" if c.answer != c.original
+                  else f"label {c.original} confirmed")
+        e_txt = "unknown" if c.entropy is None else f"{c.entropy:.4f} ({c.entropy_source})"
+        if cut.cutoff is None:
+            out.append((c.id, Fate.RELABELED_DROPPED, f"{change}; entropy {e_txt}; "
+                        f"{cut.reason}", c.answer))
+        elif c.entropy is not None and c.entropy <= cut.cutoff:
+            out.append((c.id, Fate.RELABELED_KEPT, f"{change}; entropy {e_txt} ≤ cutoff "
+                        f"{cut.cutoff:.4f} (kept relabels' estimated precision "
+                        f"{cut.estimate:.3f}, lower bound {cut.lower:.3f} ≥ target "
+                        f"{cut.target:.2f})", c.answer))
+        else:
+            out.append((c.id, Fate.RELABELED_DROPPED, f"{change}; entropy {e_txt} above the "
+                        f"cutoff {cut.cutoff:.4f} for precision {cut.target:.2f}", c.answer))
     return out
 
 

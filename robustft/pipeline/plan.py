@@ -34,6 +34,8 @@ def plan_calls(config: Config, prompts: dict[str, Prompt], samples: Sequence[Sam
                 {"question": s.question, "options": s.option_items(), "answer": s.label}] * k}
             tokens += estimate_messages(prompts[c.prompt].render(**s.prompt_vars(), **v)) * n
             calls += n
+        if c.at_most is not None and calls > (cap := c.at_most(config, len(samples))):
+            tokens, calls = tokens * cap // calls, cap
         if not calls:
             continue
         rows.append({"stage": f"{c.step} (upper bound)" if c.upper_bound else c.step,

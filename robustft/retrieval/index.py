@@ -77,15 +77,18 @@ class CleanIndex:
         return self
 
     def prepare(self, queries: Sequence[Sample], vectors: dict[str, np.ndarray], k: int,
-                chunk: int = 1024) -> None:
+                chunk: int = 1024, exclude_self: bool = False) -> None:
         """Search all query samples (vectors: id -> vector) in batches, ahead of the
-        per-sample graphs."""
+        per-sample graphs. ``exclude_self``: queries that are in the index (probes) never get
+        themselves as a neighbour."""
         if self.table is None or self.table.count_rows() == 0:
             return
         for start in range(0, len(queries), chunk):
             part = queries[start:start + chunk]
-            found = self.search_batch(np.stack([vectors[s.id] for s in part]), k)
-            self._prepared.update({s.id: n for s, n in zip(part, found, strict=True)})
+            found = self.search_batch(np.stack([vectors[s.id] for s in part]),
+                                      k + exclude_self)
+            self._prepared.update({s.id: [n for n in f if n.id != s.id][:k]
+                                   for s, f in zip(part, found, strict=True)})
 
     def search_batch(self, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
         """One multi-vector search: the k nearest clean samples of each vector, nearest first."""

@@ -163,6 +163,10 @@ class RunStore:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
         self.db.commit()
 
+    def delete_meta(self, key: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE key=?", (key,))
+        self.db.commit()
+
     def save(self, sid: str, row: int, source: str, stage: str, data: dict[str, Any],
              calls: list[AgentCall] = (), **cols: Any) -> None:
         """Upsert one sample's record and append its new calls, in one transaction."""
@@ -180,6 +184,26 @@ class RunStore:
                 [(sid, stage, c.role, c.prompt, c.prompt_hash, c.model, c.answer,
                   c.prompt_tokens, c.completion_tokens, c.latency_s, c.error, int(c.cached),
                   c.model_dump_json()) for c in calls])
+
+    def save_probe(self, sid: str, probe: dict[str, Any], calls: list[AgentCall]) -> None:
+        """A clean sample's probe result (its relabel with the label hidden) beside its
+        record, which stays clean; the probe's calls join its trace at stage ``probe``."""
+        with self.db:
+            self.db.execute("UPDATE samples SET data=json_set(data, '$.probe', json(?)) "
+                            "WHERE id=?", (json.dumps(probe, default=str), sid))
+            self.db.executemany(
+                "INSERT INTO calls (sample_id, stage, role, prompt, prompt_hash, model, answer, "
+                "prompt_tokens, completion_tokens, latency_s, error, cached, data) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(sid, "probe", c.role, c.prompt, c.prompt_hash, c.model, c.answer,
+                  c.prompt_tokens, c.completion_tokens, c.latency_s, c.error, int(c.cached),
+                  c.model_dump_json()) for c in calls])
+
+    def probes(self) -> list[dict[str, Any]]:
+        """Every stored probe result (id, row, probe fields), in input order."""
+        return [{"id": sid, "row": row, **json.loads(p)} for sid, row, p in self.db.execute(
+            "SELECT id, row, json_extract(data, '$.probe') FROM samples "
+            "WHERE json_extract(data, '$.probe') IS NOT NULL ORDER BY row")]
 
     def save_input_errors(self, errors: Iterable[InputError]) -> None:
         """Rows that failed input validation: error rows with the reason, never processed."""
@@ -326,7 +350,9 @@ class RunStore:
         changed = self.db.execute(
             "SELECT COUNT(*) FROM samples WHERE fate='relabeled-kept' AND final != original"
         ).fetchone()[0]
-        return {"fates": fates, "samples": sum(fates.values()), "calls": calls,
-                "failed_calls": errs, "cached_calls": cached, "prompt_tokens": pt,
-                "completion_tokens": ct,
-                "labels_changed": changed, "by_role": by_role}
+        out = {"fates": fates, "samples": sum(fates.values()), "calls": calls,
+               "failed_calls": errs, "cached_calls": cached, "prompt_tokens": pt,
+               "completion_tokens": ct, "labels_changed": changed, "by_role": by_role}
+        if (precision := self.get_meta("precision")) is not None:
+            out["precision"] = json.loads(precision)
+        return out

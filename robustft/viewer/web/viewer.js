@@ -83,6 +83,48 @@ function histogram(title, hist) {
   return h("div", { class: "panel" }, h("h2", {}, title), svg);
 }
 
+// The probes' fitted curve: relabel accuracy (steps) and its 90% lower bound vs entropy, the
+// target as a horizontal line and the chosen cutoff as a vertical one.
+function precisionPanel(p) {
+  if (!p) return null;
+  const W = 360, H = 120, NS = "http://www.w3.org/2000/svg";
+  const top = Math.max(...p.curve.map((c) => c[0]), p.cutoff || 0, 1e-9);
+  const X = (e) => (e / top) * W, Y = (a) => H - a * H;
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H + 18}`);
+  svg.setAttribute("class", "hist precision-curve");
+  const line = (pts, cls) => {
+    const el = document.createElementNS(NS, "polyline");
+    el.setAttribute("points", pts.map(([x, y]) => `${x},${y}`).join(" "));
+    el.setAttribute("class", cls);
+    svg.append(el);
+  };
+  const steps = (k) => {
+    let x0 = 0; const pts = [];
+    p.curve.forEach((c) => { pts.push([X(x0), Y(c[k])], [X(c[0]), Y(c[k])]); x0 = c[0]; });
+    return pts;
+  };
+  line([[0, Y(p.target)], [W, Y(p.target)]], "target");
+  line(steps(2), "bound");
+  line(steps(1), "accuracy");
+  if (p.cutoff != null) line([[X(p.cutoff), 0], [X(p.cutoff), H]], "cutoff");
+  [[0, "start", 0], [W, "end", top]].forEach(([x, a, v]) => {
+    const t = document.createElementNS(NS, "text");
+    t.setAttribute("x", x); t.setAttribute("y", H + 14); t.setAttribute("text-anchor", a);
+    t.textContent = fmt(v, 3);
+    svg.append(t);
+  });
+  const rows = p.curve.map(([hi, acc, low, n]) => h("tr", {}, h("td", { class: "num" }, fmt(hi, 4)),
+    h("td", { class: "num" }, fmt(acc, 3)), h("td", { class: "num" }, fmt(low, 3)),
+    h("td", { class: "num" }, n)));
+  return h("div", { class: "panel", id: "precision" },
+    h("h2", {}, `Relabel accuracy vs entropy (${p.probes} probes; target ${fmt(p.target, 2)})`),
+    svg, h("p", { class: "muted" }, p.reason + (p.cutoff != null ? `; ${p.kept} kept` : "")),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "entropy up to"),
+      h("th", {}, "accuracy"), h("th", {}, "90% lower bound"), h("th", {}, "probes"))),
+    h("tbody", {}, rows)));
+}
+
 function summaryView(s) {
   document.getElementById("run-path").textContent = `${s.run} · ${s.method}`;
   const card = (k, v, id) => h("div", { class: "card", id }, h("div", { class: "v" }, v),
@@ -107,6 +149,7 @@ function summaryView(s) {
       histogram("Entropy of relabeled samples (lower = surer)", s.entropy_hist),
       histogram(`CLEAR confidence${s.gamma ? ` (γ = ${fmt(s.gamma, 3)})` : ""}`,
         s.confidence_hist),
+      precisionPanel(s.precision),
       h("div", { class: "panel" }, h("h2", {}, "Calls by role"), roles),
       h("div", { class: "panel" }, h("h2", {}, "Prompts used (hash)"), prompts)),
     h("details", { class: "panel" }, h("summary", {}, "Config snapshot"), h("pre", {}, s.config)));
