@@ -77,6 +77,9 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample, *,
         completion.text)
     call.model, call.raw, call.answer = completion.model, completion.text, parsed.answer
     call.parse_status, call.reasoning = parsed.status, parsed.reasoning
+    call.thinking, call.reasoning_tokens = completion.thinking, completion.reasoning_tokens
+    if completion.thinking_truncated:  # no answer yet, not a wrong one
+        call.parse_status, call.answer, call.reasoning = "truncated", None, None
     call.prompt_tokens, call.completion_tokens = (completion.prompt_tokens,
                                                   completion.completion_tokens)
     call.usage_source, call.latency_s = completion.usage_source, completion.latency_s

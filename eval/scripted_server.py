@@ -29,6 +29,12 @@ class Reply:
     text: str
     dist: dict[str, float] | None = None  # answer-token alternatives (letter -> probability)
     usage: bool = True
+    # a reasoning model: its thinking, sent as message.reasoning_content or inline in
+    # <think>…</think> (``inline``); logprobs then cover thinking and answer, as vLLM's do.
+    # ``truncated``: cut by max_tokens inside the thinking (finish_reason "length").
+    thinking: str | None = None
+    inline: bool = False
+    truncated: bool = False
 
 
 @dataclass
@@ -195,17 +201,32 @@ class ScriptedServer:
 
     def complete(self, body: dict) -> dict:
         reply = self.script(body)
-        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop",
-                                  "message": {"role": "assistant", "content": reply.text}}
+        content, generated, extra = reply.text, reply.text, {}
+        if reply.thinking is not None:
+            answer = "" if reply.truncated else reply.text
+            if reply.inline:
+                content = f"<think>{reply.thinking}" + ("" if reply.truncated else
+                                                         f"</think>{answer}")
+                generated = content
+            else:
+                content, extra = answer, {"reasoning_content": reply.thinking}
+                generated = reply.thinking + answer
+        choice: dict[str, Any] = {
+            "index": 0, "finish_reason": "length" if reply.truncated else "stop",
+            "message": {"role": "assistant", "content": content, **extra}}
         if body.get("logprobs"):
-            choice["logprobs"] = _logprobs(reply.text, reply.dist, body.get("top_logprobs") or 1)
+            choice["logprobs"] = _logprobs(generated, None if reply.truncated else reply.dist,
+                                           body.get("top_logprobs") or 1)
         out = {"id": "chatcmpl-test", "object": "chat.completion", "created": 0,
                "model": body.get("model", self.models[0]), "choices": [choice]}
         if reply.usage:
             prompt = sum(len(m["content"].split()) for m in body["messages"])
-            done = len(tokens_of(reply.text))
+            done = len(tokens_of(generated))
             out["usage"] = {"prompt_tokens": prompt, "completion_tokens": done,
                             "total_tokens": prompt + done}
+            if reply.thinking is not None:
+                out["usage"]["completion_tokens_details"] = {
+                    "reasoning_tokens": len(tokens_of(reply.thinking))}
         return out
 
     def __enter__(self) -> ScriptedServer:

@@ -79,6 +79,9 @@ class Completion(BaseModel):
     finish_reason: str | None = None
     cached: bool = False
     endpoint: str | None = None  # the replica that answered
+    thinking: str | None = None  # a reasoning model's thinking (reasoning_content or <think>)
+    thinking_truncated: bool = False  # cut by max_tokens before the thinking ended
+    reasoning_tokens: int | None = None  # thinking tokens (usage details), when reported
 
 
 class AgentCall(BaseModel):
@@ -92,7 +95,10 @@ class AgentCall(BaseModel):
     messages: list[dict[str, str]] = Field(default_factory=list)
     raw: str | None = None
     answer: str | None = Field(None, description="parsed answer, None when unparsed")
-    parse_status: Literal["ok", "unparsed", "error"] = "ok"
+    parse_status: Literal["ok", "unparsed", "truncated", "error"] = Field(
+        "ok", description="truncated: cut by max_tokens inside a reasoning model's thinking")
+    thinking: str | None = Field(None, description="a reasoning model's thinking")
+    reasoning_tokens: int | None = Field(None, description="thinking tokens, when reported")
     reasoning: str | None = Field(None, description="text before the final answer line")
     answer_top_logprobs: list[tuple[str, float]] | None = Field(
         None, description="top_logprobs at the answer token")

@@ -30,6 +30,11 @@ def _call_panel(stage: str, c: AgentCall, full: bool) -> Panel:
         parts.append(Text(f"answer-token top logprobs: {tops}", style="dim"))
     if c.mean_nll is not None:
         parts.append(Text(f"mean NLL of reply: {c.mean_nll:.4f}", style="dim"))
+    if c.thinking:
+        n = f", {c.reasoning_tokens} tokens" if c.reasoning_tokens is not None else ""
+        think = (c.thinking if full or len(c.thinking) <= 600
+                 else c.thinking[:600] + " …(truncated; --full)")
+        parts.append(Text(f"thinking ({len(c.thinking)} chars{n}):\n{think}", style="dim"))
     if full:
         for m in c.messages:
             parts.append(Text(f"[{m['role']}]\n{m['content']}", style="green"))

@@ -33,6 +33,8 @@ from robustft.config import EndpointConfig, base_urls
 from robustft.llm.cache import RequestCache, request_key
 from robustft.llm.endpoints import Replica, ReplicaPool
 from robustft.llm.tokens import estimate_messages, estimate_tokens
+from robustft.methods.parsing import split_thinking
+from robustft.methods.scoring import answer_suffix
 from robustft.schemas import Completion, TokenLogprob
 
 RETRY_STATUS = {408, 409, 429}
@@ -319,18 +321,28 @@ class LLMClient:
         data, attempts, url = await self._with_retries(call, f"chat({model})", target)
         latency = time.perf_counter() - t0
         choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
+        message = choice["message"]
+        content, inline, left_open = split_thinking(message.get("content") or "")
+        thinking = message.get("reasoning_content") or message.get("reasoning") or inline
+        logprobs = _logprobs(choice)
+        if logprobs and thinking:  # answer logprobs come from the final answer's tokens only
+            first = answer_suffix([t.token for t in logprobs], content)
+            logprobs = logprobs[first:] if first is not None else None
         usage = data.get("usage") or {}
         completion = Completion(
-            text=text, model=data.get("model") or model, logprobs=_logprobs(choice),
+            text=content, model=data.get("model") or model, logprobs=logprobs,
             latency_s=latency, attempts=attempts, finish_reason=choice.get("finish_reason"),
-            endpoint=url)
-        if usage.get("prompt_tokens") is not None:
+            endpoint=url, thinking=thinking or None,
+            thinking_truncated=bool(thinking) and choice.get("finish_reason") == "length"
+            and (left_open or not content.strip()),
+            reasoning_tokens=(usage.get("completion_tokens_details") or {}).get(
+                "reasoning_tokens"))
+        if usage.get("prompt_tokens") is not None:  # completion tokens include thinking
             completion.prompt_tokens = usage["prompt_tokens"]
             completion.completion_tokens = usage.get("completion_tokens") or 0
         else:
             completion.prompt_tokens = estimate_messages(messages)
-            completion.completion_tokens = estimate_tokens(text)
+            completion.completion_tokens = estimate_tokens(content + (thinking or ""))
             completion.usage_source = "estimate"
         return completion
 

@@ -26,6 +26,26 @@ class Parsed:
     end: int = -1
 
 
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def split_thinking(content: str) -> tuple[str, str | None, bool]:
+    """(answer text, thinking, thinking left open) of a reply that may carry an inline
+    ``<think>…</think>`` block (reasoning models without a reasoning parser). A reply whose
+    template opened the block in the prompt starts inside it: everything before ``</think>``
+    is thinking. An opened block never closed (cut by ``max_tokens``) leaves no answer text."""
+    close = content.rfind(THINK_CLOSE)
+    if close >= 0:
+        head = content[:close]
+        opened = head.find(THINK_OPEN)
+        thinking = head[opened + len(THINK_OPEN):] if opened >= 0 else head
+        return content[close + len(THINK_CLOSE):], thinking.strip(), False
+    opened = content.find(THINK_OPEN)
+    if opened >= 0:
+        return content[:opened], content[opened + len(THINK_OPEN):].strip(), True
+    return content, None, False
+
+
 def _unparsed(text: str) -> Parsed:
     return Parsed(None, "unparsed", text.strip())
 

@@ -71,6 +71,22 @@ def agreement_entropy(answers: Sequence[str | None]) -> float:
     return shannon_entropy(counts / counts.sum())
 
 
+def answer_suffix(tokens: Sequence[str], answer: str) -> int | None:
+    """Index of the first token of the final answer when the tokens spell thinking and then
+    ``answer`` (the reply's content after its thinking): the shortest suffix of whole tokens
+    that covers ``answer``. None when the tokens do not end with the answer's text."""
+    text = answer.rstrip()
+    joined = "".join(tokens).rstrip()
+    if not text or not joined.endswith(text):
+        return None
+    need, size = len(joined) - len(text), 0
+    for i, t in enumerate(tokens):
+        if size >= need:
+            return i
+        size += len(t)
+    return None
+
+
 def token_at(tokens: Sequence[str], offset: int) -> int | None:
     """Index of the token covering character ``offset`` of the concatenated token texts."""
     pos = 0

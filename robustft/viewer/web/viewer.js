@@ -256,6 +256,9 @@ function callCard(c, i) {
     "answer-token probabilities"), logprobBars(c.answer_top_logprobs)) : null,
   c.reasoning ? h("details", {}, h("summary", {}, "reasoning"), h("pre", {}, c.reasoning)) :
     null,
+  c.thinking ? h("details", { class: "thinking" }, h("summary", {}, "thinking" +
+    (c.reasoning_tokens != null ? ` (${c.reasoning_tokens} tokens)` : "")),
+  h("pre", {}, c.thinking)) : null,
   h("details", {}, h("summary", {}, "rendered prompt"), (c.messages || []).map((m) =>
     h("div", {}, h("div", { class: "muted" }, `[${m.role}]`), h("pre", {}, m.content)))),
   c.raw !== null ? h("details", { open: !!c.error || c.parse_status !== "ok" },
