@@ -186,9 +186,9 @@ class SelectionConfig(_Strict):
     target_precision: float | None = Field(
         None, gt=0, le=1, description="Keep every relabel the run can trust at this precision "
         "instead of a fixed β: probes (clean rows relabeled with their labels hidden) give "
-        "relabel accuracy as a function of entropy; the largest entropy cutoff whose kept "
-        "relabels' estimated precision (90% lower bound) reaches the target is applied. "
-        "null: fixed β.")
+        "relabel accuracy as a function of entropy (logistic fit); the largest entropy "
+        "cutoff whose kept relabels' estimated precision reaches the target, with the "
+        "probes' bootstrap supporting it, is applied. null: fixed β.")
     probes: int = Field(
         100, ge=1, description="Probes drawn (seeded) from the clean rows when "
         "target_precision is set; at most half the clean rows.")

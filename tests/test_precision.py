@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from robustft.methods.precision import isotonic_blocks, precision_cutoff, wilson_lower
+from robustft.methods.precision import (
+    TOLERANCE,
+    isotonic_blocks,
+    logistic_fit,
+    precision_cutoff,
+    wilson_lower,
+)
 
 SCORES = [round(0.01 * i, 2) for i in range(1, 101)]  # 0.01 .. 1.00
 
@@ -28,56 +34,69 @@ def test_isotonic_pools_every_rise():
     assert n.tolist() == [1, 2, 1] and k.tolist() == [1, 1, 0]
 
 
+def test_logistic_fit_by_hand():
+    # one probe right at 0 and one wrong at 1: the MLE diverges; the ridge keeps it finite
+    a, b = logistic_fit(np.array([0.0, 1.0]), np.array([1.0, 0.0]))
+    assert math.isfinite(a) and math.isfinite(b) and b < -5
+    # balanced, non-separable: 3 of 4 right at 0, 1 of 4 right at 1 -> logit ±ln 3 exactly
+    s = np.array([0.0] * 4 + [1.0] * 4)
+    y = np.array([1, 1, 1, 0, 1, 0, 0, 0], dtype=float)
+    a, b = logistic_fit(s, y, ridge=0.0)
+    assert a == pytest.approx(math.log(3), abs=1e-6) and b == pytest.approx(-2 * math.log(3),
+                                                                              abs=1e-6)
+
+
 def test_perfectly_separable():
     right = [s <= 0.60 for s in SCORES]  # 60 right below 0.6, 40 wrong above
     cut = precision_cutoff(SCORES, right, [0.9, 0.05, 0.55, 0.3, 0.65], 0.95)
     assert [(c[0], c[1], c[3]) for c in cut.curve] == [(0.60, 1.0, 60), (1.00, 0.0, 40)]
-    # 3 kept: estimate 1.0 (lower bound 0.97335); a 4th (block 2, accuracy 0) gives 0.75
-    assert (cut.cutoff, cut.kept, cut.estimate) == (0.55, 3, 1.0)
-    assert cut.lower == pytest.approx(0.97335, abs=1e-5)
-    assert cut.probe_accuracy == 0.6 and "0.5500" in cut.reason and "60 of 100" in cut.reason
-    # at 0.75 the 4th is kept too (estimate 3/4), not the 5th (3/5)
+    # p ≈ 1 at 0.05 and 0.3, a little less at 0.55 (near the step); 0.65 and 0.9 ≈ 0
+    assert (cut.cutoff, cut.kept) == (0.55, 3) and 0.95 <= cut.estimate <= 1.0
+    assert 0.95 - TOLERANCE <= cut.lower <= cut.estimate and cut.fit[1] < 0
+    assert cut.probe_accuracy == 0.6 and "0.5500" in cut.reason
+    # the 4th adds ≈ 0.07: (≈2.94 + 0.07) / 4 ≈ 0.76 ≥ 0.75, not the 5th
     assert precision_cutoff(SCORES, right, [0.9, 0.05, 0.55, 0.3, 0.65], 0.75).kept == 4
 
 
 def test_inseparable_keeps_what_the_target_allows():
-    right = [i % 5 != 0 for i in range(100)]  # wrong at 0.01, 0.06, ...: one 0.8 block
+    right = [i % 5 != 0 for i in range(100)]  # wrong at 0.01, 0.06, ...: no signal
     cut = precision_cutoff(SCORES, right, [0.1, 0.2, 0.3], 0.95)
     assert [(c[0], c[1], c[3]) for c in cut.curve] == [(1.00, 0.8, 100)]
-    assert cut.cutoff is None and cut.kept == 0
-    assert "best estimate is 0.800 (90% lower bound 0.744" in cut.reason
+    assert cut.fit[1] >= 0  # accuracy does not fall with entropy: every relabel gets 0.8
+    assert cut.cutoff is None and cut.kept == 0 and "best estimate is 0.800" in cut.reason
     low = precision_cutoff(SCORES, right, [0.1, 0.2, 0.3], 0.70)
     assert (low.cutoff, low.kept, low.estimate) == (0.3, 3, pytest.approx(0.8))
+    assert 0.7 - TOLERANCE <= low.lower < 0.8
 
 
 def test_too_few_probes_keep_none():
     cut = precision_cutoff([0.1, 0.2, 0.3], [True, True, True], [0.1, 0.2], 0.95)
     assert cut.kept == 0 and cut.cutoff is None and "fewer than the 20" in cut.reason
     assert cut.curve == [(0.3, 1.0, pytest.approx(0.64620, abs=1e-5), 3)]
-    # 20 probes: 10 right at low scores, 10 wrong above; a relabel in the first block alone
-    # rests on 10 probes (unsupported), one in the second on all 20
-    few = precision_cutoff([i / 20 for i in range(20)], [i < 10 for i in range(20)],
-                           [0.1, 0.9], 0.5)
-    assert few.kept == 2 and few.estimate == 0.5
     empty = precision_cutoff([], [], [0.1], 0.95)
-    assert empty.kept == 0 and "no probes" in empty.reason
+    assert empty.kept == 0 and "0 probes" in empty.reason
+
+
+def test_estimate_without_support_keeps_none():
+    # 20 probes, 19 right: the estimate 0.95 meets 0.95, but resamples with 2-3 wrong probes
+    # put the 10% quantile at 0.9 < 0.95 - 0.03
+    cut = precision_cutoff([i / 20 for i in range(20)], [i != 7 for i in range(20)], [0.1], 0.95)
+    assert cut.kept == 0 and "do not support" in cut.reason
 
 
 def test_all_right_and_all_wrong():
     cut = precision_cutoff(SCORES, [True] * 100, [0.5, 3.0, math.nan], 0.95)
-    # one block 100/100, bound 1/1.016425 = 0.98384; above every probe: the last block;
-    # the unknown entropy is never kept
-    assert (cut.cutoff, cut.kept, cut.estimate) == (3.0, 2, 1.0)
-    assert cut.lower == pytest.approx(0.98384, abs=1e-5)
+    # flat 1.0; the unknown entropy is never kept
+    assert (cut.cutoff, cut.kept, cut.estimate, cut.lower) == (3.0, 2, 1.0, 1.0)
     wrong = precision_cutoff(SCORES, [False] * 100, [0.5], 0.5)
     assert wrong.kept == 0 and "best estimate is 0.000" in wrong.reason
 
 
 def test_equal_scores_share_their_fate():
     right = [s <= 0.60 for s in SCORES]
-    # three candidates at 0.6 (accuracy 1) and two at 0.7 (accuracy 0): the cut may not
-    # split a tie, so the five kept give 3/5 = 0.6 and four (3/4) are never an option
-    cut = precision_cutoff(SCORES, right, [0.6, 0.6, 0.6, 0.7, 0.7], 0.6)
-    assert (cut.cutoff, cut.kept) == (0.7, 5)
-    cut = precision_cutoff(SCORES, right, [0.6, 0.6, 0.6, 0.7, 0.7], 0.65)
-    assert (cut.cutoff, cut.kept) == (0.6, 3)
+    # three candidates at 0.3 (p ≈ 1) and two at 0.9 (p ≈ 0): the cut may not split a tie,
+    # so the five kept give ≈ 3/5 and four are never an option
+    cut = precision_cutoff(SCORES, right, [0.3, 0.3, 0.3, 0.9, 0.9], 0.55)
+    assert (cut.cutoff, cut.kept) == (0.9, 5)
+    cut = precision_cutoff(SCORES, right, [0.3, 0.3, 0.3, 0.9, 0.9], 0.65)
+    assert (cut.cutoff, cut.kept) == (0.3, 3)

@@ -63,8 +63,8 @@ def test_precision_target_against_fixed_beta(tmp_path, calibration):
     est = summary["precision"]
     assert est["probes"] == 100 and est["target"] == 0.95
     if calibration == 1.0:  # confidence separates right from wrong: keep more, at the target
-        assert n_target > 1.5 * n_beta and p_beta >= 0.95 and p_target >= 0.95
-        assert est["kept"] == n_target and est["estimate"] >= 0.95 > est["lower"] - 0.2
+        assert n_target > 1.5 * n_beta and p_beta >= 0.95 and p_target >= 0.95 - 0.03
+        assert est["kept"] == n_target and est["estimate"] >= 0.95 and est["lower"] >= 0.92
         assert abs(est["estimate"] - p_target) <= 0.03
     else:  # no signal: about 85% right whatever the entropy -> the target is out of reach
         assert n_target == 0 and est["cutoff"] is None and "no relabel kept" in est["reason"]

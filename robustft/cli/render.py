@@ -149,9 +149,11 @@ def summary_table(summary: dict[str, Any]) -> Group:
 
 def precision_table(p: dict[str, Any]) -> Table:
     """The probes' fitted curve (relabel accuracy vs entropy) and the cutoff it supports."""
-    t = Table("entropy up to", "relabel accuracy", "90% lower bound", "probes",
+    fit = (f"; fit p = σ({p['fit'][0]:.2f} {p['fit'][1]:+.2f}·entropy)"
+           if p.get("fit") else "")
+    t = Table("entropy up to", "probe accuracy", "90% lower bound", "probes",
               title=f"precision target {p['target']:.2f}: {p['probes']} probes, "
-                    f"{p['probe_accuracy'] or 0:.0%} right",
+                    f"{p['probe_accuracy'] or 0:.0%} right{fit}",
               caption=p["reason"] + (f"; {p['kept']} relabel(s) kept"
                                      if p.get("cutoff") is not None else ""))
     curve, cutoff = p["curve"], p.get("cutoff")

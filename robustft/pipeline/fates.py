@@ -90,8 +90,8 @@ def precision_fates(candidates: Iterable[Candidate], cut: PrecisionCut) -> list[
         elif c.entropy is not None and c.entropy <= cut.cutoff:
             out.append((c.id, Fate.RELABELED_KEPT, f"{change}; entropy {e_txt} ≤ cutoff "
                         f"{cut.cutoff:.4f} (kept relabels' estimated precision "
-                        f"{cut.estimate:.3f}, lower bound {cut.lower:.3f} ≥ target "
-                        f"{cut.target:.2f})", c.answer))
+                        f"{cut.estimate:.3f} ≥ target {cut.target:.2f}; 10% bootstrap "
+                        f"quantile {cut.lower:.3f})", c.answer))
         else:
             out.append((c.id, Fate.RELABELED_DROPPED, f"{change}; entropy {e_txt} above the "
                         f"cutoff {cut.cutoff:.4f} for precision {cut.target:.2f}", c.answer))

@@ -83,8 +83,8 @@ function histogram(title, hist) {
   return h("div", { class: "panel" }, h("h2", {}, title), svg);
 }
 
-// The probes' fitted curve: relabel accuracy (steps) and its 90% lower bound vs entropy, the
-// target as a horizontal line and the chosen cutoff as a vertical one.
+// Relabel accuracy vs entropy from the probes: the fitted logistic curve, the empirical
+// accuracy of the probes (isotonic steps), the target (horizontal) and the cutoff (vertical).
 function precisionPanel(p) {
   if (!p) return null;
   const W = 360, H = 120, NS = "http://www.w3.org/2000/svg";
@@ -105,8 +105,13 @@ function precisionPanel(p) {
     return pts;
   };
   line([[0, Y(p.target)], [W, Y(p.target)]], "target");
-  line(steps(2), "bound");
-  line(steps(1), "accuracy");
+  line(steps(1), "bound");
+  if (p.fit) {
+    const [a, b] = p.fit;
+    const sig = (e) => (b >= 0 ? p.probe_accuracy : 1 / (1 + Math.exp(-(a + b * e))));
+    line([...Array(41).keys()].map((i) => [X((i / 40) * top), Y(sig((i / 40) * top))]),
+      "accuracy");
+  }
   if (p.cutoff != null) line([[X(p.cutoff), 0], [X(p.cutoff), H]], "cutoff");
   [[0, "start", 0], [W, "end", top]].forEach(([x, a, v]) => {
     const t = document.createElementNS(NS, "text");
@@ -121,7 +126,7 @@ function precisionPanel(p) {
     h("h2", {}, `Relabel accuracy vs entropy (${p.probes} probes; target ${fmt(p.target, 2)})`),
     svg, h("p", { class: "muted" }, p.reason + (p.cutoff != null ? `; ${p.kept} kept` : "")),
     h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "entropy up to"),
-      h("th", {}, "accuracy"), h("th", {}, "90% lower bound"), h("th", {}, "probes"))),
+      h("th", {}, "probe accuracy"), h("th", {}, "90% lower bound"), h("th", {}, "probes"))),
     h("tbody", {}, rows)));
 }
 
