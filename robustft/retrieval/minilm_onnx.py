@@ -1,5 +1,7 @@
 """The packaged MiniLM (a 6-layer BERT) as an ONNX graph, built from its safetensors weights with
 the ``onnx`` helper API — no torch, no export, no download — and quantised to int8 once.
+Attention, the residual + layer norms and the GELU use ONNX Runtime's fused operators
+(``com.microsoft``: Attention, SkipLayerNormalization, BiasGelu).
 
 The graph takes ``input_ids`` and ``attention_mask`` (int64, [batch, tokens]) and returns the
 sentence embedding sentence-transformers computes for this model: mean of the last hidden states
@@ -10,7 +12,9 @@ type-0 embedding is folded into the position table.
 from __future__ import annotations
 
 import json
+import os
 import struct
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +130,8 @@ def write_model(model_dir: Path, target: Path, quantize: bool) -> Path:
     import onnx
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{id(target)}.tmp")
+    unique = f"{os.getpid()}.{uuid.uuid4().hex}"
+    tmp = target.with_name(f".{target.name}.{unique}.tmp")
     model = build_graph(model_dir)
     if not quantize:
         onnx.save(model, tmp)
@@ -136,7 +141,7 @@ def write_model(model_dir: Path, target: Path, quantize: bool) -> Path:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
 
-        plain = target.with_name(f".{target.name}.{id(target)}.fp32")
+        plain = target.with_name(f".{target.name}.{unique}.fp32")
         onnx.save(model, plain)
         logging.disable(logging.WARNING)  # its advice to pre-process, logged on the root logger
         try:
