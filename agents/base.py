@@ -66,8 +66,9 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample, *,
         if not urls:
             raise CallError("no endpoint: set --base-url, OPENAI_BASE_URL or endpoint.base_url",
                             0)
+        limits = (rc.requests_per_minute, rc.tokens_per_minute)
         completion = await deps.client.chat(
-            Target(urls, model, key_env), messages, temperature=rc.temperature,
+            Target(urls, model, key_env, *limits), messages, temperature=rc.temperature,
             max_tokens=rc.max_tokens, top_logprobs=rc.top_logprobs, stop=prompt.stop,
             sample_index=sample_index)
     except CallError as e:

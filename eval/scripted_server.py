@@ -93,7 +93,7 @@ class _HTTPServer(ThreadingHTTPServer):
 class ScriptedServer:
     def __init__(self, script: Callable[[dict], Reply], models: list[str] | None = None,
                  delay_s: float = 0.0, gate_after: int | None = None,
-                 die_after: int | None = None):
+                 die_after: int | None = None, rate_limit: tuple[int, float] | None = None):
         self.script, self.models, self.delay_s = script, models or ["scripted"], delay_s
         self.requests: list[dict] = []
         self.delivered: list[str] = []  # canonical bodies of requests answered with a reply
@@ -102,6 +102,8 @@ class ScriptedServer:
         self.held = self.admitted = 0
         self.die_after = die_after  # after this many deliveries, die (as if the process crashed)
         self.dead = False
+        # (N, window s): above N requests in any window, 429 with the Retry-After to wait
+        self.rate_limit, self.limited, self.admitted_at = rate_limit, 0, deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         server = self
@@ -148,6 +150,10 @@ class ScriptedServer:
                     hold = server.gate_after is not None and server.admitted >= server.gate_after
                     server.held += hold
                     server.admitted += not hold
+                if (wait := server._over_limit()) is not None:
+                    self._send(429, '{"error": {"message": "rate limit"}}',
+                               {"Retry-After": f"{wait:.3f}"})
+                    return
                 if hold:  # never answered: the connection closes when the server stops
                     server._stop.wait()
                     self.close_connection = True
@@ -187,6 +193,21 @@ class ScriptedServer:
         self._handler = Handler
         self.httpd = _HTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def _over_limit(self) -> float | None:
+        """Seconds until a request fits the rate limit (None: it fits and is admitted)."""
+        if self.rate_limit is None:
+            return None
+        n, window = self.rate_limit
+        with self._lock:
+            now = time.monotonic()
+            while self.admitted_at and self.admitted_at[0] <= now - window:
+                self.admitted_at.popleft()
+            if len(self.admitted_at) >= n:
+                self.limited += 1
+                return max(self.admitted_at[0] + window - now, 0.001)
+            self.admitted_at.append(now)
+            return None
 
     @property
     def base_url(self) -> str:

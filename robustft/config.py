@@ -44,6 +44,13 @@ class EndpointConfig(_Strict):
         4, ge=0, description="Retries on 408/409/429/5xx, timeouts and connection errors only.")
     backoff_s: float = Field(
         0.5, ge=0, description="First retry delay; doubles each retry (Retry-After wins).")
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="Client-side limit on requests per minute to this endpoint "
+        "and key (shared by every role using them; spaced evenly). The endpoint's Retry-After "
+        "and x-ratelimit-* headers are honoured with or without it.")
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="Client-side limit on prompt + completion tokens per minute "
+        "(estimated before sending, settled with the reply's usage).")
     health_interval_s: float = Field(
         5.0, gt=0, description="With several base URLs: a replica that stopped answering "
         "(connection error, timeout, 502/503/504) is left out and probed (GET /models) at "
@@ -55,6 +62,11 @@ class RoleConfig(_Strict):
         None, description="Endpoint (or replicas) for this role (overrides endpoint).")
     model: str | None = Field(None, description="Model for this role (overrides endpoint).")
     api_key_env: str | None = Field(None, description="API-key variable for this role.")
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="Rate limit of this role's endpoint + key (overrides "
+        "endpoint.requests_per_minute; roles sharing an endpoint and key share the stricter).")
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="Token rate limit of this role's endpoint + key.")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature.")
     max_tokens: int = Field(512, gt=0, description="Max reply tokens.")
     top_logprobs: int = Field(

