@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from robustft.agents.base import Deps
-from robustft.config import Config, RunOptions
+from robustft.config import Config, RunOptions, prices_of
 from robustft.data.files import load_samples
 from robustft.graph import clear_run, robustft_run
 from robustft.graph.stages import Run
@@ -59,7 +59,8 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
         done = store.stages()
         store.save_input_errors(input_errors)
         cache = RequestCache(opts.cache_path or run_dir / "cache.sqlite")
-        client = LLMClient(config.endpoint, cache, Budget(opts.max_calls, opts.max_tokens))
+        client = LLMClient(config.endpoint, cache, Budget(
+            opts.max_calls, opts.max_tokens, opts.max_cost, prices_of(config)))
         run = Run(config, store, Deps(config=config, client=client, prompts=prompts), samples,
                   done, rep)
         try:
@@ -71,6 +72,7 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
         return write_outputs(store, prompts["sft"], input_path, shape, m.name,
                              {"this_invocation": {"endpoint_calls": client.budget.calls,
                                                   "endpoint_tokens": client.budget.tokens,
+                                                  "endpoint_cost": client.budget.cost,
                                                   "cache_hits": cache.hits}})
     finally:
         store.close()

@@ -253,6 +253,12 @@ class TrainConfig(_Strict):
         "in float32.")
 
 
+class ModelPrice(_Strict):
+    input: float = Field(..., ge=0, description="Price per million prompt tokens.")
+    output: float = Field(..., ge=0, description="Price per million completion tokens "
+                          "(thinking included).")
+
+
 class Config(_Strict):
     endpoint: EndpointConfig = Field(
         default_factory=EndpointConfig, description="Default endpoint for all roles.")
@@ -271,6 +277,11 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig,
                                description="Fine-tuning (robustft train, curate --train).")
     concurrency: int = Field(16, ge=1, description="Samples processed at once (one bound).")
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict, description="Prices per million tokens by model name (as sent "
+        "to the endpoint), e.g. {gpt-4.1-mini: {input: 0.4, output: 1.6}}: the dry run "
+        "estimates the cost, the summary and viewer show it per role, --max-cost stops the "
+        "run. Models without a price cost nothing in these figures.")
     prompts_dir: str | None = Field(
         None, description="Directory whose prompt files override the built-in ones by name.")
 
@@ -333,6 +344,11 @@ def resolved_endpoint(cfg: Config, role: str) -> tuple[tuple[str, ...], str | No
     return urls, model, r.api_key_env or e.api_key_env
 
 
+def prices_of(cfg: Config) -> dict[str, tuple[float, float]]:
+    """Model name -> (input, output) price per million tokens."""
+    return {m: (p.input, p.output) for m, p in cfg.prices.items()}
+
+
 def dump_config(cfg: Config) -> str:
     """YAML snapshot for the run directory (holds no secrets: keys live only in the env)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
@@ -345,6 +361,7 @@ class RunOptions:
     cache_path: Path | None = None  # per-request cache; default RUN/cache.sqlite
     max_calls: int | None = None  # endpoint-call budget of this invocation
     max_tokens: int | None = None  # token budget of this invocation
+    max_cost: float | None = None  # cost budget of this invocation (config prices)
     retry_errors: bool = False  # reopen rows that ended as endpoint errors
     embedded: bool = False  # the endpoint is the embedded server started for this run
     method: str = "robustft"  # robustft | clear

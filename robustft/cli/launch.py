@@ -22,11 +22,12 @@ from rich.progress import (
 from rich.table import Table
 
 from robustft.cli.render import summary_table
-from robustft.config import Config, RunOptions, load_config
+from robustft.config import Config, RunOptions, load_config, prices_of, resolved_endpoint
 from robustft.data.files import InputFileError, load_samples
 from robustft.llm.client import BudgetExceeded
 from robustft.llm.prompt_files import PromptError, builtin_dir, load_prompts
 from robustft.llm.tokens import tokenizer_name
+from robustft.methods.cost import call_cost
 from robustft.pipeline.plan import plan_calls
 from robustft.serving.servers import ManagedServer, ServeError, needs_embedded, start_embedded
 from robustft.store.runstore import RunStore
@@ -151,17 +152,26 @@ def dry_run_table(cfg: Config, input: Path, method: str) -> None:
     samples, errors, shape = load_samples(input, cfg.data)
     console.print(f"detected {shape.describe()}; {len(samples)} rows"
                   + (f", {len(errors)} invalid" if errors else ""))
+    prices = prices_of(cfg)
     t = Table("stage", "role", "prompt", "calls", "est. prompt tokens", "max completion tokens",
+              *(["max cost"] if prices else []),
               title=f"planned calls for {len(samples)} samples ({len(errors)} invalid rows; "
                     f"token estimates: {tokenizer_name()})")
-    total = [0, 0, 0]
+    total, cost = [0, 0, 0], 0.0
     for r in plan_calls(cfg, prompts, samples, m):
+        c = call_cost(prices, resolved_endpoint(cfg, r["role"])[1], r["prompt_tokens"],
+                      r["max_completion_tokens"])
+        cost += c
         t.add_row(r["stage"], r["role"], r["prompt"], str(r["calls"]), str(r["prompt_tokens"]),
-                  str(r["max_completion_tokens"]))
+                  str(r["max_completion_tokens"]), *([f"{c:.4f}"] if prices else []))
         total = [a + b for a, b in zip(total, (r["calls"], r["prompt_tokens"],
                                                r["max_completion_tokens"]), strict=True)]
-    t.add_row("total", "", "", *map(str, total), style="bold")
+    t.add_row("total", "", "", *map(str, total), *([f"{cost:.4f}"] if prices else []),
+              style="bold")
     console.print(t)
+    if prices:
+        console.print(f"estimated cost at most {cost:.4f} (every completion at max_tokens; "
+                      "roles whose model has no price count 0)")
     console.print("relabel / correct calls happen only for flagged samples; generated text "
                   "inserted into later prompts is not counted")
 

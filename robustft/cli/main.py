@@ -70,6 +70,9 @@ def curate(
                                                   "endpoint calls.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Stop (resumably) after this many "
                                                    "prompt+completion tokens.")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="Stop (resumably) once the calls "
+                                                   "cost this much at the config's prices."
+                                                   )] = None,
     retry_errors: Annotated[Path | None, typer.Option(
         help="Rerun only the rows of this run directory that ended as endpoint errors.")
                             ] = None,
@@ -116,9 +119,12 @@ def curate(
             raise fail(str(e)) from None
     if method not in ("robustft", "clear"):
         raise fail(f"unknown method {method!r}: use robustft or clear")
+    if max_cost is not None and not cfg.prices:
+        raise fail("--max-cost needs prices: set 'prices' in the config (per model, per "
+                   "million input/output tokens)")
     options = RunOptions(cache_path=cache, max_calls=max_calls, max_tokens=max_tokens,
-                         retry_errors=retry_errors is not None, method=method, ray=ray,
-                         workers=workers, block_rows=block_rows)
+                         max_cost=max_cost, retry_errors=retry_errors is not None,
+                         method=method, ray=ray, workers=workers, block_rows=block_rows)
     summary = run_curate_cli(cfg, input, output, slots, options)
     if train_after:
         finetune.run_train(output / "sft.jsonl", train_model, output / "model", cfg)

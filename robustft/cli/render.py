@@ -129,18 +129,25 @@ def summary_table(summary: dict[str, Any]) -> Group:
         if f not in ("clean", "relabeled-kept", "relabeled-dropped", "error"):
             fates.add_row(f"{f} (unfinished)", str(n))
     fates.add_row("total", str(summary["samples"]), style="bold")
-    roles = Table("role", "calls", "prompt tokens", "completion tokens", title="LLM calls")
+    cost = summary.get("cost")
+    roles = Table("role", "calls", "prompt tokens", "completion tokens",
+                  *(["cost"] if cost else []), title="LLM calls")
     for role, v in summary["by_role"].items():
         roles.add_row(role, str(v["calls"]), str(v["prompt_tokens"]),
-                      str(v["completion_tokens"]))
+                      str(v["completion_tokens"]),
+                      *([f"{cost['by_role'].get(role, 0):.4f}"] if cost else []))
     roles.add_row("total", str(summary["calls"]), str(summary["prompt_tokens"]),
-                  str(summary["completion_tokens"]), style="bold")
+                  str(summary["completion_tokens"]), *([f"{cost['total']:.4f}"] if cost else []),
+                  style="bold")
+    if cost and cost["unpriced_models"]:
+        roles.caption = f"no price for: {', '.join(cost['unpriced_models'])} (counted as 0)"
     extra = Text(f"labels changed: {summary['labels_changed']}   failed calls: "
                  f"{summary['failed_calls']}   served from cache: {summary['cached_calls']}")
     if "this_invocation" in summary:
         inv = summary["this_invocation"]
         extra.append(f"\nthis invocation: {inv['endpoint_calls']} endpoint calls, "
-                     f"{inv['endpoint_tokens']} tokens, {inv['cache_hits']} cache hits")
+                     f"{inv['endpoint_tokens']} tokens, {inv['cache_hits']} cache hits"
+                     + (f", cost {inv['endpoint_cost']:.4f}" if cost else ""))
     parts = [fates, roles, extra]
     if "precision" in summary:
         parts.append(precision_table(summary["precision"]))

@@ -34,6 +34,7 @@ from robustft.llm.cache import RequestCache, request_key
 from robustft.llm.endpoints import Replica, ReplicaPool
 from robustft.llm.ratelimit import RateLimiter
 from robustft.llm.tokens import estimate_messages, estimate_tokens
+from robustft.methods.cost import call_cost
 from robustft.methods.parsing import split_thinking
 from robustft.methods.scoring import answer_suffix
 from robustft.schemas import Completion, TokenLogprob
@@ -130,7 +131,7 @@ class BudgetExceeded(RuntimeError):
 
 
 class Budget:
-    """Counts endpoint calls and tokens of this invocation (cache hits are free).
+    """Counts endpoint calls, tokens and cost of this invocation (cache hits are free).
 
     A call is counted when it is issued, so ``max_calls`` is exact under concurrency; tokens
     are known only when replies arrive, so calls already in flight may pass ``max_tokens``.
@@ -138,9 +139,13 @@ class Budget:
     (their replies reach the cache), so stopping wastes no call that was paid for.
     """
 
-    def __init__(self, max_calls: int | None = None, max_tokens: int | None = None):
-        self.max_calls, self.max_tokens = max_calls, max_tokens
+    def __init__(self, max_calls: int | None = None, max_tokens: int | None = None,
+                 max_cost: float | None = None,
+                 prices: dict[str, tuple[float, float]] | None = None):
+        self.max_calls, self.max_tokens, self.max_cost = max_calls, max_tokens, max_cost
+        self.prices = prices or {}
         self.calls = self.tokens = self.in_flight = 0
+        self.cost = 0.0
         self._idle: asyncio.Event | None = None
 
     def _exhausted(self) -> str | None:
@@ -148,6 +153,8 @@ class Budget:
             return f"call budget reached ({self.calls} calls)"
         if self.max_tokens is not None and self.tokens >= self.max_tokens:
             return f"token budget reached ({self.tokens} tokens)"
+        if self.max_cost is not None and self.cost >= self.max_cost:
+            return f"cost budget reached ({self.cost:.4f} at the configured prices)"
         return None
 
     async def reserve(self) -> None:
@@ -166,6 +173,8 @@ class Budget:
         self.in_flight -= 1
         if completion is not None:
             self.tokens += completion.prompt_tokens + completion.completion_tokens
+            self.cost += call_cost(self.prices, completion.model, completion.prompt_tokens,
+                                   completion.completion_tokens)
         if not self.in_flight and self._idle is not None:
             self._idle.set()
 

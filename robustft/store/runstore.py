@@ -327,6 +327,19 @@ class RunStore:
             "SELECT id FROM samples WHERE final IS NOT NULL AND final != original ORDER BY row "
             "LIMIT ?", (limit,))]
 
+    def tokens_by_role_model(self) -> list[tuple[str, str | None, int, int]]:
+        """(role, model, prompt tokens, completion tokens) over every call in the traces (a
+        call served from the cache stands for the one paid when it was first made)."""
+        out: dict[tuple[str, str | None], list[int]] = {}
+        for db in self._call_dbs():
+            for role, model, p, c in db.execute(
+                    "SELECT role, model, COALESCE(SUM(prompt_tokens),0), "
+                    "COALESCE(SUM(completion_tokens),0) FROM calls GROUP BY role, model"):
+                v = out.setdefault((role, model), [0, 0])
+                v[0] += p
+                v[1] += c
+        return [(r, m, p, c) for (r, m), (p, c) in out.items()]
+
     def totals(self) -> dict[str, Any]:
         fates = dict(self.db.execute(
             "SELECT COALESCE(fate, stage), COUNT(*) FROM samples GROUP BY 1"))

@@ -135,11 +135,14 @@ function summaryView(s) {
   const card = (k, v, id) => h("div", { class: "card", id }, h("div", { class: "v" }, v),
     h("div", { class: "k" }, k));
   const fates = Object.entries(s.fates || {}).map(([f, n]) => card(f, n, `count-${f}`));
-  const roles = h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "role"),
-    h("th", {}, "calls"), h("th", {}, "prompt tokens"), h("th", {}, "completion tokens"))),
+  const cost = s.cost;
+  const roles = h("table", { id: "roles" }, h("thead", {}, h("tr", {}, h("th", {}, "role"),
+    h("th", {}, "calls"), h("th", {}, "prompt tokens"), h("th", {}, "completion tokens"),
+    cost ? h("th", {}, "cost") : null)),
   h("tbody", {}, Object.entries(s.by_role || {}).map(([r, v]) => h("tr", {}, h("td", {}, r),
     h("td", { class: "num" }, v.calls), h("td", { class: "num" }, v.prompt_tokens),
-    h("td", { class: "num" }, v.completion_tokens)))));
+    h("td", { class: "num" }, v.completion_tokens),
+    cost ? h("td", { class: "num" }, fmt(cost.by_role[r] || 0, 4)) : null))));
   const prompts = h("table", {}, h("tbody", {}, Object.entries(s.prompts || {}).map(([n, p]) =>
     h("tr", {}, h("td", {}, n), h("td", {}, h("code", {}, p.hash)),
       h("td", { class: "muted", title: p.path }, p.path.split("/").slice(-2).join("/"))))));
@@ -149,7 +152,8 @@ function summaryView(s) {
     h("div", { class: "cards" }, card("samples", s.samples, "count-samples"), ...fates,
       card("labels changed", s.labels_changed, "count-changed"), card("calls", s.calls),
       card("failed calls", s.failed_calls), card("cached calls", s.cached_calls),
-      card("tokens", (s.prompt_tokens || 0) + (s.completion_tokens || 0))),
+      card("tokens", (s.prompt_tokens || 0) + (s.completion_tokens || 0)),
+      cost ? card("cost", fmt(cost.total, 4), "count-cost") : null),
     h("div", { class: "grid2" },
       histogram("Entropy of relabeled samples (lower = surer)", s.entropy_hist),
       histogram(`CLEAR confidence${s.gamma ? ` (γ = ${fmt(s.gamma, 3)})` : ""}`,
