@@ -20,18 +20,24 @@ new calls once a call or token limit is reached.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from robustft.config import EndpointConfig, base_urls
 from robustft.llm.cache import RequestCache, request_key
 from robustft.llm.endpoints import Replica, ReplicaPool
+from robustft.llm.http import (
+    EmptyReply,
+    HTTPEndpoint,
+    HTTPStatusError,
+    describe,
+    replica_down,
+    retry_after,
+    retryable,
+)
 from robustft.llm.ratelimit import RateLimiter
 from robustft.llm.tokens import estimate_messages, estimate_tokens
 from robustft.methods.cost import call_cost
@@ -39,7 +45,6 @@ from robustft.methods.parsing import split_thinking
 from robustft.methods.scoring import answer_suffix
 from robustft.schemas import Completion, TokenLogprob
 
-RETRY_STATUS = {408, 409, 429}
 MAX_RATE_LIMIT_WAITS = 20  # 429s with Retry-After per request before they count as failures
 
 
@@ -61,69 +66,6 @@ class Target:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_urls", base_urls(self.base_urls))
-
-
-class HTTPStatusError(Exception):
-    """The endpoint answered with an HTTP error status."""
-
-    def __init__(self, status: int, body: str, headers):
-        super().__init__(f"HTTP {status}: {body[:300]}")
-        self.status, self.headers = status, headers
-
-
-class RequestTimeout(Exception):
-    """No complete reply within the timeout."""
-
-
-class HTTPEndpoint:
-    """One OpenAI-compatible base URL: an aiohttp session (created on first use, on the
-    running loop) with the API key from the environment in its headers."""
-
-    def __init__(self, base_url: str, api_key: str, timeout_s: float,
-                 limiter: RateLimiter | None = None):
-        self.base_url, self.timeout_s, self.limiter = base_url, timeout_s, limiter
-        self.headers = {"Authorization": f"Bearer {api_key}",
-                        "Content-Type": "application/json"}
-        self._session: aiohttp.ClientSession | None = None
-
-    async def request(self, method: str, path: str, body: dict | None = None,
-                      timeout_s: float | None = None) -> Any:
-        """The reply's JSON; raises :class:`HTTPStatusError`, :class:`RequestTimeout`,
-        ``aiohttp.ClientError`` (connection refused, dropped, truncated) or a JSON error."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
-        timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
-        data = json.dumps(body) if body is not None else None
-        try:
-            async with self._session.request(method, self.base_url + path, data=data,
-                                             headers=self.headers, timeout=timeout) as resp:
-                raw = await resp.read()
-                if self.limiter is not None:
-                    self.limiter.observe(resp.headers)
-                if resp.status >= 400:
-                    raise HTTPStatusError(resp.status, raw.decode(errors="replace"),
-                                          resp.headers)
-        except TimeoutError as err:
-            raise RequestTimeout(f"no reply within {timeout.total:g} s") from err
-        return json.loads(raw)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _retry_after(err: Exception) -> float | None:
-    value = err.headers.get("retry-after") if isinstance(err, HTTPStatusError) else None
-    try:
-        return min(float(value), 60.0) if value is not None else None
-    except ValueError:
-        return None
-
-
-class _EmptyReply(Exception):
-    pass
 
 
 class BudgetExceeded(RuntimeError):
@@ -177,31 +119,6 @@ class Budget:
                                    completion.completion_tokens)
         if not self.in_flight and self._idle is not None:
             self._idle.set()
-
-
-def _retryable(err: Exception) -> bool:
-    if isinstance(err, (RequestTimeout, aiohttp.ClientError)):
-        return True
-    if isinstance(err, HTTPStatusError):
-        return err.status in RETRY_STATUS or err.status >= 500
-    return isinstance(err, (_EmptyReply, json.JSONDecodeError))
-
-
-def _replica_down(err: Exception) -> bool:
-    """The replica itself stopped answering (not a problem with this request)."""
-    if isinstance(err, (RequestTimeout, aiohttp.ClientError)):
-        return True
-    return isinstance(err, HTTPStatusError) and err.status in (502, 503, 504)
-
-
-def _describe(err: Exception) -> str:
-    if isinstance(err, HTTPStatusError):
-        return str(err)
-    if isinstance(err, aiohttp.ClientError):
-        return f"connection error ({type(err).__name__}): {str(err)[:300]}"
-    if isinstance(err, RequestTimeout):
-        return f"timeout: {err}"
-    return f"{type(err).__name__}: {str(err)[:300]}"
 
 
 def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
@@ -294,19 +211,19 @@ class LLMClient:
                 return result, attempt, replica.url
             except Exception as err:  # classify, then retry or give up
                 told = (isinstance(err, HTTPStatusError) and err.status == 429
-                        and _retry_after(err) is not None and waits < MAX_RATE_LIMIT_WAITS)
+                        and retry_after(err) is not None and waits < MAX_RATE_LIMIT_WAITS)
                 if told:  # a rate-limit wait the endpoint asked for is not a failed attempt
                     waits += 1
-                    limiter.pause(_retry_after(err))  # every request to the endpoint waits
+                    limiter.pause(retry_after(err))  # every request to the endpoint waits
                     continue
-                if not _retryable(err) or attempt - waits > self.cfg.max_retries:
+                if not retryable(err) or attempt - waits > self.cfg.max_retries:
                     raise CallError(f"{what} failed after {attempt} attempt(s): "
-                                    f"{_describe(err)}", attempt) from err
-                if _replica_down(err) and pool.failover:
-                    pool.failed(replica, _describe(err))
+                                    f"{describe(err)}", attempt) from err
+                if replica_down(err) and pool.failover:
+                    pool.failed(replica, describe(err))
                     if pool.healthy():
                         continue  # fail over to another replica now
-                delay = _retry_after(err)
+                delay = retry_after(err)
                 if delay is None:
                     delay = self.cfg.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
                 if isinstance(err, HTTPStatusError) and err.status == 429:
@@ -357,7 +274,7 @@ class LLMClient:
             data = await client.request("POST", "/chat/completions", body)
             choices = data.get("choices") if isinstance(data, dict) else None
             if not choices or not isinstance(choices[0].get("message"), dict):
-                raise _EmptyReply("reply has no choices")
+                raise EmptyReply("reply has no choices")
             return data
 
         t0 = time.perf_counter()
@@ -407,7 +324,7 @@ class LLMClient:
                                              {"model": model, "input": [texts[i] for i in todo]})
                 data = reply.get("data") if isinstance(reply, dict) else None
                 if not isinstance(data, list) or len(data) != len(todo):
-                    raise _EmptyReply("embeddings reply without one vector per input")
+                    raise EmptyReply("embeddings reply without one vector per input")
                 return [d["embedding"] for d in sorted(data, key=lambda d: d["index"])]
 
             await self.budget.reserve()
