@@ -13,7 +13,6 @@ from rich.table import Table
 from robustft.cli.launch import console, fail
 from robustft.cli.render import sample_story, summary_table
 from robustft.llm.prompt_files import PromptError, builtin_dir, load_prompt, load_prompts
-from robustft.pipeline.outputs import run_cost
 from robustft.store.runstore import RunStore
 from robustft.viewer.data import sample_detail
 
@@ -45,8 +44,7 @@ def summary(run: Path) -> None:
         store = RunStore.open_existing(run)
     except FileNotFoundError as e:
         raise fail(str(e)) from None
-    cost = run_cost(store)
-    console.print(summary_table({**store.totals(), **({"cost": cost} if cost else {})}))
+    console.print(summary_table(store.totals()))
 
 
 def view(run: Path, port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free)."

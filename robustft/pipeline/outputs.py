@@ -15,11 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robustft.config import load_config, prices_of
 from robustft.data.files import file_format, output_name, write_rows
 from robustft.data.shapes import Shape
 from robustft.llm.prompt_files import Prompt
-from robustft.methods.cost import cost_by_role
 from robustft.pipeline.contract import KEPT
 from robustft.schemas import Decision, Sample
 from robustft.store.runstore import RunStore
@@ -97,9 +95,7 @@ def write_summary(store: RunStore, input_path: Path, shape: Shape, kept: int, me
     """summary.json of a finished run (single-process or Ray): totals from the store, the
     task and shape, the outputs, the method, and ``extra`` facts of this invocation."""
     out = store.dir
-    cost = run_cost(store)
-    summary = {**store.totals(), **({"cost": cost} if cost else {}),
-               "task": shape.task, "format": shape.format,
+    summary = {**store.totals(), "task": shape.task, "format": shape.format,
                "input": str(input_path), "kept": kept,
                "outputs": {"curated": str(out / output_name(input_path)),
                            "sft": str(out / "sft.jsonl"),
@@ -108,16 +104,6 @@ def write_summary(store: RunStore, input_path: Path, shape: Shape, kept: int, me
                "method": method, **(extra or {})}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
-
-
-def run_cost(store: RunStore) -> dict[str, Any] | None:
-    """Cost per role of every call in the run at the prices of its config snapshot (None when
-    the config names no prices)."""
-    path = store.dir / "config.yaml"
-    if not path.is_file():
-        return None
-    prices = prices_of(load_config(path))
-    return cost_by_role(store.tokens_by_role_model(), prices) if prices else None
 
 
 def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, shape: Shape,

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from robustft.config import load_config, prices_of
+from robustft.methods.cost import cost_by_role
 from robustft.schemas import AgentCall, InputError
 
 SCHEMA = """
@@ -327,38 +329,29 @@ class RunStore:
             "SELECT id FROM samples WHERE final IS NOT NULL AND final != original ORDER BY row "
             "LIMIT ?", (limit,))]
 
-    def tokens_by_role_model(self) -> list[tuple[str, str | None, int, int]]:
-        """(role, model, prompt tokens, completion tokens) over every call in the traces (a
-        call served from the cache stands for the one paid when it was first made)."""
-        out: dict[tuple[str, str | None], list[int]] = {}
-        for db in self._call_dbs():
-            for role, model, p, c in db.execute(
-                    "SELECT role, model, COALESCE(SUM(prompt_tokens),0), "
-                    "COALESCE(SUM(completion_tokens),0) FROM calls GROUP BY role, model"):
-                v = out.setdefault((role, model), [0, 0])
-                v[0] += p
-                v[1] += c
-        return [(r, m, p, c) for (r, m), (p, c) in out.items()]
-
     def totals(self) -> dict[str, Any]:
         fates = dict(self.db.execute(
             "SELECT COALESCE(fate, stage), COUNT(*) FROM samples GROUP BY 1"))
         calls = pt = ct = errs = cached = 0
         by_role: dict[str, dict[str, int]] = {}
+        by_role_model: dict[tuple[str, str | None], list[int]] = {}
         for db in self._call_dbs():
             n, p, c, e, h = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), "
                 "COALESCE(SUM(completion_tokens),0), COUNT(error), COALESCE(SUM(cached),0) "
                 "FROM calls").fetchone()
             calls, pt, ct, errs, cached = calls + n, pt + p, ct + c, errs + e, cached + h
-            for r, n, p, c in db.execute(
-                    "SELECT role, COUNT(*), COALESCE(SUM(prompt_tokens),0), "
-                    "COALESCE(SUM(completion_tokens),0) FROM calls GROUP BY role"):
+            for r, m, n, p, c in db.execute(
+                    "SELECT role, model, COUNT(*), COALESCE(SUM(prompt_tokens),0), "
+                    "COALESCE(SUM(completion_tokens),0) FROM calls GROUP BY role, model"):
                 v = by_role.setdefault(r, {"calls": 0, "prompt_tokens": 0,
                                            "completion_tokens": 0})
                 v["calls"] += n
                 v["prompt_tokens"] += p
                 v["completion_tokens"] += c
+                tokens = by_role_model.setdefault((r, m), [0, 0])
+                tokens[0] += p
+                tokens[1] += c
         by_role = dict(sorted(by_role.items()))
         changed = self.db.execute(
             "SELECT COUNT(*) FROM samples WHERE fate='relabeled-kept' AND final != original"
@@ -368,4 +361,13 @@ class RunStore:
                "completion_tokens": ct, "labels_changed": changed, "by_role": by_role}
         if (precision := self.get_meta("precision")) is not None:
             out["precision"] = json.loads(precision)
+        prices = self._prices()
+        if prices:  # every call in the traces: a cached one stands for the one paid first
+            out["cost"] = cost_by_role(
+                [(r, m, p, c) for (r, m), (p, c) in by_role_model.items()], prices)
         return out
+
+    def _prices(self) -> dict[str, tuple[float, float]]:
+        """The prices of the run's config snapshot (none without one)."""
+        path = self.dir / "config.yaml"
+        return prices_of(load_config(path)) if path.is_file() else {}

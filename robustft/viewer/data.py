@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from robustft.pipeline.outputs import run_cost
 from robustft.store.runstore import SORTS, RunStore
 
 FILTERS = ("fate", "changed", "errors", "q")
@@ -36,8 +35,6 @@ def _read(path: Path) -> str | None:
 def summary(store: RunStore) -> dict[str, Any]:
     """Counts by fate, label changes, calls and tokens, histograms, config and prompt hashes."""
     totals = store.totals()
-    if (cost := run_cost(store)) is not None:
-        totals["cost"] = cost
     ent, conf = store.entropies(), store.confidences()
     prompts = _read(store.dir / "prompts.json")
     return {
