@@ -39,6 +39,15 @@ class Candidate:
     def key(self) -> SelectionKey:
         return selection_key(self.entropy, self.row)
 
+    @property
+    def story(self) -> str:
+        """The start of its reason: the label change and the entropy."""
+        change = (f"label {self.original} -> {self.answer}" if self.answer != self.original
+                  else f"label {self.original} confirmed")
+        e_txt = ("unknown" if self.entropy is None
+                 else f"{self.entropy:.4f} ({self.entropy_source})")
+        return f"{change}; entropy {e_txt}"
+
 
 def relabel_candidates(records: Iterable[dict[str, Any]], config: Config
                        ) -> tuple[list[FateRow], list[Candidate]]:
@@ -64,16 +73,12 @@ def selected_fates(candidates: Iterable[Candidate], cutoff: SelectionKey | None,
     :func:`robustft.methods.selection.cutoff_key`)."""
     out = []
     for c in candidates:
-        change = (f"label {c.original} -> {c.answer}" if c.answer != c.original
-                  else f"label {c.original} confirmed")
-        e_txt = ("unknown" if c.entropy is None
-                 else f"{c.entropy:.4f} ({c.entropy_source})")
         if cutoff is not None and c.key <= cutoff:
-            out.append((c.id, Fate.RELABELED_KEPT, f"{change}; entropy {e_txt} in lowest "
-                        f"{beta:.0%}", c.answer))
+            out.append((c.id, Fate.RELABELED_KEPT, f"{c.story} in lowest {beta:.0%}",
+                        c.answer))
         else:
-            out.append((c.id, Fate.RELABELED_DROPPED, f"{change}; entropy {e_txt} above the "
-                        f"{beta:.0%} cutoff", c.answer))
+            out.append((c.id, Fate.RELABELED_DROPPED, f"{c.story} above the {beta:.0%} cutoff",
+                        c.answer))
     return out
 
 
@@ -81,20 +86,16 @@ def precision_fates(candidates: Iterable[Candidate], cut: PrecisionCut) -> list[
     """Kept when the candidate's entropy is known and within the precision cutoff."""
     out = []
     for c in candidates:
-        change = (f"label {c.original} -> {c.answer}" if c.answer != c.original
-                  else f"label {c.original} confirmed")
-        e_txt = "unknown" if c.entropy is None else f"{c.entropy:.4f} ({c.entropy_source})"
         if cut.cutoff is None:
-            out.append((c.id, Fate.RELABELED_DROPPED, f"{change}; entropy {e_txt}; "
-                        f"{cut.reason}", c.answer))
+            out.append((c.id, Fate.RELABELED_DROPPED, f"{c.story}; {cut.reason}", c.answer))
         elif c.entropy is not None and c.entropy <= cut.cutoff:
-            out.append((c.id, Fate.RELABELED_KEPT, f"{change}; entropy {e_txt} ≤ cutoff "
-                        f"{cut.cutoff:.4f} (kept relabels' estimated precision "
-                        f"{cut.estimate:.3f} ≥ target {cut.target:.2f}; 10% bootstrap "
-                        f"quantile {cut.lower:.3f})", c.answer))
+            out.append((c.id, Fate.RELABELED_KEPT, f"{c.story} ≤ cutoff {cut.cutoff:.4f} "
+                        f"(kept relabels' estimated precision {cut.estimate:.3f} ≥ target "
+                        f"{cut.target:.2f}; 10% bootstrap quantile {cut.lower:.3f})",
+                        c.answer))
         else:
-            out.append((c.id, Fate.RELABELED_DROPPED, f"{change}; entropy {e_txt} above the "
-                        f"cutoff {cut.cutoff:.4f} for precision {cut.target:.2f}", c.answer))
+            out.append((c.id, Fate.RELABELED_DROPPED, f"{c.story} above the cutoff "
+                        f"{cut.cutoff:.4f} for precision {cut.target:.2f}", c.answer))
     return out
 
 
