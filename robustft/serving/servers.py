@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from robustft.config import ROLES, Config, resolved_endpoint
+from robustft.config import ROLES, Config, cache_dir, resolved_endpoint
 from robustft.llm.prompt_files import builtin_dir
 
 PASSTHROUGH_TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
@@ -28,10 +28,6 @@ EMBEDDED_NAME = "gemma-3-270m"
 
 class ServeError(RuntimeError):
     """The server could not be started or did not become healthy."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("ROBUSTFT_CACHE") or Path.home() / ".cache" / "robustft")
 
 
 def embedded_model_path() -> Path:
