@@ -146,11 +146,17 @@ class LLMClient:
 
     def _client(self, base_url: str, api_key_env: str,
                 limiter: RateLimiter | None = None) -> HTTPEndpoint:
+        """The HTTP endpoint of one replica; ``limiter`` (its target's) then reads the rate
+        limit headers of every reply, whichever call created the endpoint first (a health
+        probe creates it without one)."""
         key = (base_url, api_key_env)
         if key not in self._clients:
             self._clients[key] = HTTPEndpoint(
-                base_url, os.environ.get(api_key_env) or "no-key", self.cfg.timeout_s, limiter)
-        return self._clients[key]
+                base_url, os.environ.get(api_key_env) or "no-key", self.cfg.timeout_s)
+        endpoint = self._clients[key]
+        if limiter is not None:
+            endpoint.limiter = limiter
+        return endpoint
 
     def limiter(self, target: Target) -> RateLimiter:
         """The rate limiter of the target's endpoint + key (its limits, else the endpoint
