@@ -9,7 +9,7 @@ from typing import Any, Literal
 from robustft.config import Config, resolved_endpoint
 from robustft.llm.client import CallError, LLMClient, Target
 from robustft.llm.prompt_files import Prompt
-from robustft.methods.parsing import Parsed, parse_answer
+from robustft.methods.parsing import Parsed, answer_format, parse_answer
 from robustft.methods.scoring import mean_nll, mean_token_entropy, token_at, tokens_in_span
 from robustft.retrieval.embedder import Embedder
 from robustft.retrieval.index import CleanIndex
@@ -67,10 +67,13 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample, *,
             raise CallError("no endpoint: set --base-url, OPENAI_BASE_URL or endpoint.base_url",
                             0)
         limits = (rc.requests_per_minute, rc.tokens_per_minute)
+        held = (prompt.structured and sample.letters and parser is None
+                and deps.config.endpoint.structured_outputs)
         completion = await deps.client.chat(
             Target(urls, model, key_env, *limits), messages, temperature=rc.temperature,
             max_tokens=rc.max_tokens, top_logprobs=rc.top_logprobs, stop=prompt.stop,
-            sample_index=sample_index)
+            sample_index=sample_index,
+            response_format=answer_format(prompt.structured, sample.letters) if held else None)
     except CallError as e:
         call.parse_status, call.error, call.attempts = "error", e.reason, e.attempts
         return call
@@ -79,6 +82,7 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample, *,
     call.model, call.raw, call.answer = completion.model, completion.text, parsed.answer
     call.parse_status, call.reasoning = parsed.status, parsed.reasoning
     call.thinking, call.reasoning_tokens = completion.thinking, completion.reasoning_tokens
+    call.structured, call.batched = completion.structured, completion.batched
     if completion.thinking_truncated:  # no answer yet, not a wrong one
         call.parse_status, call.answer, call.reasoning = "truncated", None, None
     call.prompt_tokens, call.completion_tokens = (completion.prompt_tokens,

@@ -5,7 +5,7 @@ local server that answers every call after a fixed latency with unlimited parall
                                   [--config YAML ...]
 
 Default input: all rows of ``../shared/data/robustft-arc/noisy30.csv`` (1,778 ARC rows; 2,000
-synthetic parity rows when the shared data is absent). The server (``eval.scripted_server``,
+synthetic parity rows when the shared data is absent). The server (``eval.fast_server``,
 script ``any_choice`` on its asyncio server with memoised replies, also serving
 ``/v1/embeddings``) runs in its own process. For each run
 it prints the client process's CPU from ``wait4`` rusage (user + system, per endpoint call),
@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Annotated, TypedDict
 
-from eval.scripted_server import serve_in_subprocess, write_parity_rows
+from eval.fast_server import serve_in_subprocess
+from eval.scripted_server import write_parity_rows
 
 ARC = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "robustft-arc"
 

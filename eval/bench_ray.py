@@ -87,7 +87,7 @@ def main() -> None:
         _child(mode, args.samples, url, args.workers, args.concurrency, args.block_rows,
                workdir)
         return
-    from eval.scripted_server import serve_in_subprocess
+    from eval.fast_server import serve_in_subprocess
 
     server, url = serve_in_subprocess(args.latency)
     results = {}

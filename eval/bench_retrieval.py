@@ -112,7 +112,7 @@ def main() -> None:
         kind, out, url = args.child
         _embed_here(kind, texts(args.rows), Path(out), None if url == "-" else url)
         return
-    from eval.scripted_server import serve_in_subprocess
+    from eval.fast_server import serve_in_subprocess
     from robustft.retrieval.embedder import default_embedder_path, onnx_model_path
 
     for int8 in (False, True):  # built once, here: the children measure steady state

@@ -47,7 +47,7 @@ def main() -> None:
         n, url, workdir = args.child
         _child(int(n), url, args.concurrency, workdir)
         return
-    from eval.scripted_server import serve_in_subprocess
+    from eval.fast_server import serve_in_subprocess
 
     server, url = serve_in_subprocess(0.0)
     rows = []

@@ -62,7 +62,7 @@ def tokens_of(text: str) -> list[str]:
 def _logprobs(text: str, dist: dict[str, float] | None, top_n: int) -> dict[str, Any]:
     toks = tokens_of(text)
     answer_at = None
-    m = list(re.finditer(r"Answer:\s*([A-Za-z])\b", text))
+    m = list(re.finditer(r'(?:Answer:\s*|"answer":\s*")([A-Za-z])\b', text))
     if m and dist:
         pos, offset = 0, m[-1].start(1)
         for i, t in enumerate(toks):
@@ -84,6 +84,20 @@ def _logprobs(text: str, dist: dict[str, float] | None, top_n: int) -> dict[str,
     return {"content": content}
 
 
+def held_to_schema(reply: Reply, response_format: dict) -> Reply:
+    """The reply a constrained decoder gives for a JSON schema from :func:`answer_format`: the
+    script's answer letter (the first allowed one when it has none) and, for a "reasoning"
+    schema, the text before the answer line."""
+    schema = response_format["json_schema"]["schema"]
+    allowed = schema["properties"]["answer"]["enum"]
+    found = re.findall(r"Answer:\s*([A-Za-z])\b", reply.text)
+    letter = found[-1] if found and found[-1] in allowed else allowed[0]
+    obj = {"answer": letter}
+    if "reasoning" in schema["properties"]:
+        obj = {"reasoning": reply.text.rsplit("Answer:", 1)[0].strip(), **obj}
+    return Reply(json.dumps(obj), reply.dist, reply.usage)
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -93,8 +107,12 @@ class _HTTPServer(ThreadingHTTPServer):
 class ScriptedServer:
     def __init__(self, script: Callable[[dict], Reply], models: list[str] | None = None,
                  delay_s: float = 0.0, gate_after: int | None = None,
-                 die_after: int | None = None, rate_limit: tuple[int, float] | None = None):
+                 die_after: int | None = None, rate_limit: tuple[int, float] | None = None,
+                 structured: str | None = None):
         self.script, self.models, self.delay_s = script, models or ["scripted"], delay_s
+        # a request's response_format: "accept" (hold the reply to it), "reject" (HTTP 400,
+        # as endpoints without structured outputs do) or None (ignored, replied in free text)
+        self.structured = structured
         self.requests: list[dict] = []
         self.delivered: list[str] = []  # canonical bodies of requests answered with a reply
         self.faults: deque[Fault] = deque()
@@ -133,6 +151,9 @@ class ScriptedServer:
             def do_GET(self):
                 if self._dead():
                     return
+                if (routed := server.route("GET", self.path, b"", self.headers)) is not None:
+                    self._send(*routed)
+                    return
                 if self.path.rstrip("/").endswith("/models"):
                     self._send(200, json.dumps({"object": "list", "data": [
                         {"id": m, "object": "model", "owned_by": "test"}
@@ -141,9 +162,13 @@ class ScriptedServer:
                     self._send(404, '{"error": "not found"}')
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
                 if self._dead():
                     return
+                if (routed := server.route("POST", self.path, raw, self.headers)) is not None:
+                    self._send(*routed)
+                    return
+                body = json.loads(raw)
                 with server._lock:
                     server.requests.append(body)
                     fault = server.faults.popleft() if server.faults else None
@@ -194,6 +219,11 @@ class ScriptedServer:
         self.httpd = _HTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
+    def route(self, method: str, path: str, raw: bytes, headers) -> tuple[int, str] | None:
+        """(status, body) for a request this server handles itself; None: the chat,
+        completion and embedding endpoints answer it (a subclass adds endpoints here)."""
+        return None
+
     def _over_limit(self) -> float | None:
         """Seconds until a request fits the rate limit (None: it fits and is admitted)."""
         if self.rate_limit is None:
@@ -221,7 +251,12 @@ class ScriptedServer:
                 "choices": [{"index": 0, "text": reply.text, "finish_reason": "stop"}]}
 
     def complete(self, body: dict) -> dict:
+        fmt = body.get("response_format")
+        if fmt is not None and self.structured == "reject":
+            raise LookupError("unsupported parameter: response_format")
         reply = self.script(body)
+        if fmt is not None and self.structured == "accept":
+            reply = held_to_schema(reply, fmt)
         content, generated, extra = reply.text, reply.text, {}
         if reply.thinking is not None:
             answer = "" if reply.truncated else reply.text
@@ -336,69 +371,3 @@ def write_parity_rows(path, n: int) -> None:
             f.write(json.dumps({"id": f"p{i}", "question": f"Is {i} even?",
                                 "options": ["yes", "no"],
                                 "answer": "A" if even != wrong else "B"}) + "\n")
-
-
-def serve_fast(script: Callable[[dict], Reply], delay_s: float) -> None:
-    """Serve ``script`` until killed on an aiohttp (asyncio) server whose replies are memoised
-    per request body: a benchmark's server must cost far less CPU than the client it
-    measures (a thread per connection does not, at 300+ requests/s on 2 cores). Prints the
-    base URL first."""
-    import asyncio
-
-    from aiohttp import web
-
-    replies: dict[bytes, bytes] = {}
-    helper = ScriptedServer(script)  # its reply builders only; never started
-
-    async def chat(request: web.Request) -> web.Response:
-        raw = await request.read()
-        if raw not in replies:
-            replies[raw] = json.dumps(helper.complete(json.loads(raw))).encode()
-        await asyncio.sleep(delay_s)
-        return web.Response(body=replies[raw], content_type="application/json")
-
-    async def embeddings(request: web.Request) -> web.Response:
-        body = await request.json()
-        await asyncio.sleep(delay_s)
-        return web.json_response(embeddings_reply(body))
-
-    async def models(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": m, "object": "model", "owned_by": "test"} for m in helper.models]})
-
-    async def main() -> None:
-        app = web.Application(client_max_size=64 * 2**20)
-        app.router.add_post("/v1/chat/completions", chat)
-        app.router.add_post("/v1/embeddings", embeddings)
-        app.router.add_get("/v1/models", models)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        print(f"http://127.0.0.1:{port}/v1", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
-def serve_in_subprocess(delay_s: float = 0.0, script: str = "parity", fast: bool = False):
-    """Start a server playing one of ``SCRIPTS`` in its own process (no GIL shared with the
-    client under test); returns (process, base_url). Stop it with ``process.terminate()``."""
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, "-m", "eval.scripted_server", str(delay_s), script,
-                             *(["fast"] if fast else [])], stdout=subprocess.PIPE, text=True)
-    return proc, proc.stdout.readline().strip()
-
-
-if __name__ == "__main__":
-    import sys
-
-    script = SCRIPTS[sys.argv[2] if len(sys.argv) > 2 else "parity"]
-    if sys.argv[3:] == ["fast"]:
-        serve_fast(script, float(sys.argv[1]))
-    with ScriptedServer(script, delay_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0) as s:
-        print(s.base_url, flush=True)
-        s.thread.join()

@@ -14,8 +14,10 @@ from robustft.config import Config, RunOptions, prices_of
 from robustft.data.files import load_samples
 from robustft.graph import clear_run, robustft_run
 from robustft.graph.stages import Run
+from robustft.llm.batch import BatchLedger, BatchQueue
+from robustft.llm.budget import Budget
 from robustft.llm.cache import RequestCache
-from robustft.llm.client import Budget, LLMClient
+from robustft.llm.client import LLMClient
 from robustft.pipeline.contract import Method
 from robustft.pipeline.outputs import write_outputs
 from robustft.pipeline.setup import (
@@ -61,11 +63,19 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
         cache = RequestCache(opts.cache_path or run_dir / "cache.sqlite")
         client = LLMClient(config.endpoint, cache, Budget(
             opts.max_calls, opts.max_tokens, opts.max_cost, prices_of(config)))
+        if opts.batch:  # every sample in flight: each round's requests form one batch
+            b = config.batch
+            client.batch = BatchQueue(BatchLedger(run_dir / "batches.sqlite"),
+                                      run_dir / "batches", b.poll_s, b.max_poll_s,
+                                      b.completion_window, rep.note)
+            config = config.model_copy(update={"concurrency": max(len(samples), 1)})
         run = Run(config, store, Deps(config=config, client=client, prompts=prompts), samples,
                   done, rep)
         try:
             await m.stages(run)
         finally:
+            if client.batch is not None:
+                await client.batch.aclose()
             await client.aclose()
             cache.close()
         store.set_fates(m.fates(run))
@@ -73,6 +83,8 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
                              {"this_invocation": {"endpoint_calls": client.budget.calls,
                                                   "endpoint_tokens": client.budget.tokens,
                                                   "endpoint_cost": client.budget.cost,
+                                                  **(client.batch.counts() if client.batch
+                                                     else {}),
                                                   "cache_hits": cache.hits}})
     finally:
         store.close()

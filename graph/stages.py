@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from robustft.agents.base import Deps
 from robustft.config import Config
 from robustft.graph.state import SampleState
-from robustft.llm.client import BudgetExceeded
+from robustft.llm.budget import BudgetExceeded
 from robustft.pipeline.setup import Reporter
 from robustft.schemas import Sample
 from robustft.store.runstore import RunStore

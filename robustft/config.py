@@ -51,6 +51,10 @@ class EndpointConfig(_Strict):
     tokens_per_minute: float | None = Field(
         None, gt=0, description="Client-side limit on prompt + completion tokens per minute "
         "(estimated before sending, settled with the reply's usage).")
+    structured_outputs: bool = Field(
+        True, description="Hold multiple-choice answers to the option letters with a JSON "
+        "schema (response_format) where the prompt declares 'structured'; an endpoint that "
+        "refuses the parameter is remembered and asked in free text.")
     health_interval_s: float = Field(
         5.0, gt=0, description="With several base URLs: a replica that stopped answering "
         "(connection error, timeout, 502/503/504) is left out and probed (GET /models) at "
@@ -253,6 +257,13 @@ class TrainConfig(_Strict):
         "in float32.")
 
 
+class BatchConfig(_Strict):
+    poll_s: float = Field(5.0, gt=0, description="curate --batch: first wait between polls of "
+                          "a batch (grows 1.5x per poll).")
+    max_poll_s: float = Field(60.0, gt=0, description="Longest wait between polls.")
+    completion_window: str = Field("24h", description="The batches' completion_window.")
+
+
 class ModelPrice(_Strict):
     input: float = Field(..., ge=0, description="Price per million prompt tokens.")
     output: float = Field(..., ge=0, description="Price per million completion tokens "
@@ -276,6 +287,8 @@ class Config(_Strict):
                                description="CLEAR confidence, filtering and correction.")
     train: TrainConfig = Field(default_factory=TrainConfig,
                                description="Fine-tuning (robustft train, curate --train).")
+    batch: BatchConfig = Field(default_factory=BatchConfig,
+                               description="The Batch API path (curate --batch).")
     concurrency: int = Field(16, ge=1, description="Samples processed at once (one bound).")
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description="Prices per million tokens by model name (as sent "
@@ -379,3 +392,4 @@ class RunOptions:
     ray: str | None = None  # Ray cluster address (local | auto | ray://host:port): curate --ray
     workers: int = 2  # Ray actors per stage
     block_rows: int = 1000  # rows per block (one shard, one Ray task) under --ray
+    batch: bool = False  # requests go out through the Batch API (/files + /batches)

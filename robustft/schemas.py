@@ -82,6 +82,8 @@ class Completion(BaseModel):
     thinking: str | None = None  # a reasoning model's thinking (reasoning_content or <think>)
     thinking_truncated: bool = False  # cut by max_tokens before the thinking ended
     reasoning_tokens: int | None = None  # thinking tokens (usage details), when reported
+    structured: bool = False  # sent with a response_format the endpoint accepted
+    batched: bool = False  # answered through the Batch API (curate --batch)
 
 
 class AgentCall(BaseModel):
@@ -100,6 +102,8 @@ class AgentCall(BaseModel):
     thinking: str | None = Field(None, description="a reasoning model's thinking")
     reasoning_tokens: int | None = Field(None, description="thinking tokens, when reported")
     reasoning: str | None = Field(None, description="text before the final answer line")
+    structured: bool = Field(
+        False, description="the reply was held to a JSON schema (structured outputs)")
     answer_top_logprobs: list[tuple[str, float]] | None = Field(
         None, description="top_logprobs at the answer token")
     mean_nll: float | None = Field(None, description="mean negative logprob of reply tokens")
@@ -111,6 +115,7 @@ class AgentCall(BaseModel):
     latency_s: float = 0.0
     attempts: int = 0
     cached: bool = Field(False, description="answered from the per-request cache")
+    batched: bool = Field(False, description="answered through the Batch API (--batch)")
     error: str | None = None
 
 

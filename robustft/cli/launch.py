@@ -22,9 +22,17 @@ from rich.progress import (
 from rich.table import Table
 
 from robustft.cli.render import summary_table
-from robustft.config import Config, RunOptions, load_config, prices_of, resolved_endpoint
+from robustft.config import (
+    Config,
+    RunOptions,
+    endpoint_urls,
+    load_config,
+    prices_of,
+    resolved_endpoint,
+)
 from robustft.data.files import InputFileError, load_samples
-from robustft.llm.client import BudgetExceeded
+from robustft.llm.batch import MAX_REQUESTS
+from robustft.llm.budget import BudgetExceeded
 from robustft.llm.prompt_files import PromptError, builtin_dir, load_prompts
 from robustft.llm.tokens import tokenizer_name
 from robustft.methods.cost import call_cost
@@ -143,7 +151,7 @@ def load_for_retry(run: Path, config: Path | None) -> tuple[Config, Path]:
     return cfg, Path(input_path)
 
 
-def dry_run_table(cfg: Config, input: Path, method: str) -> None:
+def dry_run_table(cfg: Config, input: Path, method: str, batch: bool = False) -> None:
     from robustft.graph.runner import method_named
 
     m = method_named(method)
@@ -158,7 +166,8 @@ def dry_run_table(cfg: Config, input: Path, method: str) -> None:
               title=f"planned calls for {len(samples)} samples ({len(errors)} invalid rows; "
                     f"token estimates: {tokenizer_name()})")
     total, cost = [0, 0, 0], 0.0
-    for r in plan_calls(cfg, prompts, samples, m):
+    rows = plan_calls(cfg, prompts, samples, m)
+    for r in rows:
         c = call_cost(prices, resolved_endpoint(cfg, r["role"])[1], r["prompt_tokens"],
                       r["max_completion_tokens"])
         cost += c
@@ -169,6 +178,8 @@ def dry_run_table(cfg: Config, input: Path, method: str) -> None:
     t.add_row("total", "", "", *map(str, total), *([f"{cost:.4f}"] if prices else []),
               style="bold")
     console.print(t)
+    if batch:
+        console.print(batch_plan(cfg, rows))
     if prices:
         console.print(f"estimated cost at most {cost:.4f} (every completion at max_tokens; "
                       "roles whose model has no price count 0)")
@@ -176,3 +187,19 @@ def dry_run_table(cfg: Config, input: Path, method: str) -> None:
                   "inserted into later prompts is not counted")
 
 
+def batch_plan(cfg: Config, rows: list[dict]) -> str:
+    """What ``--batch`` sends: per stage, its requests as batch files, one round per step of
+    dependent calls (a sample's next call waits for the previous reply)."""
+    stages: dict[str, list[int]] = {}
+    for r in rows:
+        stages.setdefault(r["stage"], []).append(r["calls"])
+    where = ", ".join(endpoint_urls(cfg, None)) or "the endpoint"
+    lines = [f"batch plan (--batch): requests go to {where} as OpenAI batches of at most "
+             f"{MAX_REQUESTS:,} requests, polled every {cfg.batch.poll_s:g}-"
+             f"{cfg.batch.max_poll_s:g} s (window {cfg.batch.completion_window}); input files "
+             "kept in RUN/batches/"]
+    for stage, calls in stages.items():
+        files = sum(-(-n // MAX_REQUESTS) for n in calls)
+        lines.append(f"  {stage}: {sum(calls)} requests in at most {len(calls)} rounds, "
+                     f"{files} batch file(s)")
+    return "\n".join(lines)

@@ -42,6 +42,7 @@ from robustft.serving.servers import (
     free_port,
     llama_server_binary,
     llama_server_command,
+    needs_embedded,
     vllm_command,
 )
 
@@ -78,6 +79,9 @@ def curate(
                             ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print planned calls and estimated tokens; "
                                           "call nothing.")] = False,
+    batch: Annotated[bool, typer.Option(help="Send the calls through the endpoint's Batch API "
+                                        "(/v1/files + /v1/batches), one batch per round; "
+                                        "rerun to resume polling.")] = False,
     method: Annotated[str, typer.Option(help="robustft (default) or clear.")] = "robustft",
     train_after: Annotated[bool, typer.Option("--train", help="Fine-tune on the curated "
                                               "sft.jsonl afterwards (RUN/model).")] = False,
@@ -114,17 +118,21 @@ def curate(
     cfg.override(base_url, model, concurrency, prompts)
     if dry_run:
         try:
-            return dry_run_table(cfg, input, method)
+            return dry_run_table(cfg, input, method, batch)
         except (InputFileError, PromptError, ValueError) as e:
             raise fail(str(e)) from None
     if method not in ("robustft", "clear"):
         raise fail(f"unknown method {method!r}: use robustft or clear")
+    if batch and (ray is not None or needs_embedded(cfg)):
+        raise fail("--batch needs an endpoint with the Batch API (/v1/files + /v1/batches) "
+                   "and one process: not the embedded server, not --ray")
     if max_cost is not None and not cfg.prices:
         raise fail("--max-cost needs prices: set 'prices' in the config (per model, per "
                    "million input/output tokens)")
     options = RunOptions(cache_path=cache, max_calls=max_calls, max_tokens=max_tokens,
                          max_cost=max_cost, retry_errors=retry_errors is not None,
-                         method=method, ray=ray, workers=workers, block_rows=block_rows)
+                         method=method, ray=ray, workers=workers, block_rows=block_rows,
+                         batch=batch)
     summary = run_curate_cli(cfg, input, output, slots, options)
     if train_after:
         finetune.run_train(output / "sft.jsonl", train_model, output / "model", cfg)

@@ -130,15 +130,18 @@ def summary_table(summary: dict[str, Any]) -> Group:
             fates.add_row(f"{f} (unfinished)", str(n))
     fates.add_row("total", str(summary["samples"]), style="bold")
     cost = summary.get("cost")
-    roles = Table("role", "calls", "prompt tokens", "completion tokens",
-                  *(["cost"] if cost else []), title="LLM calls")
+    roles = Table("role", "calls", "prompt tokens", "completion tokens", "unparsed",
+                  "structured", *(["cost"] if cost else []), title="LLM calls")
     for role, v in summary["by_role"].items():
         roles.add_row(role, str(v["calls"]), str(v["prompt_tokens"]),
-                      str(v["completion_tokens"]),
+                      str(v["completion_tokens"]), str(v.get("unparsed", 0)),
+                      str(v.get("structured", 0)),
                       *([f"{cost['by_role'].get(role, 0):.4f}"] if cost else []))
     roles.add_row("total", str(summary["calls"]), str(summary["prompt_tokens"]),
-                  str(summary["completion_tokens"]), *([f"{cost['total']:.4f}"] if cost else []),
-                  style="bold")
+                  str(summary["completion_tokens"]),
+                  *(str(sum(v.get(k, 0) for v in summary["by_role"].values()))
+                    for k in ("unparsed", "structured")),
+                  *([f"{cost['total']:.4f}"] if cost else []), style="bold")
     if cost and cost["unpriced_models"]:
         roles.caption = f"no price for: {', '.join(cost['unpriced_models'])} (counted as 0)"
     extra = Text(f"labels changed: {summary['labels_changed']}   failed calls: "

@@ -20,13 +20,17 @@ new calls once a call or token limit is reached.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from robustft.config import EndpointConfig, base_urls
+from robustft.llm.batch import BatchQueue
+from robustft.llm.budget import Budget
 from robustft.llm.cache import RequestCache, request_key
 from robustft.llm.endpoints import Replica, ReplicaPool
 from robustft.llm.http import (
@@ -40,11 +44,13 @@ from robustft.llm.http import (
 )
 from robustft.llm.ratelimit import RateLimiter
 from robustft.llm.tokens import estimate_messages, estimate_tokens
-from robustft.methods.cost import call_cost
 from robustft.methods.parsing import split_thinking
 from robustft.methods.scoring import answer_suffix
 from robustft.schemas import Completion, TokenLogprob
 
+log = logging.getLogger("robustft")
+# what an endpoint's 400 says when it refuses structured outputs (not some other bad request)
+_REFUSAL = re.compile(r"response_format|json_schema|structured|schema|grammar", re.IGNORECASE)
 MAX_RATE_LIMIT_WAITS = 20  # 429s with Retry-After per request before they count as failures
 
 
@@ -68,57 +74,9 @@ class Target:
         object.__setattr__(self, "base_urls", base_urls(self.base_urls))
 
 
-class BudgetExceeded(RuntimeError):
-    """A --max-calls / --max-tokens limit is reached: no new calls; the run stops resumably."""
-
-
-class Budget:
-    """Counts endpoint calls, tokens and cost of this invocation (cache hits are free).
-
-    A call is counted when it is issued, so ``max_calls`` is exact under concurrency; tokens
-    are known only when replies arrive, so calls already in flight may pass ``max_tokens``.
-    When a limit is reached, the refused caller first waits for the calls in flight to finish
-    (their replies reach the cache), so stopping wastes no call that was paid for.
-    """
-
-    def __init__(self, max_calls: int | None = None, max_tokens: int | None = None,
-                 max_cost: float | None = None,
-                 prices: dict[str, tuple[float, float]] | None = None):
-        self.max_calls, self.max_tokens, self.max_cost = max_calls, max_tokens, max_cost
-        self.prices = prices or {}
-        self.calls = self.tokens = self.in_flight = 0
-        self.cost = 0.0
-        self._idle: asyncio.Event | None = None
-
-    def _exhausted(self) -> str | None:
-        if self.max_calls is not None and self.calls >= self.max_calls:
-            return f"call budget reached ({self.calls} calls)"
-        if self.max_tokens is not None and self.tokens >= self.max_tokens:
-            return f"token budget reached ({self.tokens} tokens)"
-        if self.max_cost is not None and self.cost >= self.max_cost:
-            return f"cost budget reached ({self.cost:.4f} at the configured prices)"
-        return None
-
-    async def reserve(self) -> None:
-        """Count one call about to be issued, or raise once the calls in flight are done."""
-        if (why := self._exhausted()) is not None:
-            while self.in_flight:
-                self._idle = self._idle or asyncio.Event()
-                self._idle.clear()
-                await self._idle.wait()
-            raise BudgetExceeded(why)
-        self.calls += 1
-        self.in_flight += 1
-
-    def release(self, completion: Completion | None) -> None:
-        """A reserved call ended (``completion`` None when it failed)."""
-        self.in_flight -= 1
-        if completion is not None:
-            self.tokens += completion.prompt_tokens + completion.completion_tokens
-            self.cost += call_cost(self.prices, completion.model, completion.prompt_tokens,
-                                   completion.completion_tokens)
-        if not self.in_flight and self._idle is not None:
-            self._idle.set()
+def _has_choice(data: Any) -> bool:
+    choices = data.get("choices") if isinstance(data, dict) else None
+    return bool(choices) and isinstance(choices[0].get("message"), dict)
 
 
 def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
@@ -138,10 +96,13 @@ class LLMClient:
     def __init__(self, endpoint: EndpointConfig, cache: RequestCache | None = None,
                  budget: Budget | None = None):
         self.cfg, self.cache, self.budget = endpoint, cache, budget or Budget()
+        self.batch: BatchQueue | None = None  # batch mode: requests go out as batches
         self._clients: dict[tuple[str, str], HTTPEndpoint] = {}
         self._limiters: dict[tuple[tuple[str, ...], str], RateLimiter] = {}
         self._pools: dict[tuple[tuple[str, ...], str], ReplicaPool] = {}
         self._models: dict[tuple[tuple[str, ...], str], str] = {}
+        self._unstructured: set[tuple[str, ...]] = set()  # endpoints refusing JSON schemas
+        self._structured_seen: dict[tuple[str, ...], asyncio.Event] = {}
         self._lock = asyncio.Lock()
 
     def _client(self, base_url: str, api_key_env: str,
@@ -157,6 +118,10 @@ class LLMClient:
         if limiter is not None:
             endpoint.limiter = limiter
         return endpoint
+
+    def refuses_structured(self, target: Target) -> bool:
+        """The target's endpoint refused a ``response_format`` before (this run)."""
+        return target.base_urls in self._unstructured
 
     def limiter(self, target: Target) -> RateLimiter:
         """The rate limiter of the target's endpoint + key (its limits, else the endpoint
@@ -240,12 +205,16 @@ class LLMClient:
                 replica.in_flight -= 1
 
     async def chat(self, target: Target, messages: list[dict[str, str]], *, temperature: float,
-                   max_tokens: int, top_logprobs: int,
-                   stop: tuple[str, ...] = (), sample_index: int = 0) -> Completion:
+                   max_tokens: int, top_logprobs: int, stop: tuple[str, ...] = (),
+                   sample_index: int = 0, response_format: dict | None = None) -> Completion:
         """One chat completion with usage, latency and (when asked) logprobs.
 
         ``sample_index`` tells apart repeated samples of the same sampled (temperature > 0)
-        request in the cache key; it is not sent to the endpoint.
+        request in the cache key; it is not sent to the endpoint. ``response_format`` (a JSON
+        schema, which ends the reply itself: ``stop`` is then not sent) is sent unless the
+        endpoint refused it before; a refusal (HTTP 400/422 naming it) is
+        remembered per base URL and the request goes again without, in free text; until the
+        endpoint's first structured request is answered, its other ones wait for the verdict.
         """
         model = await self.resolve_model(target)
         extra: dict[str, Any] = {}
@@ -255,38 +224,77 @@ class LLMClient:
             extra["stop"] = list(stop)
         params = {"temperature": temperature, "max_tokens": max_tokens, **extra,
                   "sample_index": sample_index if temperature > 0 else 0}
+        if response_format is not None:  # the key holds what was asked, refused or not
+            params["response_format"] = response_format
         key = request_key(model, messages, params)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             return hit.model_copy(update={"cached": True})
-        await self.budget.reserve()
-        completion = None
+        first = None  # the endpoint's first structured request: the others wait for its answer
+        if response_format is not None:
+            seen = self._structured_seen.get(target.base_urls)
+            if seen is not None:
+                await seen.wait()
+            elif self.batch is None:  # (a batch's refusals come back as its lines)
+                first = self._structured_seen[target.base_urls] = asyncio.Event()
+            if not self.refuses_structured(target):
+                extra["response_format"] = response_format
         try:
-            completion = await self._complete(target, model, messages, temperature,
-                                              max_tokens, extra)
-            if self.cache is not None:
-                self.cache.put(key, completion)
+            await self.budget.reserve()
+            completion = None
+            try:
+                completion = await self._complete(target, model, messages, temperature,
+                                                  max_tokens, extra, key)
+                if self.cache is not None:
+                    self.cache.put(key, completion)
+            finally:
+                self.budget.release(completion)
         finally:
-            self.budget.release(completion)
+            if first is not None:
+                first.set()
         return completion
 
     async def _complete(self, target: Target, model: str,
                         messages: list[dict[str, str]], temperature: float, max_tokens: int,
-                        extra: dict[str, Any]) -> Completion:
-        """POST the body as is and read the JSON reply with plain dict access."""
+                        extra: dict[str, Any], key: str) -> Completion:
+        """POST the body as is (or hand it to the batch queue) and read the JSON reply with
+        plain dict access."""
         body = {"model": model, "messages": messages, "temperature": temperature,
                 "max_tokens": max_tokens, **extra}
+        stop = body.pop("stop") if "response_format" in body and "stop" in body else None
 
         async def call(client: HTTPEndpoint):
             data = await client.request("POST", "/chat/completions", body)
-            choices = data.get("choices") if isinstance(data, dict) else None
-            if not choices or not isinstance(choices[0].get("message"), dict):
+            if not _has_choice(data):
                 raise EmptyReply("reply has no choices")
             return data
 
         t0 = time.perf_counter()
         estimate = estimate_messages(messages) + max_tokens
-        data, attempts, url = await self._with_retries(call, f"chat({model})", target,
-                                                       estimate)
+        data = None
+        if self.batch is not None:  # None: the batch did not answer it; call online
+            url = self.pool(target).pick().url
+            data = await self.batch.call(self._client(url, target.api_key_env), key, body)
+            data, attempts = (data, 1) if _has_choice(data) else (None, 0)
+        batched = data is not None
+        try:
+            if data is None:
+                data, attempts, url = await self._with_retries(call, f"chat({model})", target,
+                                                               estimate)
+        except CallError as err:
+            refused = err.__cause__
+            if "response_format" not in body or not (
+                    isinstance(refused, HTTPStatusError) and refused.status in (400, 422)
+                    and _REFUSAL.search(str(refused))):
+                raise
+            self._unstructured.add(target.base_urls)  # it said no: ask in free text from now
+            del body["response_format"]  # free text ends at the prompt's stop sequences
+            if stop is not None:
+                body["stop"] = stop
+            log.warning("%s refused structured outputs (%s); asking in free text",
+                        ", ".join(target.base_urls), describe(refused))
+            data, attempts, url = await self._with_retries(call, f"chat({model})", target,
+                                                           estimate)
+            attempts += err.attempts
         latency = time.perf_counter() - t0
         choice = data["choices"][0]
         message = choice["message"]
@@ -300,7 +308,8 @@ class LLMClient:
         completion = Completion(
             text=content, model=data.get("model") or model, logprobs=logprobs,
             latency_s=latency, attempts=attempts, finish_reason=choice.get("finish_reason"),
-            endpoint=url, thinking=thinking or None,
+            endpoint=url, thinking=thinking or None, structured="response_format" in body,
+            batched=batched,
             thinking_truncated=bool(thinking) and choice.get("finish_reason") == "length"
             and (left_open or not content.strip()),
             reasoning_tokens=(usage.get("completion_tokens_details") or {}).get(
@@ -312,8 +321,9 @@ class LLMClient:
             completion.prompt_tokens = estimate_messages(messages)
             completion.completion_tokens = estimate_tokens(content + (thinking or ""))
             completion.usage_source = "estimate"
-        self.limiter(target).settle(
-            estimate, completion.prompt_tokens + completion.completion_tokens)
+        if not completion.batched:  # a batched request never took from the rate limit
+            self.limiter(target).settle(
+                estimate, completion.prompt_tokens + completion.completion_tokens)
         return completion
 
     async def embeddings(self, target: Target, texts: list[str]) -> list[list[float]]:

@@ -32,22 +32,35 @@ class HTTPEndpoint:
     def __init__(self, base_url: str, api_key: str, timeout_s: float,
                  limiter: RateLimiter | None = None):
         self.base_url, self.timeout_s, self.limiter = base_url, timeout_s, limiter
-        self.headers = {"Authorization": f"Bearer {api_key}",
-                        "Content-Type": "application/json"}
+        self.auth = {"Authorization": f"Bearer {api_key}"}
+        self.headers = {**self.auth, "Content-Type": "application/json"}
         self._session: aiohttp.ClientSession | None = None
 
     async def request(self, method: str, path: str, body: dict | None = None,
                       timeout_s: float | None = None) -> Any:
         """The reply's JSON; raises :class:`HTTPStatusError`, :class:`RequestTimeout`,
         ``aiohttp.ClientError`` (connection refused, dropped, truncated) or a JSON error."""
+        data = json.dumps(body) if body is not None else None
+        return json.loads(await self.fetch(method, path, data, timeout_s))
+
+    async def upload(self, path: str, name: str, content: bytes, purpose: str) -> Any:
+        """POST a file as multipart form data (``/files``); the reply's JSON."""
+        form = aiohttp.FormData()
+        form.add_field("purpose", purpose)
+        form.add_field("file", content, filename=name, content_type="application/jsonl")
+        return json.loads(await self.fetch("POST", path, form))
+
+    async def fetch(self, method: str, path: str, data: Any = None,
+                    timeout_s: float | None = None) -> bytes:
+        """The reply's body as bytes (``data``: a JSON string or a form)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
         timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
-        data = json.dumps(body) if body is not None else None
+        headers = self.headers if isinstance(data, str | None) else self.auth
         try:
             async with self._session.request(method, self.base_url + path, data=data,
-                                             headers=self.headers, timeout=timeout) as resp:
+                                             headers=headers, timeout=timeout) as resp:
                 raw = await resp.read()
                 if self.limiter is not None:
                     self.limiter.observe(resp.headers)
@@ -56,7 +69,7 @@ class HTTPEndpoint:
                                           resp.headers)
         except TimeoutError as err:
             raise RequestTimeout(f"no reply within {timeout.total:g} s") from err
-        return json.loads(raw)
+        return raw
 
     async def close(self) -> None:
         if self._session is not None:

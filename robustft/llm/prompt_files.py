@@ -1,7 +1,9 @@
 """Prompt files: YAML holding Jinja2 ``system``/``user`` templates, validated at load.
 
 Each file ``prompts/NAME.yaml`` has ``description``, ``variables`` (name → meaning), ``system``,
-``user`` and optionally ``stop`` (stop sequences: how this prompt's completion ends).
+``user`` and optionally ``stop`` (stop sequences: how this prompt's completion ends) and
+``structured`` (``answer`` or ``reasoning``: for a multiple-choice sample the reply may be
+constrained to a JSON object with the answer letter, after the reasoning for ``reasoning``).
 Templates render with StrictUndefined in a sandboxed environment, so a sample's own text
 containing ``{{ ... }}`` is data, never code. A user's override directory replaces any built-in
 prompt by file name; an override may only use the variables the built-in declares.
@@ -37,6 +39,7 @@ class Prompt:
     user: str
     hash: str
     stop: tuple[str, ...] = ()
+    structured: str | None = None  # "answer" | "reasoning": the JSON reply it may be held to
     compiled: tuple = field(default=(), compare=False, repr=False)  # templates, compiled once
 
     def render(self, **values: object) -> list[dict[str, str]]:
@@ -84,11 +87,16 @@ def load_prompt(path: Path, allowed: set[str] | None = None) -> Prompt:
     stop = data.get("stop") or []
     if not isinstance(stop, list) or not all(isinstance(x, str) and x for x in stop):
         raise PromptError(f"{path}: 'stop' must be a list of non-empty strings")
+    structured = data.get("structured")
+    if structured not in (None, "answer", "reasoning"):
+        raise PromptError(f"{path}: 'structured' must be 'answer' or 'reasoning', "
+                          f"not {structured!r}")
     return Prompt(
         name=path.stem, path=path, description=str(data.get("description", "")).strip(),
         variables={str(k): str(v) for k, v in declared.items()},
         system=data.get("system") or "", user=data["user"],
         hash=hashlib.sha256(text.encode()).hexdigest()[:16], stop=tuple(stop),
+        structured=structured,
         compiled=tuple(_ENV.from_string(data.get(part) or "") for part in _PARTS))
 
 

@@ -6,6 +6,7 @@ code took the first and crashed on empty replies.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -50,10 +51,45 @@ def _unparsed(text: str) -> Parsed:
     return Parsed(None, "unparsed", text.strip())
 
 
+_JSON_ANSWER = re.compile(r'"answer"\s*:\s*"\s*([A-Za-z])')
+
+
+def _json_choice(text: str, allowed: set[str]) -> Parsed | None:
+    """A structured-output reply: a JSON object whose ``answer`` is an allowed letter (its
+    ``reasoning``, when present, is the reasoning)."""
+    try:  # trailing text after the object is noise
+        obj, _ = json.JSONDecoder().raw_decode(text.lstrip())
+    except ValueError:
+        return None
+    answer = obj.get("answer") if isinstance(obj, dict) else None
+    m = _JSON_ANSWER.search(text)
+    if not isinstance(answer, str) or answer.strip().upper() not in allowed or m is None:
+        return None
+    reasoning = obj.get("reasoning")
+    return Parsed(answer.strip().upper(), "ok", reasoning.strip() if isinstance(
+        reasoning, str) else "", m.start(1), m.end(1))
+
+
+def answer_format(kind: str, letters: list[str]) -> dict:
+    """The ``response_format`` that holds a reply to a JSON object whose ``answer`` is one of
+    ``letters`` (after a ``reasoning`` string when ``kind`` is "reasoning"); read back by
+    :func:`parse_choice`."""
+    props: dict = {"answer": {"type": "string", "enum": list(letters)}}
+    if kind == "reasoning":
+        props = {"reasoning": {"type": "string"}, **props}
+    schema = {"type": "object", "properties": props, "required": list(props),
+              "additionalProperties": False}
+    return {"type": "json_schema",
+            "json_schema": {"name": kind, "schema": schema, "strict": True}}
+
+
 def parse_choice(text: str | None, letters: list[str]) -> Parsed:
-    """Option letter from the last ``Answer: X`` (or a bare letter reply) within ``letters``."""
+    """Option letter from a structured-output JSON reply, else from the last ``Answer: X``
+    (or a bare letter reply) within ``letters``."""
     text = text or ""
     allowed = {x.upper() for x in letters}
+    if text.lstrip().startswith("{") and (found := _json_choice(text, allowed)) is not None:
+        return found
     for m in reversed(list(_MC.finditer(text))):
         letter = m.group(1).upper()
         if letter in allowed:

@@ -341,14 +341,17 @@ class RunStore:
                 "COALESCE(SUM(completion_tokens),0), COUNT(error), COALESCE(SUM(cached),0) "
                 "FROM calls").fetchone()
             calls, pt, ct, errs, cached = calls + n, pt + p, ct + c, errs + e, cached + h
-            for r, m, n, p, c in db.execute(
+            for r, m, n, p, c, u, j in db.execute(
                     "SELECT role, model, COUNT(*), COALESCE(SUM(prompt_tokens),0), "
-                    "COALESCE(SUM(completion_tokens),0) FROM calls GROUP BY role, model"):
+                    "COALESCE(SUM(completion_tokens),0), COALESCE(SUM(json_extract(data, "
+                    "'$.parse_status') IN ('unparsed', 'truncated')),0), "
+                    "COALESCE(SUM(json_extract(data, '$.structured')),0) "
+                    "FROM calls GROUP BY role, model"):
                 v = by_role.setdefault(r, {"calls": 0, "prompt_tokens": 0,
-                                           "completion_tokens": 0})
-                v["calls"] += n
-                v["prompt_tokens"] += p
-                v["completion_tokens"] += c
+                                           "completion_tokens": 0, "unparsed": 0,
+                                           "structured": 0})
+                for k, x in zip(v, (n, p, c, u, j), strict=True):
+                    v[k] += x
                 tokens = by_role_model.setdefault((r, m), [0, 0])
                 tokens[0] += p
                 tokens[1] += c

@@ -138,10 +138,11 @@ function summaryView(s) {
   const cost = s.cost;
   const roles = h("table", { id: "roles" }, h("thead", {}, h("tr", {}, h("th", {}, "role"),
     h("th", {}, "calls"), h("th", {}, "prompt tokens"), h("th", {}, "completion tokens"),
-    cost ? h("th", {}, "cost") : null)),
+    h("th", {}, "unparsed"), h("th", {}, "structured"), cost ? h("th", {}, "cost") : null)),
   h("tbody", {}, Object.entries(s.by_role || {}).map(([r, v]) => h("tr", {}, h("td", {}, r),
     h("td", { class: "num" }, v.calls), h("td", { class: "num" }, v.prompt_tokens),
-    h("td", { class: "num" }, v.completion_tokens),
+    h("td", { class: "num" }, v.completion_tokens), h("td", { class: "num" }, v.unparsed || 0),
+    h("td", { class: "num" }, v.structured || 0),
     cost ? h("td", { class: "num" }, fmt(cost.by_role[r] || 0, 4)) : null))));
   const prompts = h("table", {}, h("tbody", {}, Object.entries(s.prompts || {}).map(([n, p]) =>
     h("tr", {}, h("td", {}, n), h("td", {}, h("code", {}, p.hash)),

@@ -1,0 +1,62 @@
+"""Call budgets of one invocation: calls, tokens and cost (``--max-calls``, ``--max-tokens``,
+``--max-cost``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from robustft.methods.cost import call_cost
+from robustft.schemas import Completion
+
+
+class BudgetExceeded(RuntimeError):
+    """A --max-calls / --max-tokens limit is reached: no new calls; the run stops resumably."""
+
+
+class Budget:
+    """Counts endpoint calls, tokens and cost of this invocation (cache hits are free).
+
+    A call is counted when it is issued, so ``max_calls`` is exact under concurrency; tokens
+    are known only when replies arrive, so calls already in flight may pass ``max_tokens``.
+    When a limit is reached, the refused caller first waits for the calls in flight to finish
+    (their replies reach the cache), so stopping wastes no call that was paid for.
+    """
+
+    def __init__(self, max_calls: int | None = None, max_tokens: int | None = None,
+                 max_cost: float | None = None,
+                 prices: dict[str, tuple[float, float]] | None = None):
+        self.max_calls, self.max_tokens, self.max_cost = max_calls, max_tokens, max_cost
+        self.prices = prices or {}
+        self.calls = self.tokens = self.in_flight = 0
+        self.cost = 0.0
+        self._idle: asyncio.Event | None = None
+
+    def _exhausted(self) -> str | None:
+        if self.max_calls is not None and self.calls >= self.max_calls:
+            return f"call budget reached ({self.calls} calls)"
+        if self.max_tokens is not None and self.tokens >= self.max_tokens:
+            return f"token budget reached ({self.tokens} tokens)"
+        if self.max_cost is not None and self.cost >= self.max_cost:
+            return f"cost budget reached ({self.cost:.4f} at the configured prices)"
+        return None
+
+    async def reserve(self) -> None:
+        """Count one call about to be issued, or raise once the calls in flight are done."""
+        if (why := self._exhausted()) is not None:
+            while self.in_flight:
+                self._idle = self._idle or asyncio.Event()
+                self._idle.clear()
+                await self._idle.wait()
+            raise BudgetExceeded(why)
+        self.calls += 1
+        self.in_flight += 1
+
+    def release(self, completion: Completion | None) -> None:
+        """A reserved call ended (``completion`` None when it failed)."""
+        self.in_flight -= 1
+        if completion is not None:
+            self.tokens += completion.prompt_tokens + completion.completion_tokens
+            self.cost += call_cost(self.prices, completion.model, completion.prompt_tokens,
+                                   completion.completion_tokens)
+        if not self.in_flight and self._idle is not None:
+            self._idle.set()
