@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 LETTERS = string.ascii_uppercase
 
 Fate = Literal["clean", "relabeled-kept", "relabeled-dropped", "error"]
+# what a person can decide for a sample the agents changed, dropped or failed on
+REVIEW_ACTIONS = ("accept", "restore", "drop", "edit")
 
 
 class Sample(BaseModel):

@@ -16,8 +16,7 @@ from robustft.config import Config, RunOptions
 from robustft.graph.runner import curate
 from robustft.store.runstore import RunStore
 from robustft.viewer.server import Viewer
-
-from .test_viewer import _wait, browser  # noqa: F401  (the headless Chromium fixture)
+from tests.conftest import wait
 
 N = 800
 
@@ -119,7 +118,7 @@ def test_summary_and_viewer_show_the_curve_and_cutoff(tmp_path, browser):  # noq
     v = Viewer(tmp_path / "run", 0).start()
     try:
         browser.get(v.url)
-        _wait(browser, lambda d: d.find_elements(By.ID, "precision"))
+        wait(browser, lambda d: d.find_elements(By.ID, "precision"))
         panel = browser.find_element(By.ID, "precision")
         assert f"{p['probes']} probes" in panel.text and p["reason"] in panel.text
         assert len(panel.find_elements(By.CSS_SELECTOR, "tbody tr")) == len(p["curve"])

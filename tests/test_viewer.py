@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import shutil
 import time
 import urllib.request
 from pathlib import Path
@@ -19,40 +17,7 @@ from robustft.config import Config
 from robustft.graph.runner import curate
 from robustft.store.runstore import RunStore
 from robustft.viewer.server import Viewer, write_report
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM, DRIVER = shutil.which("chromium") or "/usr/bin/chromium", (
-    shutil.which("chromedriver") or "/usr/bin/chromedriver")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
-        if os.environ.get("CI"):
-            pytest.fail("chromium/chromedriver missing: scripts/test.sh installs them")
-        pytest.skip("chromium and chromium-driver are not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-              "--no-first-run", "--disable-background-networking", "--disable-component-update",
-              "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        opts.add_argument(a)
-    opts.binary_location = CHROMIUM
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield driver
-    driver.quit()
-
-
-def _wait(driver, cond, timeout: float = 20):
-    """Wait for ``cond``; elements replaced by a re-render mid-check are retried, not errors."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    ignored = (NoSuchElementException, StaleElementReferenceException)
-    return WebDriverWait(driver, timeout, ignored_exceptions=ignored).until(cond)
+from tests.conftest import ARTIFACTS, wait
 
 
 def _table_ready(driver, info: str = "") -> bool:
@@ -128,18 +93,18 @@ def test_browser_summary_filter_and_sample_timeline(browser, run_dir):
     v = Viewer(run, 0).start()
     try:
         browser.get(v.url)
-        _wait(browser, lambda d: _table_ready(d, "60 matching"))
+        wait(browser, lambda d: _table_ready(d, "60 matching"))
         assert browser.find_element(By.ID, "count-samples").text.startswith("60")
         assert browser.find_element(By.ID, "count-relabeled-kept")
         browser.save_screenshot(str(ARTIFACTS / "viewer-summary.png"))
 
         Select(browser.find_element(By.ID, "fate-filter")).select_by_value("relabeled-kept")
-        _wait(browser, lambda d: _table_ready(d, "10 matching"))
+        wait(browser, lambda d: _table_ready(d, "10 matching"))
         rows = browser.find_elements(By.CSS_SELECTOR, "#samples tbody tr")
         assert len(rows) == 10 and all("relabeled-kept" in r.text for r in rows)
         sid = rows[0].get_attribute("data-id")
         rows[0].click()
-        _wait(browser, lambda d: d.find_elements(By.ID, "sample"))
+        wait(browser, lambda d: d.find_elements(By.ID, "sample"))
         assert browser.find_element(By.ID, "reviewer-answer").text == truth[sid]
         assert browser.find_element(By.ID, "final-label").text == truth[sid]
         neighbours = browser.find_elements(By.CSS_SELECTOR, "#neighbours tbody tr")
@@ -152,7 +117,7 @@ def test_browser_summary_filter_and_sample_timeline(browser, run_dir):
         browser.save_screenshot(str(ARTIFACTS / "viewer-sample.png"))
 
         browser.find_element(By.ID, "back").click()  # back to the table, filter kept
-        _wait(browser, lambda d: _table_ready(d, "10 matching"))
+        wait(browser, lambda d: _table_ready(d, "10 matching"))
     finally:
         v.stop()
 
@@ -167,11 +132,11 @@ def test_static_report_is_self_contained(browser, run_dir, tmp_path):
     assert n == 20 and "http://" not in html.split("window.STATIC_RUN")[0]
     assert 'src="/static' not in html and 'href="/static' not in html
     browser.get(out.as_uri())
-    _wait(browser, lambda d: _table_ready(d, "20 matching"))
+    wait(browser, lambda d: _table_ready(d, "20 matching"))
     row = browser.find_element(By.CSS_SELECTOR, "#samples tbody tr")
     sid = row.get_attribute("data-id")
     row.click()
-    _wait(browser, lambda d: d.find_elements(By.ID, "sample"))
+    wait(browser, lambda d: d.find_elements(By.ID, "sample"))
     assert browser.find_element(By.ID, "reviewer-answer").text == truth[sid]
     browser.save_screenshot(str(ARTIFACTS / "report-sample.png"))
 
@@ -208,15 +173,15 @@ def test_table_stays_responsive_at_100k_samples(browser, tmp_path):
     try:
         t0 = time.perf_counter()
         browser.get(v.url)
-        _wait(browser, lambda d: _table_ready(d, "100000 matching"))
+        wait(browser, lambda d: _table_ready(d, "100000 matching"))
         load = time.perf_counter() - t0
         Select(browser.find_element(By.ID, "fate-filter")).select_by_value("relabeled-kept")
         t1 = time.perf_counter()
-        _wait(browser, lambda d: _table_ready(d, " matching") and "100000" not in d.find_element(
+        wait(browser, lambda d: _table_ready(d, " matching") and "100000" not in d.find_element(
             By.ID, "page-info").text)
         assert "relabeled-kept" in browser.find_element(By.CSS_SELECTOR, "#samples tbody tr").text
         browser.find_element(By.CSS_SELECTOR, 'th[data-col="entropy"]').click()
-        _wait(browser, lambda d: _table_ready(d) and "▲" in d.find_element(
+        wait(browser, lambda d: _table_ready(d) and "▲" in d.find_element(
             By.CSS_SELECTOR, 'th[data-col="entropy"]').text)
         filtered = time.perf_counter() - t1
         first = browser.find_element(By.CSS_SELECTOR, "#samples tbody tr td:nth-child(6)").text

@@ -125,6 +125,11 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
     console.print(summary_table(summary))
     console.print(f"outputs in [bold]{output}[/bold]: curated{input.suffix.lower()}, sft.jsonl, "
                   f"decisions.csv, summary.json; traces: robustft trace {output} ID")
+    if (r := summary.get("reviews")) and r["reviews"]:
+        console.print(f"[bold]reviews applied[/bold] to curated and sft.jsonl: "
+                      f"{r['reviews'] - r['stale']} of {r['reviews']}"
+                      + (f" ({r['stale']} stale: the agents decided otherwise since; not "
+                         "applied, see robustft view)" if r["stale"] else ""))
     return summary
 
 

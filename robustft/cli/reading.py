@@ -13,6 +13,7 @@ from rich.table import Table
 from robustft.cli.launch import console, fail
 from robustft.cli.render import sample_story, summary_table
 from robustft.llm.prompt_files import PromptError, builtin_dir, load_prompt, load_prompts
+from robustft.store.reviews import ReviewStore
 from robustft.store.runstore import RunStore
 from robustft.viewer.data import sample_detail
 
@@ -27,7 +28,8 @@ def trace(run: Path, sample_id: Annotated[str, typer.Argument(help="Sample id.")
     except FileNotFoundError as e:
         raise fail(str(e)) from None
     if as_json:
-        rec = sample_detail(store, sample_id)
+        reviews = ReviewStore(run) if ReviewStore.exists(run) else None
+        rec = sample_detail(store, sample_id, reviews)
         if rec is None:
             raise fail(f"{run}: no sample with id {sample_id!r}")
         console.print_json(json.dumps(rec, default=str))
@@ -47,20 +49,56 @@ def summary(run: Path) -> None:
     console.print(summary_table(store.totals()))
 
 
-def view(run: Path, port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free)."
-                                                      )] = 8765) -> None:
-    """Browse a run in the web browser: summary, filterable sample table, agent timelines."""
+def view(run: Path, port: Annotated[int, typer.Option(help="Port (0: any free).")] = 8765,
+         host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1 "
+                                           "needs --password.")] = "127.0.0.1",
+         password: Annotated[str | None, typer.Option(
+             envvar="ROBUSTFT_VIEW_PASSWORD", show_envvar=True,
+             help="Password every request must give (HTTP Basic; the user name is the "
+                  "reviewer's name).")] = None,
+         reviewer: Annotated[str | None, typer.Option(
+             envvar="ROBUSTFT_REVIEWER", show_envvar=True,
+             help="Name stored with your reviews (default: the login name).")] = None,
+         ) -> None:
+    """Browse a run in the web browser: summary, filterable sample table, agent timelines,
+    and the review queue (#/review/0) where you accept, restore, drop or edit decisions."""
     from robustft.viewer.server import Viewer
 
     try:
-        viewer = Viewer(run, port)
+        viewer = Viewer(run, port, host, password, reviewer)
+    except ValueError as e:
+        raise fail(str(e)) from None
     except (FileNotFoundError, OSError) as e:
         raise fail(str(e)) from None
-    console.print(f"viewing [bold]{run}[/bold] at {viewer.url}  (Ctrl-C to stop)")
+    guard = " (password required)" if password else ""
+    console.print(f"viewing [bold]{run}[/bold] at {viewer.url}{guard}; review queue at "
+                  f"{viewer.url}#/review/0  (Ctrl-C to stop)")
     try:
         viewer.serve_forever()
     except KeyboardInterrupt:
         pass
+
+
+def export(run: Path, output: Annotated[Path, typer.Option("--output", "-o", help=(
+               "File to write, in the input's format and shape; sft.jsonl goes beside it."))],
+           reviewed_only: Annotated[bool, typer.Option(
+               help="Only the rows a person reviewed (and kept).")] = False) -> None:
+    """Write the curated data with the people's reviews applied (stale reviews are not)."""
+    from robustft.pipeline.outputs import export_run
+
+    try:
+        n, stats = export_run(run, output, reviewed_only)
+    except (FileNotFoundError, ValueError) as e:
+        raise fail(str(e)) from None
+    console.print(f"wrote {output} and {output.parent / 'sft.jsonl'}: {n} rows; "
+                  f"{review_note(stats)}; decisions.csv updated")
+
+
+def review_note(stats: dict | None) -> str:
+    if not stats:
+        return "no reviews"
+    return (f"{stats['reviews'] - stats['stale']} review(s) applied"
+            + (f", {stats['stale']} stale review(s) not applied" if stats["stale"] else ""))
 
 
 def report(run: Path, html: Annotated[Path, typer.Option("--html", help="Output file.")],

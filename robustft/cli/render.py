@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from robustft.schemas import AgentCall
+from robustft.store.reviews import ReviewStore
 from robustft.store.runstore import RunStore
 
 
@@ -45,10 +46,15 @@ def _call_panel(stage: str, c: AgentCall, full: bool) -> Panel:
 
 
 def sample_story(store: RunStore, sid: str, full: bool = False) -> Group:
-    """Everything that happened to one sample, in order."""
+    """Everything that happened to one sample, in order, and a person's review of it."""
     r = store.record(sid)
     if r is None:
         raise KeyError(sid)
+    review = None
+    if ReviewStore.exists(store.dir):
+        reviews = ReviewStore(store.dir)
+        review = reviews.get(sid)
+        reviews.close()
     s = r.get("sample") or {}
     parts: list[Any] = []
     head = Table.grid(padding=(0, 2))
@@ -62,6 +68,14 @@ def sample_story(store: RunStore, sid: str, full: bool = False) -> Group:
     head.add_row("fate", Text(str(r.get("fate")), style="bold magenta"))
     head.add_row("reason", str(r.get("reason")))
     head.add_row("final label", str(r.get("final")))
+    if review is not None:
+        rv = review.as_dict(r.get("fate"), r.get("final"))
+        head.add_row("review", Text(
+            f"{rv['reviewer'] or 'someone'}: {rv['action']}"
+            + (f" → {rv['response']}" if rv["response"] is not None else "")
+            + (f" (note: {rv['note']})" if rv["note"] else "")
+            + (" — STALE: the agents decided otherwise since; not applied" if rv["stale"]
+               else ""), style="bold yellow" if rv["stale"] else "bold green"))
     parts.append(Panel(head, title="sample", title_align="left"))
     calls = store.calls(sid)
     for stage, c in calls:
@@ -154,7 +168,23 @@ def summary_table(summary: dict[str, Any]) -> Group:
     parts = [fates, roles, extra]
     if "precision" in summary:
         parts.append(precision_table(summary["precision"]))
+    if summary.get("reviews"):
+        parts.append(review_table(summary["reviews"]))
     return Group(*parts)
+
+
+def review_table(r: dict[str, Any]) -> Table:
+    """People's reviews against the agents: shares by fate and by uncertainty bucket."""
+    agree = f"; agents accepted in {r['agreement']:.0%}" if r["agreement"] is not None else ""
+    t = Table("group", "reviews", "accepted", "restored", "edited", "dropped",
+              title=f"reviews: {r['reviews']} of {r['queue']} queued samples{agree}",
+              caption=f"{r['stale']} stale review(s): the agents decided otherwise since; "
+                      "not applied" if r["stale"] else None)
+    for kind, groups in (("fate", r["by_fate"]), ("uncertainty", r["by_uncertainty"])):
+        for name, g in groups.items():
+            t.add_row(f"{kind} {name}", str(g["reviews"]),
+                      *(f"{g[a]:.0%}" for a in ("accept", "restore", "edit", "drop")))
+    return t
 
 
 def precision_table(p: dict[str, Any]) -> Table:

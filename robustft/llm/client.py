@@ -14,7 +14,10 @@ probed) while the request fails over to another one at once.
 
 Every successful completion goes into the per-request cache (when one is given) before it is
 returned; a cached request is answered from disk and costs nothing. A :class:`Budget` stops
-new calls once a call or token limit is reached.
+new calls once a call or token limit is reached. In batch mode (:mod:`robustft.llm.batch`) a
+cache miss waits for its round's batch instead, and goes online only when the batch did not
+answer it. A multiple-choice call may carry a JSON schema (structured outputs); an endpoint
+that refuses it is remembered and asked in free text.
 """
 
 from __future__ import annotations

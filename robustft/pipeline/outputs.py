@@ -1,17 +1,21 @@
-"""Final outputs of a run, written from the run store in input order.
+"""Final outputs of a run, written from the run store in input order, with the people's
+reviews (``RUN/reviews.sqlite``) applied where they are not stale.
 
 - ``curated.<ext>``: kept rows (clean + relabeled-kept) in the input's file format and shape,
   only the audited response replaced, in its own encoding (:meth:`Shape.restore`);
 - ``sft.jsonl``: TRL's format matching the input: ``{"id", "messages"}`` for conversational
   inputs, ``{"id", "prompt", "completion"}`` otherwise (``Answer: X`` for question/answer
   files, the response itself for instruction files);
-- ``decisions.csv``: one row per input row with its fate and why;
+- ``decisions.csv``: one row per input row with its fate and why, its review (if any) and the
+  label it is exported with;
 - ``summary.json``: counts by fate, calls and tokens.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +24,14 @@ from robustft.data.shapes import Shape
 from robustft.llm.prompt_files import Prompt
 from robustft.pipeline.contract import KEPT
 from robustft.schemas import Decision, Sample
+from robustft.store.reviews import Review, ReviewStore, effective
 from robustft.store.runstore import RunStore
 
 DECISION_COLUMNS = ["id", "row", "fate", "reason", "original_label", "final_label",
                     "expert_direct", "expert_reasoning", "context_answer", "reviewer_answer",
-                    "entropy", "entropy_source", "confidence", "neighbour_ids"]
+                    "entropy", "entropy_source", "confidence", "neighbour_ids",
+                    "review_action", "review_response", "review_note", "reviewed_by",
+                    "reviewed_at", "review_stale", "exported_label"]
 
 
 def decision_of(r: dict[str, Any]) -> Decision:
@@ -42,11 +49,19 @@ def decision_of(r: dict[str, Any]) -> Decision:
         neighbour_ids=[n["id"] for n in r.get("neighbours") or []])
 
 
-def _decision_row(d: Decision) -> dict[str, Any]:
+def _decision_row(d: Decision, review: Review | None, kept: bool,
+                  label: str | None) -> dict[str, Any]:
     row = d.model_dump(exclude={"expert_answers", "neighbour_ids"})
     row["expert_direct"] = d.expert_answers.get("direct")
     row["expert_reasoning"] = d.expert_answers.get("reasoning")
     row["neighbour_ids"] = json.dumps(d.neighbour_ids)
+    if review is not None:
+        row.update(review_action=review.action, review_response=review.response,
+                   review_note=review.note, reviewed_by=review.reviewer,
+                   reviewed_at=datetime.fromtimestamp(review.at, UTC).isoformat(
+                       timespec="seconds"),
+                   review_stale=review.stale(d.fate, d.final_label))
+    row["exported_label"] = label if kept else None
     return row
 
 
@@ -69,22 +84,40 @@ def sft_row(prompt: Prompt, sample: Sample, label: str, shape: Shape) -> dict[st
     return sft_example(prompt, sample, label)
 
 
-def write_files(store: RunStore, sft_prompt: Prompt, input_path: Path, shape: Shape) -> int:
-    """The curated, sft and decisions files of ``store``, streamed (one pass per file);
-    returns the number of kept rows."""
+def reviewed_records(store: RunStore, reviews: dict[str, Review]
+                     ) -> Iterator[tuple[dict[str, Any], Review | None, bool, str | None]]:
+    """Every record in input order with its review and what becomes of it once the review
+    applies: (record, review, kept, final response)."""
+    for r in store.records():
+        review = reviews.get(r["id"])
+        kept, label = effective(r.get("fate"), r.get("final"),
+                                (r.get("sample") or {}).get("label"), review, KEPT)
+        yield r, review, kept, label
+
+
+def write_files(store: RunStore, sft_prompt: Prompt, input_path: Path, shape: Shape,
+                curated: Path | None = None, sft: Path | None = None,
+                reviewed_only: bool = False) -> int:
+    """The curated, sft and decisions files of ``store`` with the people's reviews applied
+    (stale ones are not), streamed (one pass per file); returns the number of kept rows.
+    ``curated``/``sft`` default to the run directory's files; ``reviewed_only`` keeps only
+    reviewed rows (``robustft export``)."""
     out = store.dir
+    reviews = ReviewStore(out).all() if ReviewStore.exists(out) else {}
 
     def kept():
-        for r in store.records():
-            if r.get("fate") in KEPT and r.get("final") is not None:
-                yield Sample.model_validate(r["sample"]), r["final"]
+        for r, review, keep, label in reviewed_records(store, reviews):
+            if keep and label is not None and (review is not None or not reviewed_only):
+                yield Sample.model_validate(r["sample"]), label
 
-    n_kept = write_rows(out / output_name(input_path),
+    n_kept = write_rows(curated or out / output_name(input_path),
                         (shape.restore(s.raw, label) for s, label in kept()),
                         file_format(input_path), like=input_path)
-    write_rows(out / "sft.jsonl", (sft_row(sft_prompt, s, label, shape) for s, label in kept()),
-               "jsonl")
-    write_rows(out / "decisions.csv", (_decision_row(decision_of(r)) for r in store.records()),
+    write_rows(sft or out / "sft.jsonl",
+               (sft_row(sft_prompt, s, label, shape) for s, label in kept()), "jsonl")
+    write_rows(out / "decisions.csv", (_decision_row(decision_of(r), review, keep, label)
+                                       for r, review, keep, label in
+                                       reviewed_records(store, reviews)),
                "csv", DECISION_COLUMNS)
     return n_kept
 
@@ -111,3 +144,31 @@ def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, shape: 
     """The output files and summary.json of a single-process run."""
     kept = write_files(store, sft_prompt, input_path, shape)
     return write_summary(store, input_path, shape, kept, method, extra)
+
+
+def export_run(run_dir: str | Path, output: Path, reviewed_only: bool = False
+               ) -> tuple[int, dict[str, Any] | None]:
+    """``robustft export``: the run's curated data with its reviews applied, written to
+    ``output`` in the input's format and shape (``sft.jsonl`` beside it, ``decisions.csv``
+    rewritten in the run); returns (rows written, review statistics or None)."""
+    from robustft.config import load_config
+    from robustft.data.shapes import Shape
+    from robustft.llm.prompt_files import load_prompts
+
+    store = RunStore.open_existing(run_dir)
+    try:
+        input_path = Path(store.get_meta("input_path") or "")
+        if not input_path.exists():
+            raise ValueError(f"{run_dir}: its input {input_path} is gone; export reads the "
+                             "rows from it")
+        if output.suffix.lower() != ("" if input_path.is_dir() else input_path.suffix.lower()):
+            raise ValueError(f"{output}: write the input's format ({input_path.name}): use the "
+                             f"suffix {input_path.suffix or '(none: a directory)'}")
+        shape = Shape.from_dict(json.loads((store.dir / "input_shape.json").read_text()))
+        config = load_config(store.dir / "config.yaml")
+        sft_prompt = load_prompts(config.prompts_dir)["sft"]
+        n = write_files(store, sft_prompt, input_path, shape, output,
+                        output.parent / "sft.jsonl", reviewed_only)
+        return n, store.totals().get("reviews")
+    finally:
+        store.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from robustft.store.reviews import QUEUE_FATES, ReviewStore
 from robustft.store.runstore import SORTS, RunStore
 
 FILTERS = ("fate", "changed", "errors", "q")
@@ -58,15 +59,65 @@ def samples_page(store: RunStore, filters: dict[str, str], sort: str = "row",
             "order": "desc" if order == "desc" else "asc", "rows": rows}
 
 
-def sample_detail(store: RunStore, sid: str) -> dict[str, Any] | None:
-    """The whole record of one sample with its agent calls in order (the timeline)."""
+def sample_detail(store: RunStore, sid: str,
+                  reviews: ReviewStore | None = None) -> dict[str, Any] | None:
+    """The whole record of one sample with its agent calls in order (the timeline) and its
+    review (with whether it is stale and whether the sample is in the review queue)."""
     r = store.record(sid)
     if r is None:
         return None
-    return {**r, "calls": [{"stage": stage, **c.model_dump()} for stage, c in store.calls(sid)]}
+    review = reviews.get(sid) if reviews is not None else None
+    return {**r, "calls": [{"stage": stage, **c.model_dump()} for stage, c in store.calls(sid)],
+            "reviewable": r.get("fate") in QUEUE_FATES,
+            "review": review.as_dict(r.get("fate"), r.get("final")) if review else None}
 
 
-def changed_samples(store: RunStore, limit: int = 5000) -> list[dict[str, Any]]:
-    """Samples whose final label differs from the given one (for the static report)."""
-    return [d for d in (sample_detail(store, i) for i in store.changed_ids(limit))
-            if d is not None]
+def report_samples(store: RunStore, limit: int = 5000) -> list[dict[str, Any]]:
+    """Samples whose final label differs from the given one, then reviewed ones (for the
+    static report)."""
+    reviews = ReviewStore(store.dir) if ReviewStore.exists(store.dir) else None
+    try:
+        ids = list(dict.fromkeys([*store.changed_ids(limit),
+                                  *(reviews.all() if reviews else {})]))[:limit]
+        return [d for d in (sample_detail(store, i, reviews) for i in ids) if d is not None]
+    finally:
+        if reviews is not None:
+            reviews.close()
+
+
+def queue_entry(ids: list[str], reviewed: set[str], unreviewed: bool, index: int,
+                method: str) -> dict[str, Any]:
+    """The ``index``-th sample of the review queue ``ids`` (only those without a review when
+    ``unreviewed``), with the queue's size and how many of it are reviewed."""
+    index = max(index, 0)
+    todo = [i for i in ids if i not in reviewed] if unreviewed else ids
+    return {"total": len(ids), "reviewed": sum(i in reviewed for i in ids), "index": index,
+            "id": todo[index] if index < len(todo) else None,
+            "order": "confidence, lowest first" if method == "clear" else
+            "entropy, highest first"}
+
+
+def save_review(store: RunStore, reviews: ReviewStore, req: dict[str, Any],
+                reviewer: str) -> dict[str, Any]:
+    """Validate and store one review request ``{id, action, response, note, base_version}``
+    against the sample's current decision; returns the stored review."""
+    r = store.record(str(req["id"]))
+    if r is None:
+        raise ValueError(f"no sample with id {req['id']!r}")
+    if r.get("fate") not in QUEUE_FATES:
+        raise ValueError(f"sample {r['id']} is {r.get('fate') or 'unfinished'}: only changed, "
+                         "dropped and error rows are reviewed")
+    sample, action = r.get("sample") or {}, req.get("action")
+    response = None
+    if action == "restore":
+        response = sample.get("label")
+    elif action == "edit":
+        response = str(req.get("response") or "").strip()
+        letters = [chr(65 + i) for i in range(len(sample.get("options") or []))]
+        if letters and response.upper() not in letters:
+            raise ValueError(f"an edited answer must be one of the options {letters}")
+        response = response.upper() if letters else response
+    note = str(req.get("note") or "")[:2000] or None
+    review = reviews.save(r["id"], action, response, note, reviewer[:100], r.get("fate"),
+                          r.get("final"), int(req.get("base_version") or 0))
+    return review.as_dict(r.get("fate"), r.get("final"))

@@ -1,52 +1,114 @@
-"""``robustft view``: a local web page over a run directory (standard library HTTP server).
+"""``robustft view``: a local web page over a run directory (standard library HTTP server),
+where people also review the agents' decisions.
 
-Routes: ``/`` (the page), ``/static/viewer.js|viewer.css``, ``/api/summary``,
-``/api/samples?fate=&changed=&errors=&q=&sort=&order=&page=&size=``, ``/api/sample?id=``.
-Everything it serves ships in ``robustft/web``: no CDN, no internet.
+Routes: ``/`` (the page), ``/static/viewer.js|review.js|viewer.css``, ``/api/summary``,
+``/api/samples?fate=&changed=&errors=&q=&sort=&order=&page=&size=``, ``/api/sample?id=``,
+``/api/queue?index=&fate=&q=&unreviewed=`` (the review queue) and ``POST /api/review``.
+Everything it serves ships in ``robustft/viewer/web``: no CDN, no internet.
+
+Writes are guarded: a POST needs the per-session token the page carries (a page on another
+origin cannot read it), a JSON content type, an Origin (when sent) equal to the viewer's own,
+and a body under ``MAX_BODY``. Bound to anything but loopback, every request needs the
+password (HTTP Basic; the user name is the reviewer's name).
 """
 
 from __future__ import annotations
 
+import base64
+import getpass
+import hmac
 import json
+import os
+import secrets
 import threading
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from robustft.store.reviews import ReviewConflict, ReviewStore, queue_ids
 from robustft.store.runstore import RunStore
 from robustft.viewer import data as viewdata
 
 WEB = Path(str(files("robustft.viewer"))) / "web"
-STATIC = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
+STATIC = {"viewer.js": "text/javascript", "review.js": "text/javascript",
+          "viewer.css": "text/css"}
+MAX_BODY = 64 * 1024  # bytes of a review POST
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class Viewer:
-    """Serves one run directory on 127.0.0.1; each thread reads through its own connection."""
+    """Serves one run directory; each thread reads through its own connection."""
 
-    def __init__(self, run_dir: str | Path, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, run_dir: str | Path, port: int = 0, host: str = "127.0.0.1",
+                 password: str | None = None, reviewer: str | None = None):
         RunStore.reader(run_dir).close()  # fail early on a non-run directory
-        self.run_dir = Path(run_dir)
+        if host not in LOOPBACK and not password:
+            raise ValueError(f"--host {host} opens the viewer (and its review writes) to the "
+                             "network: give --password or set ROBUSTFT_VIEW_PASSWORD")
+        self.run_dir, self.password = Path(run_dir), password
+        self.reviewer = reviewer or os.environ.get("ROBUSTFT_REVIEWER")
+        self.token = secrets.token_urlsafe(24)
+        self.reviews = ReviewStore(self.run_dir)
         self._local = threading.local()
+        self._queues: dict[tuple, list[str]] = {}
         viewer = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # quiet
                 pass
 
+            def _reply(self, status: int, ctype: str, body: bytes, **headers: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", f"{ctype}; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("X-Content-Type-Options", "nosniff")
+                self.send_header("Content-Security-Policy", "default-src 'self'; "
+                                 "style-src 'self' 'unsafe-inline'; img-src 'self' data:")
+                for k, v in headers.items():
+                    self.send_header(k.replace("_", "-"), v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _user(self) -> str | None:
+                """The Basic-auth user when a password guards the viewer (None: refused)."""
+                if viewer.password is None:
+                    return ""
+                auth = self.headers.get("Authorization", "")
+                try:
+                    user, _, given = base64.b64decode(auth.removeprefix("Basic ")).decode(
+                        ).partition(":")
+                except ValueError:
+                    return None
+                ok = auth.startswith("Basic ") and hmac.compare_digest(given, viewer.password)
+                return user if ok else None
+
+            def _guard(self) -> str | None:
+                user = self._user()
+                if user is None:
+                    self._reply(401, "application/json", b'{"error": "password required"}',
+                                WWW_Authenticate='Basic realm="robustft"')
+                return user
+
             def do_GET(self):
+                if self._guard() is None:
+                    return
                 try:
                     status, ctype, body = viewer.route(self.path)
                 except Exception as e:  # a bad query must not kill the viewer
                     status, ctype, body = 500, "application/json", json.dumps(
                         {"error": f"{type(e).__name__}: {e}"}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", f"{ctype}; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
+                self._reply(status, ctype, body)
+
+            def do_POST(self):
+                user = self._guard()
+                if user is None:
+                    return
+                status, body = viewer.post(self.path, self.headers, self.rfile, user)
+                self._reply(status, "application/json", json.dumps(body, default=str).encode())
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
@@ -65,7 +127,7 @@ class Viewer:
         u = urlparse(path)
         q = {k: v[-1] for k, v in parse_qs(u.query).items()}
         if u.path in ("/", "/index.html"):
-            return 200, "text/html", page_html().encode()
+            return 200, "text/html", page_html(token=self.token).encode()
         name = u.path.removeprefix("/static/")
         if name in STATIC:
             return 200, STATIC[name], (WEB / name).read_bytes()
@@ -81,12 +143,57 @@ class Viewer:
             except ValueError as e:
                 return 400, "application/json", json.dumps({"error": str(e)}).encode()
         elif u.path == "/api/sample":
-            data = viewdata.sample_detail(self._store(), q.get("id", ""))
+            data = viewdata.sample_detail(self._store(), q.get("id", ""), self.reviews)
             if data is None:
                 return 404, "application/json", b'{"error": "no such sample"}'
+        elif u.path == "/api/queue":
+            method = self._store().get_meta("method") or "robustft"
+            data = viewdata.queue_entry(
+                self._queue(q.get("fate", ""), q.get("q", ""), method),
+                self.reviews.reviewed_ids(), q.get("unreviewed") in ("1", "true"),
+                int(q.get("index", 0)), method)
         else:
             return 404, "application/json", b'{"error": "not found"}'
         return 200, "application/json", json.dumps(data, default=str).encode()
+
+    def _queue(self, fate: str, query: str, method: str) -> list[str]:
+        """The review queue's ids in order, computed once per filter while the run's traces
+        are unchanged (a rerun of curate changes them)."""
+        version = tuple(p.stat().st_mtime_ns for p in (self.run_dir / "run.sqlite",
+                                                       self.run_dir / "run.sqlite-wal")
+                        if p.exists())
+        key = (fate, query, method, version)
+        if key not in self._queues:
+            self._queues = {k: v for k, v in self._queues.items() if k[3] == version}
+            self._queues[key] = queue_ids(self._store().db, {"fate": fate, "q": query}, method)
+        return self._queues[key]
+
+    def post(self, path: str, headers, body, user: str) -> tuple[int, dict[str, Any]]:
+        """``POST /api/review``: (status, JSON reply). Refused without the session token, with
+        a foreign Origin, a non-JSON body or one over ``MAX_BODY``."""
+        if urlparse(path).path != "/api/review":
+            return 404, {"error": "not found"}
+        origin, host = headers.get("Origin"), headers.get("Host", "")
+        if origin is not None and origin != f"http://{host}":
+            return 403, {"error": f"cross-origin write refused (Origin {origin})"}
+        if not hmac.compare_digest(headers.get("X-Robustft-Token", ""), self.token):
+            return 403, {"error": "missing or wrong session token: reload the page"}
+        if not headers.get("Content-Type", "").startswith("application/json"):
+            return 415, {"error": "a review is sent as application/json"}
+        size = int(headers.get("Content-Length") or 0)
+        if size > MAX_BODY:
+            return 413, {"error": f"body of {size} bytes is over the {MAX_BODY} byte limit"}
+        try:
+            req = json.loads(body.read(size))
+            review = viewdata.save_review(
+                self._store(), self.reviews, req,
+                self.reviewer or user or getpass.getuser())
+        except ReviewConflict as e:
+            return 409, {"error": f"conflict: {e}; reload to see it",
+                         "current": asdict(e.current)}
+        except (ValueError, KeyError, TypeError) as e:
+            return 400, {"error": str(e)}
+        return 200, {"review": review}
 
     def serve_forever(self) -> None:
         self.httpd.serve_forever()
@@ -98,29 +205,33 @@ class Viewer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.reviews.close()
 
 
-def page_html(inline: dict[str, Any] | None = None) -> str:
-    """The page; with ``inline`` data, a self-contained static file (CSS, JS and data inside)."""
+def page_html(inline: dict[str, Any] | None = None, token: str = "") -> str:
+    """The page (carrying the session ``token`` for review writes); with ``inline`` data, a
+    self-contained static file (CSS, JS and data inside; read-only)."""
     html = (WEB / "index.html").read_text()
     if inline is None:
-        return html
+        return html.replace('content="" id="token"', f'content="{token}" id="token"')
     data = json.dumps(inline, default=str).replace("</", "<\\/")
-    css, js = (WEB / "viewer.css").read_text(), (WEB / "viewer.js").read_text()
+    css = (WEB / "viewer.css").read_text()
+    js = "\n".join((WEB / f).read_text() for f in ("review.js", "viewer.js"))
     js = js.replace("</script", "<\\/script")
     return (html.replace('<link rel="stylesheet" href="/static/viewer.css">',
                          f"<style>\n{css}\n</style>")
+            .replace('<script src="/static/review.js"></script>\n', "")
             .replace('<script src="/static/viewer.js"></script>',
                      f"<script>window.STATIC_RUN = {data};</script>\n"
                      f"<script>\n{js}\n</script>"))
 
 
 def write_report(run_dir: str | Path, out: str | Path, limit: int = 5000) -> int:
-    """``robustft report``: summary plus every sample whose label changed, in one HTML file.
-    Returns the number of samples included."""
+    """``robustft report``: summary plus every sample whose label changed or that a person
+    reviewed, in one HTML file. Returns the number of samples included."""
     store = RunStore.reader(run_dir)
     try:
-        changed = viewdata.changed_samples(store, limit)
+        changed = viewdata.report_samples(store, limit)
         data = {"summary": viewdata.summary(store), "samples": changed}
     finally:
         store.close()

@@ -22,6 +22,7 @@ function h(tag, attrs, ...kids) {
   }
   return el;
 }
+if (STATIC) document.getElementById("review-link")?.remove();  // a report is read-only
 const fmt = (x, d = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
 const fateTag = (f) => h("span", { class: `fate fate-${f}` }, f || "pending");
 
@@ -159,7 +160,7 @@ function summaryView(s) {
       histogram("Entropy of relabeled samples (lower = surer)", s.entropy_hist),
       histogram(`CLEAR confidence${s.gamma ? ` (γ = ${fmt(s.gamma, 3)})` : ""}`,
         s.confidence_hist),
-      precisionPanel(s.precision),
+      precisionPanel(s.precision), reviewStatsPanel(s.reviews),
       h("div", { class: "panel" }, h("h2", {}, "Calls by role"), roles),
       h("div", { class: "panel" }, h("h2", {}, "Prompts used (hash)"), prompts)),
     h("details", { class: "panel" }, h("summary", {}, "Config snapshot"), h("pre", {}, s.config)));
@@ -275,7 +276,7 @@ function callCard(c, i) {
     h("summary", {}, "raw reply"), h("pre", { class: "raw" }, c.raw)) : null);
 }
 
-function sampleView(d) {
+function sampleView(d, withReview = true) {
   const s = d.sample || {};
   const letters = (s.options || []).map((o, i) => `${String.fromCharCode(65 + i)}. ${o}`);
   const experts = Object.entries(d.experts || {}).map(([r, a]) => `${r}=${a ?? "unparsed"}`);
@@ -283,7 +284,8 @@ function sampleView(d) {
     `${r}: ${m.verdict ?? "unparsed"}` + (m.p_same != null ? ` (p_same ${m.p_same.toFixed(2)})` : ""));
   const nb = d.neighbours || [];
   return h("section", { id: "sample", "data-id": d.id },
-    h("p", {}, h("a", { href: "#/", id: "back" }, "← all samples")),
+    withReview ? h("p", {}, h("a", { href: "#/", id: "back" }, "← all samples")) : null,
+    withReview ? reviewPanel(d, render) : null,
     h("div", { class: "panel" }, h("h2", {}, `Sample ${d.id}`), kv([
       ["source", s.source || d.row], ["question", s.question],
       ["options", letters.length ? h("pre", {}, letters.join("\n")) : null],
@@ -325,8 +327,12 @@ function showError(e) {
 
 async function render() {
   const m = location.hash.match(/^#\/sample\/(.+)$/);
+  const queued = location.hash.match(/^#\/review\/(\d+)$/);
   try {
-    if (m) {
+    if (queued && !STATIC) {
+      await reviewView(Number(queued[1]));
+      window.scrollTo(0, 0);
+    } else if (m) {
       const d = await api("/api/sample", { id: decodeURIComponent(m[1]) });
       app.replaceChildren(d ? sampleView(d) : h("p", { class: "errtext" }, "no such sample"));
       window.scrollTo(0, 0);

@@ -1,0 +1,170 @@
+"""People's reviews of the agents' decisions: ``RUN/reviews.sqlite``, beside the traces.
+
+A review records what a person decided for one sample (accept the agents' decision, restore
+the original response, drop the sample, or an edited response), with an optional note, the
+reviewer's name and time, and the agents' decision it was made against (fate and final
+response). ``curate`` never writes this file, so reruns keep every review; when a rerun changes
+the agents' decision for a reviewed sample, the review is *stale*: shown and counted, never
+applied (:func:`effective`). Each save bumps the sample's version: a save made against an older
+version is a conflict (two reviewers on one sample), not a lost update. Every save is also
+appended to ``review_log``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from robustft.schemas import REVIEW_ACTIONS as ACTIONS
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS reviews (
+    sample_id TEXT PRIMARY KEY, action TEXT NOT NULL, response TEXT, note TEXT,
+    reviewer TEXT, at REAL NOT NULL, agent_fate TEXT, agent_final TEXT,
+    version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS review_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, sample_id TEXT NOT NULL, action TEXT NOT NULL,
+    response TEXT, note TEXT, reviewer TEXT, at REAL NOT NULL, agent_fate TEXT,
+    agent_final TEXT, version INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Review:
+    sample_id: str
+    action: str  # accept | restore | drop | edit
+    response: str | None  # the final response it sets (edit, restore); None for accept/drop
+    note: str | None
+    reviewer: str | None
+    at: float
+    agent_fate: str | None  # the agents' decision it was made against
+    agent_final: str | None
+    version: int
+
+    def stale(self, fate: str | None, final: str | None) -> bool:
+        """The agents' decision changed since this review (a rerun decided otherwise)."""
+        return (fate, final) != (self.agent_fate, self.agent_final)
+
+    def as_dict(self, fate: str | None = None, final: str | None = None) -> dict[str, Any]:
+        return {**asdict(self), "stale": self.stale(fate, final)}
+
+
+class ReviewConflict(Exception):
+    """Someone saved a review of this sample since the version the saver had seen."""
+
+    def __init__(self, current: Review):
+        super().__init__(f"{current.reviewer or 'someone'} reviewed this sample first "
+                         f"({current.action}, version {current.version})")
+        self.current = current
+
+
+class ReviewStore:
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / "reviews.sqlite"
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+
+    @staticmethod
+    def exists(run_dir: str | Path) -> bool:
+        return (Path(run_dir) / "reviews.sqlite").is_file()
+
+    def get(self, sid: str) -> Review | None:
+        row = self.db.execute("SELECT * FROM reviews WHERE sample_id=?", (sid,)).fetchone()
+        return Review(*row) if row else None
+
+    def all(self) -> dict[str, Review]:
+        return {r[0]: Review(*r) for r in self.db.execute("SELECT * FROM reviews")}
+
+    def reviewed_ids(self) -> set[str]:
+        return {i for (i,) in self.db.execute("SELECT sample_id FROM reviews")}
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0]
+
+    def save(self, sid: str, action: str, response: str | None, note: str | None,
+             reviewer: str | None, agent_fate: str | None, agent_final: str | None,
+             base_version: int) -> Review:
+        """Store a review made against ``base_version`` (0: the sample had none); raises
+        :class:`ReviewConflict` when the sample's review is no longer at that version."""
+        if action not in ACTIONS:
+            raise ValueError(f"action must be one of {ACTIONS}")
+        if action == "edit" and not (response or "").strip():
+            raise ValueError("an edit needs the new response")
+        self.db.execute("BEGIN IMMEDIATE")  # check and write under one lock
+        try:
+            current = self.get(sid)
+            if (current.version if current else 0) != base_version:
+                raise ReviewConflict(current)
+            review = Review(sid, action, response, note or None, reviewer, time.time(),
+                            agent_fate, agent_final, base_version + 1)
+            values = tuple(asdict(review).values())
+            self.db.execute("INSERT OR REPLACE INTO reviews VALUES (?,?,?,?,?,?,?,?,?)", values)
+            self.db.execute("INSERT INTO review_log (sample_id, action, response, note, "
+                            "reviewer, at, agent_fate, agent_final, version) "
+                            "VALUES (?,?,?,?,?,?,?,?,?)", values)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return review
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def effective(fate: str | None, final: str | None, original: str | None,
+              review: Review | None, kept_fates: tuple[str, ...]) -> tuple[bool, str | None]:
+    """(kept, final response) of a sample once its review applies; a stale or absent review
+    leaves the agents' decision."""
+    agents = (fate in kept_fates and final is not None, final)
+    if review is None or review.stale(fate, final) or review.action == "accept":
+        return agents
+    if review.action == "drop":
+        return False, final
+    if review.action == "restore":
+        return original is not None, original
+    return True, review.response  # edit
+
+
+QUEUE_FATES = ("relabeled-kept", "relabeled-dropped", "error")  # what people review
+
+
+def queue_ids(samples: sqlite3.Connection, filters: dict[str, str], method: str) -> list[str]:
+    """The review queue under ``filters`` (fate, q: id or question), most uncertain first:
+    highest entropy (RobustFT) or lowest confidence (CLEAR), then input order."""
+    fate = filters.get("fate")
+    fates = (fate,) if fate in QUEUE_FATES else QUEUE_FATES
+    where, args = f"fate IN ({','.join('?' * len(fates))})", list(fates)
+    if q := filters.get("q"):
+        where += " AND (id LIKE ? OR json_extract(data, '$.sample.question') LIKE ?)"
+        args += [f"%{q}%", f"%{q}%"]
+    key = "json_extract(data, '$.confidence')" if method == "clear" else "entropy"
+    order = f"{key} IS NULL, {key} {'ASC' if method == 'clear' else 'DESC'}, row"
+    return [i for (i,) in samples.execute(f"SELECT id FROM samples WHERE {where} "
+                                          f"ORDER BY {order}", args)]
+
+
+def review_summary(samples: sqlite3.Connection, reviews: ReviewStore) -> dict[str, Any]:
+    """Agreement statistics of a run's reviews against its samples table (``samples``: the
+    run store's connection)."""
+    from robustft.methods.review_stats import review_stats
+
+    all_reviews = reviews.all()
+    queue = samples.execute(f"SELECT COUNT(*) FROM samples WHERE fate IN "
+                            f"({','.join('?' * len(QUEUE_FATES))})", QUEUE_FATES).fetchone()[0]
+    rows = []
+    ids = list(all_reviews)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        for sid, fate, final, entropy, conf in samples.execute(
+                "SELECT id, fate, final, entropy, json_extract(data, '$.confidence') FROM "
+                f"samples WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+            r = all_reviews[sid]
+            unc = entropy if entropy is not None else (1 - conf if conf is not None else None)
+            rows.append((fate, unc, r.action, r.stale(fate, final)))
+    return review_stats(rows, queue)
