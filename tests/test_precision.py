@@ -52,17 +52,30 @@ def test_perfectly_separable():
     assert [(c[0], c[1], c[3]) for c in cut.curve] == [(0.60, 1.0, 60), (1.00, 0.0, 40)]
     # p ≈ 1 at 0.05 and 0.3, a little less at 0.55 (near the step); 0.65 and 0.9 ≈ 0
     assert (cut.cutoff, cut.kept) == (0.55, 3) and 0.95 <= cut.estimate <= 1.0
-    assert 0.95 - TOLERANCE <= cut.lower <= cut.estimate and cut.fit[1] < 0
+    assert 0.95 - TOLERANCE <= cut.lower <= cut.estimate and cut.fit[2] < 0
+    assert cut.fit[0] == pytest.approx(1, abs=1e-3)  # no slips: the ceiling is 1
     assert cut.probe_accuracy == 0.6 and "0.5500" in cut.reason
     # the 4th adds ≈ 0.07: (≈2.94 + 0.07) / 4 ≈ 0.76 ≥ 0.75, not the 5th
     assert precision_cutoff(SCORES, right, [0.9, 0.05, 0.55, 0.3, 0.65], 0.75).kept == 4
+
+
+def test_confidently_wrong_answers_cap_the_estimate():
+    # below 0.6: every 10th probe wrong whatever its score (54 of 60 right: a plateau at
+    # 0.9); above: all wrong. A logistic heads for 1 at low entropy; the ceiling holds 0.9.
+    right = [s <= 0.60 and i % 10 != 4 for i, s in enumerate(SCORES)]
+    assert sum(right) == 54
+    cut = precision_cutoff(SCORES, right, [0.1, 0.2, 0.3], 0.95)
+    assert cut.fit[0] == pytest.approx(0.9, abs=0.01)
+    assert cut.kept == 0 and "best estimate is 0.90" in cut.reason
+    low = precision_cutoff(SCORES, right, [0.1, 0.2, 0.3, 0.9], 0.85)
+    assert (low.cutoff, low.kept) == (0.3, 3) and low.estimate == pytest.approx(0.9, abs=0.01)
 
 
 def test_inseparable_keeps_what_the_target_allows():
     right = [i % 5 != 0 for i in range(100)]  # wrong at 0.01, 0.06, ...: no signal
     cut = precision_cutoff(SCORES, right, [0.1, 0.2, 0.3], 0.95)
     assert [(c[0], c[1], c[3]) for c in cut.curve] == [(1.00, 0.8, 100)]
-    assert cut.fit[1] >= 0  # accuracy does not fall with entropy: every relabel gets 0.8
+    assert cut.fit[2] >= 0  # accuracy does not fall with entropy: every relabel gets 0.8
     assert cut.cutoff is None and cut.kept == 0 and "best estimate is 0.800" in cut.reason
     low = precision_cutoff(SCORES, right, [0.1, 0.2, 0.3], 0.70)
     assert (low.cutoff, low.kept, low.estimate) == (0.3, 3, pytest.approx(0.8))

@@ -189,8 +189,9 @@ def review_table(r: dict[str, Any]) -> Table:
 
 def precision_table(p: dict[str, Any]) -> Table:
     """The probes' fitted curve (relabel accuracy vs entropy) and the cutoff it supports."""
-    fit = (f"; fit p = σ({p['fit'][0]:.2f} {p['fit'][1]:+.2f}·entropy)"
-           if p.get("fit") else "")
+    c, a, b = ([1.0, *p["fit"]] if len(p["fit"]) == 2 else p["fit"]) if p.get("fit") else (
+        None, None, None)
+    fit = f"; fit p = {c:.3f}·σ({a:.2f} {b:+.2f}·entropy)" if c is not None else ""
     t = Table("entropy up to", "probe accuracy", "90% lower bound", "probes",
               title=f"precision target {p['target']:.2f}: {p['probes']} probes, "
                     f"{p['probe_accuracy'] or 0:.0%} right{fit}",

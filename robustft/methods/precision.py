@@ -4,12 +4,17 @@ Probes are clean rows sent through the relabel path with their labels hidden; fo
 its score (entropy: lower is more certain) and whether the relabel path got it right. From
 them:
 
-1. **Accuracy as a function of the score**: a logistic regression of "right" on the score,
-   p(s) = σ(a + b·s), fitted by maximum likelihood (a tiny ridge keeps separable probes
-   finite). It must fall with the score (b < 0); otherwise the score carries no signal and
-   every relabel gets the probes' overall accuracy. Two parameters cannot chase the noise of
-   100 probes the way a step function can (measured: an isotonic fit kept relabels at 0.83
-   claiming 0.95 when confidence was pure noise).
+1. **Accuracy as a function of the score**: p(s) = c·σ(a + b·s), fitted by maximum
+   likelihood (EM over "slips": with probability 1 − c an answer is wrong whatever its score,
+   else right with probability σ; a tiny ridge keeps separable probes finite). The ceiling c
+   is what a plain logistic lacks: when part of the wrong answers come with high confidence
+   (a model confidently wrong), accuracy plateaus below 1 at low entropy, and a logistic
+   forced towards 1 there over-claimed (measured: 0.96 estimated, 0.91 achieved at
+   calibration 0.5) while flattening its fall (0.91 estimated, 0.98 achieved at 0.9). p must
+   fall with the score (b < 0); otherwise the score carries no signal and every relabel gets
+   the probes' overall accuracy. Three parameters cannot chase the noise of 100 probes the
+   way a step function can (measured: an isotonic fit kept relabels at 0.83 claiming 0.95
+   when confidence was pure noise).
 2. **The precision of a kept set** (the relabels with score ≤ a cutoff): the mean of p over
    them — the estimate.
 3. **Its uncertainty**: the same estimate on ``BOOTSTRAP`` resamples of the probes (seeded);
@@ -54,12 +59,47 @@ def logistic_fit(scores: np.ndarray, correct: np.ndarray, ridge: float = 1e-3
     return float(w[0]), float(w[1])
 
 
+def _weighted_logistic(s: np.ndarray, y: np.ndarray, w: np.ndarray, start: np.ndarray,
+                       ridge: float = 1e-3) -> np.ndarray:
+    """(a, b) maximising Σ w·log-likelihood of σ(a + b·s) (+ ridge), by Newton's method."""
+    x = np.c_[np.ones_like(s), s]
+    beta = start.copy()
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-np.clip(x @ beta, -30, 30)))
+        grad = x.T @ (w * (y - p)) - ridge * beta
+        hess = x.T @ (x * (w * p * (1 - p))[:, None]) + ridge * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        beta += step
+        if np.abs(step).max() < 1e-8:
+            break
+    return beta
+
+
+def ceiling_fit(scores: np.ndarray, correct: np.ndarray, iters: int = 200
+                ) -> tuple[float, float, float]:
+    """(c, a, b) of p(s) = c·σ(a + b·s) by EM: a wrong answer is a slip (probability 1 − c)
+    or a miss of the logistic part; the right ones are never slips."""
+    beta = np.array(logistic_fit(scores, correct))
+    c = 1.0 - 1e-6
+    for _ in range(iters):
+        sig = 1 / (1 + np.exp(-np.clip(beta[0] + beta[1] * scores, -30, 30)))
+        # posterior that an answer came from the logistic part (not a slip)
+        w = np.where(correct > 0, 1.0, c * (1 - sig) / np.maximum(1 - c * sig, 1e-12))
+        c_new = float(w.mean())
+        beta = _weighted_logistic(scores, correct, w, beta)
+        done = abs(c_new - c) < 1e-7
+        c = c_new
+        if done:
+            break
+    return c, float(beta[0]), float(beta[1])
+
+
 def fitted_accuracy(scores: np.ndarray, correct: np.ndarray, x: np.ndarray) -> np.ndarray:
     """p at ``x`` from the probes; the probes' overall accuracy when p does not fall."""
-    a, b = logistic_fit(scores, correct)
+    c, a, b = ceiling_fit(scores, correct)
     if b >= 0:
         return np.full(x.shape, correct.mean())
-    return 1 / (1 + np.exp(-np.clip(a + b * x, -30, 30)))
+    return c / (1 + np.exp(-np.clip(a + b * x, -30, 30)))
 
 
 def isotonic_blocks(scores: Sequence[float], correct: Sequence[bool]
@@ -110,7 +150,7 @@ class PrecisionCut:
     probes: int  # probes with a known score
     probe_accuracy: float | None  # share of probes the relabel path got right
     reason: str
-    fit: tuple[float, float] | None = None  # (a, b) of p(s) = σ(a + b·s)
+    fit: tuple[float, float, float] | None = None  # (c, a, b) of p(s) = c·σ(a + b·s)
     # the empirical curve, for display: (upper score, accuracy, 90% lower bound, probes)
     curve: list[tuple[float, float, float, int]] = field(default_factory=list)
 
@@ -133,8 +173,7 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     if n_probes < MIN_PROBES:
         return PrecisionCut(reason=f"{n_probes} probes with a known entropy: fewer than the "
                             f"{MIN_PROBES} an estimate needs: no relabel kept", **none, **base)
-    fit = logistic_fit(ps, py)
-    base["fit"] = fit
+    base["fit"] = ceiling_fit(ps, py)
     x = np.asarray(scores, dtype=float)
     x = np.sort(x[~np.isnan(x)])
     if not x.size:

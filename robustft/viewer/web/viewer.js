@@ -108,8 +108,8 @@ function precisionPanel(p) {
   line([[0, Y(p.target)], [W, Y(p.target)]], "target");
   line(steps(1), "bound");
   if (p.fit) {
-    const [a, b] = p.fit;
-    const sig = (e) => (b >= 0 ? p.probe_accuracy : 1 / (1 + Math.exp(-(a + b * e))));
+    const [c, a, b] = p.fit.length === 3 ? p.fit : [1, ...p.fit];  // older runs: (a, b)
+    const sig = (e) => (b >= 0 ? p.probe_accuracy : c / (1 + Math.exp(-(a + b * e))));
     line([...Array(41).keys()].map((i) => [X((i / 40) * top), Y(sig((i / 40) * top))]),
       "accuracy");
   }
