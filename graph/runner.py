@@ -67,7 +67,8 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
             b = config.batch
             client.batch = BatchQueue(BatchLedger(run_dir / "batches.sqlite"),
                                       run_dir / "batches", b.poll_s, b.max_poll_s,
-                                      b.completion_window, rep.note)
+                                      b.completion_window, rep.note,
+                                      offline=opts.batch == "files")
             config = config.model_copy(update={"concurrency": max(len(samples), 1)})
         run = Run(config, store, Deps(config=config, client=client, prompts=prompts), samples,
                   done, rep)

@@ -392,4 +392,4 @@ class RunOptions:
     ray: str | None = None  # Ray cluster address (local | auto | ray://host:port): curate --ray
     workers: int = 2  # Ray actors per stage
     block_rows: int = 1000  # rows per block (one shard, one Ray task) under --ray
-    batch: bool = False  # requests go out through the Batch API (/files + /batches)
+    batch: str | None = None  # "api": the Batch API (/files + /batches); "files": offline

@@ -119,3 +119,48 @@ def test_kill_during_polling_resumes_the_same_batches(tmp_path):
         assert not server.requests
     assert _decisions(out) == _decisions(tmp_path / "online")
     assert _calls(out) == _calls(tmp_path / "online")
+
+
+def _run_batch_files(batch_dir, server: ScriptedServer) -> int:
+    """Play `vllm run-batch` on every input file without an output: the same replies the
+    server gives online. Returns the files answered."""
+    done = 0
+    for inp in sorted(batch_dir.glob("batch-*.jsonl")):
+        out = inp.with_name(inp.name.replace(".jsonl", ".output.jsonl"))
+        if inp.name.endswith(".output.jsonl") or out.exists():
+            continue
+        lines = [json.loads(x) for x in inp.read_text().splitlines() if x]
+        out.write_text("".join(json.dumps({
+            "id": f"vllm-{i}", "custom_id": x["custom_id"], "error": None,
+            "response": {"status_code": 200, "body": server.complete(x["body"])}}) + "\n"
+            for i, x in enumerate(lines)))
+        done += 1
+    return done
+
+
+def test_offline_batch_files_for_vllm_run_batch(tmp_path):
+    inp, cfg = _setup(tmp_path)
+    _online(tmp_path, inp, cfg)
+    out = tmp_path / "offline"
+    with ScriptedServer(parity) as server:  # only for requests no batch file answers
+        rounds = 0
+        while True:
+            step = _run(inp, out, server.base_url, cfg, "--batch-files")
+            if step.returncode == 0:
+                break
+            assert step.returncode == 4, step.stderr[-2000:]
+            said = " ".join((step.stdout + step.stderr).split())
+            assert "vllm run-batch -i" in said and "--model m" in said
+            assert _run_batch_files(out / "batches", server) == 1  # one file per round
+            rounds += 1
+            assert rounds < 10
+        assert not server.requests  # every call came from the batch files
+    assert 2 <= rounds <= 8
+    assert _decisions(out) == _decisions(tmp_path / "online")
+    assert _calls(out) == _calls(tmp_path / "online")
+    no_model = subprocess.run(
+        [sys.executable, "-m", "robustft.cli.main", "curate", "-i", str(inp), "-o",
+         str(tmp_path / "x"), "--base-url", "http://127.0.0.1:9/v1", "--batch-files"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "ROBUSTFT_MODEL"})
+    assert no_model.returncode == 2 and "--batch-files needs --model" in no_model.stderr

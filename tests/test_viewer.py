@@ -8,10 +8,10 @@ import json
 import random
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from eval.bench_review import fake_run
 from eval.scripted_server import mc_reply, target_question
 from robustft.config import Config
 from robustft.graph.runner import curate
@@ -141,34 +141,12 @@ def test_static_report_is_self_contained(browser, run_dir, tmp_path):
     browser.save_screenshot(str(ARTIFACTS / "report-sample.png"))
 
 
-def _fake_run(path: Path, n: int) -> None:
-    """A run directory with ``n`` synthetic samples (one bulk transaction)."""
-    store = RunStore(path)
-    rng = random.Random(0)
-    fates = ["clean", "relabeled-kept", "relabeled-dropped", "error"]
-    rows = []
-    for i in range(n):
-        fate = fates[i % 4] if i % 7 else "clean"
-        ent = rng.random() * 1.4 if fate.startswith("relabeled") else None
-        data = {"sample": {"id": f"x{i}", "row": i + 1, "source": f"big.jsonl:{i + 1}",
-                           "question": f"Synthetic question number {i}?", "options": ["a", "b"],
-                           "label": "A"}, "verdict": "noisy" if ent is not None else "clean"}
-        rows.append((f"x{i}", i + 1, "big.jsonl", "relabeled", "noisy", "A",
-                     "B" if fate == "relabeled-kept" else "A", ent, "option-logprobs", fate,
-                     "synthetic", json.dumps(data)))
-    with store.db:
-        store.db.executemany(
-            "INSERT INTO samples (id, row, source, stage, verdict, original, final, entropy, "
-            "entropy_source, fate, reason, data) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-    store.close()
-
-
 def test_table_stays_responsive_at_100k_samples(browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     run = tmp_path / "big"
-    _fake_run(run, 100_000)
+    fake_run(run, 100_000)
     v = Viewer(run, 0).start()
     try:
         t0 = time.perf_counter()

@@ -31,7 +31,7 @@ from robustft.config import (
     resolved_endpoint,
 )
 from robustft.data.files import InputFileError, load_samples
-from robustft.llm.batch import MAX_REQUESTS
+from robustft.llm.batch import MAX_REQUESTS, BatchFilesPending
 from robustft.llm.budget import BudgetExceeded
 from robustft.llm.prompt_files import PromptError, builtin_dir, load_prompts
 from robustft.llm.tokens import tokenizer_name
@@ -114,6 +114,8 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
                                                  options))
     except (InputFileError, PromptError, ServeError, ValueError) as e:
         raise fail(str(e)) from None
+    except BatchFilesPending as e:
+        raise fail(f"waiting for batch outputs: {e}", EXIT_BUDGET) from None
     except BudgetExceeded as e:
         raise fail(f"stopped: {e}; the run directory is resumable: rerun the same command "
                     "(with a larger budget) to continue", EXIT_BUDGET) from None

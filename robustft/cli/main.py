@@ -30,7 +30,7 @@ from robustft.cli.launch import (
     on_sigterm,
     run_curate_cli,
 )
-from robustft.config import Config, ConfigError, RunOptions, load_config
+from robustft.config import Config, ConfigError, RunOptions, load_config, resolved_endpoint
 from robustft.data.files import InputFileError
 from robustft.demo import DEMOS, score_run
 from robustft.llm.prompt_files import PromptError
@@ -82,6 +82,10 @@ def curate(
     batch: Annotated[bool, typer.Option(help="Send the calls through the endpoint's Batch API "
                                         "(/v1/files + /v1/batches), one batch per round; "
                                         "rerun to resume polling.")] = False,
+    batch_files: Annotated[bool, typer.Option(help="Offline batches: write each round's "
+                                              "requests as a batch file for `vllm run-batch`, "
+                                              "stop (exit 4), read its output on the rerun."
+                                              )] = False,
     method: Annotated[str, typer.Option(help="robustft (default) or clear.")] = "robustft",
     train_after: Annotated[bool, typer.Option("--train", help="Fine-tune on the curated "
                                               "sft.jsonl afterwards (RUN/model).")] = False,
@@ -118,7 +122,7 @@ def curate(
     cfg.override(base_url, model, concurrency, prompts)
     if dry_run:
         try:
-            return dry_run_table(cfg, input, method, batch)
+            return dry_run_table(cfg, input, method, batch or batch_files)
         except (InputFileError, PromptError, ValueError) as e:
             raise fail(str(e)) from None
     if method not in ("robustft", "clear"):
@@ -126,13 +130,18 @@ def curate(
     if batch and (ray is not None or needs_embedded(cfg)):
         raise fail("--batch needs an endpoint with the Batch API (/v1/files + /v1/batches) "
                    "and one process: not the embedded server, not --ray")
+    if batch_files and (ray is not None or needs_embedded(cfg)
+                        or not resolved_endpoint(cfg, "direct")[1]):
+        raise fail("--batch-files needs --model (the model the batch runner serves) and "
+                   "--base-url (where requests a batch file leaves unanswered go), in one "
+                   "process: not --ray")
     if max_cost is not None and not cfg.prices:
         raise fail("--max-cost needs prices: set 'prices' in the config (per model, per "
                    "million input/output tokens)")
     options = RunOptions(cache_path=cache, max_calls=max_calls, max_tokens=max_tokens,
                          max_cost=max_cost, retry_errors=retry_errors is not None,
                          method=method, ray=ray, workers=workers, block_rows=block_rows,
-                         batch=batch)
+                         batch="files" if batch_files else "api" if batch else None)
     summary = run_curate_cli(cfg, input, output, slots, options)
     if train_after:
         finetune.run_train(output / "sft.jsonl", train_model, output / "model", cfg)

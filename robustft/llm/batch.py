@@ -9,6 +9,10 @@ polled with backoff. Each reply then answers its request exactly as an online re
 goes into the per-request cache, so traces, resume and reruns behave as in online mode; the
 samples move on and their next requests form the next round's batch.
 
+Offline (``curate --batch-files``, for ``vllm run-batch`` or any runner of OpenAI batch
+files): each round's batch is only written, as ``RUN/batches/NAME.jsonl``; the run stops
+resumably (exit 4) saying which command to run, and the rerun reads ``NAME.output.jsonl``.
+
 The :class:`BatchLedger` (``RUN/batches.sqlite``) records which request (``custom_id``: its
 cache key) went out in which batch, committed once the batch exists: after ``kill -9``
 during polling, the rerun asks for the same requests, finds them in the ledger and polls the
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robustft.llm.budget import BudgetExceeded
 from robustft.llm.http import HTTPEndpoint, describe
 
 log = logging.getLogger("robustft")
@@ -44,6 +49,11 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS requests (
     custom_id TEXT NOT NULL, batch_id TEXT NOT NULL, PRIMARY KEY (custom_id, batch_id));
 """
+
+
+class BatchFilesPending(BudgetExceeded):
+    """Offline batches: their input files are written, their outputs are not there yet; the
+    run stops resumably."""
 
 
 class BatchLedger:
@@ -113,8 +123,9 @@ class BatchQueue:
 
     def __init__(self, ledger: BatchLedger, files_dir: Path, poll_s: float,
                  max_poll_s: float, completion_window: str,
-                 note: Callable[[str], None] = log.info):
+                 note: Callable[[str], None] = log.info, offline: bool = False):
         self.ledger, self.files_dir, self.note = ledger, Path(files_dir), note
+        self.offline = offline  # write batch files for an offline runner, submit nothing
         self.poll_s, self.max_poll_s, self.window = poll_s, max_poll_s, completion_window
         self._waiting: dict[HTTPEndpoint, list[_Waiting]] = {}
         self._last = 0.0
@@ -155,32 +166,77 @@ class BatchQueue:
         for key, batch_id in known.items():
             resume.setdefault(batch_id, []).append(key)
         fresh = [k for k in by_key if k not in known]
-        jobs = [self._collect(endpoint, b, keys) for b, keys in resume.items()]
+        collect, submit = ((self._read_output, self._write_input) if self.offline else
+                           (self._collect, self._submit_and_collect))
+        jobs = [collect(endpoint, b, keys) for b, keys in resume.items()]
         for b, keys in resume.items():
-            self.note(f"batch {b}: {len(keys)} requests already submitted; polling it again")
+            self.note(f"batch {b}: {len(keys)} requests already submitted; "
+                      + ("reading its output" if self.offline else "polling it again"))
         self.resumed += len(resume)
         for i in range(0, len(fresh), MAX_REQUESTS):
-            jobs.append(self._submit_and_collect(endpoint, fresh[i:i + MAX_REQUESTS], by_key))
+            jobs.append(submit(endpoint, fresh[i:i + MAX_REQUESTS], by_key))
         results: dict[str, dict | None] = {}
+        pending: list[BatchFilesPending] = []
         for got in await asyncio.gather(*jobs, return_exceptions=True):
-            if isinstance(got, BaseException):
+            if isinstance(got, BatchFilesPending):
+                pending.append(got)
+            elif isinstance(got, BaseException):
                 log.warning("batch round failed (%s): its requests go online", describe(got))
             else:
                 results.update(got)
+        waiting = BatchFilesPending("; ".join(map(str, pending))) if pending else None
         for key, ws in by_key.items():
             for w in ws:
-                if not w.future.done():
+                if w.future.done():
+                    continue
+                if waiting is not None and key not in results:
+                    w.future.set_exception(waiting)  # its file has no output yet: stop
+                else:
                     w.future.set_result(results.get(key))
 
-    async def _submit_and_collect(self, endpoint: HTTPEndpoint, keys: list[str],
-                                  by_key: dict[str, list[_Waiting]]) -> dict[str, dict | None]:
+    async def _write_input(self, endpoint: HTTPEndpoint, keys: list[str],
+                           by_key: dict[str, list[_Waiting]]) -> dict[str, dict | None]:
+        """Offline: the batch input file only (its name is the batch id)."""
+        name = f"batch-{time.time_ns()}"
+        self._write_lines(name + ".jsonl", keys, by_key)
+        self.ledger.record(name, endpoint.base_url, name + ".jsonl", keys)
+        self.submitted += 1
+        return await self._read_output(endpoint, name, keys)
+
+    async def _read_output(self, endpoint: HTTPEndpoint, name: str,
+                           keys: list[str]) -> dict[str, dict | None]:
+        """Offline: the replies in ``NAME.output.jsonl``; raises :class:`BatchFilesPending`
+        with the command to run while it is not there."""
+        inp, out = self.files_dir / f"{name}.jsonl", self.files_dir / f"{name}.output.jsonl"
+        if not out.is_file():
+            try:  # the model the requests name (vllm run-batch serves it)
+                with inp.open() as f:
+                    model = json.loads(f.readline())["body"]["model"]
+            except (OSError, ValueError, KeyError):
+                model = "MODEL"
+            raise BatchFilesPending(
+                f"batch input {inp} ({len(keys)} requests) has no output yet: run `vllm "
+                f"run-batch -i {inp} -o {out} --model {model}` (or any OpenAI batch runner "
+                "writing that file), then rerun the same command")
+        results = read_results(out.read_text(errors="replace"))
+        answered = sum(results.get(k) is not None for k in keys)
+        self.note(f"batch {name}: read {answered} of {len(keys)} replies from {out.name}")
+        return {k: results.get(k) for k in keys}
+
+    def _write_lines(self, name: str, keys: list[str],
+                     by_key: dict[str, list[_Waiting]]) -> Path:
         lines = "".join(json.dumps({"custom_id": k, "method": "POST",
                                     "url": "/v1/chat/completions",
                                     "body": by_key[k][0].body}) + "\n" for k in keys)
         self.files_dir.mkdir(parents=True, exist_ok=True)
-        path = self.files_dir / f"input-{time.time_ns()}.jsonl"
+        path = self.files_dir / name
         path.write_text(lines)
-        uploaded = await endpoint.upload("/files", path.name, lines.encode(), "batch")
+        return path
+
+    async def _submit_and_collect(self, endpoint: HTTPEndpoint, keys: list[str],
+                                  by_key: dict[str, list[_Waiting]]) -> dict[str, dict | None]:
+        path = self._write_lines(f"input-{time.time_ns()}.jsonl", keys, by_key)
+        uploaded = await endpoint.upload("/files", path.name, path.read_bytes(), "batch")
         batch = await endpoint.request("POST", "/batches", {
             "input_file_id": uploaded["id"], "endpoint": "/v1/chat/completions",
             "completion_window": self.window, "metadata": {"source": "robustft"}})
