@@ -43,6 +43,27 @@ def test_store_versions_conflicts_and_log(tmp_path):
     store.close()
 
 
+def test_concurrent_saves_one_wins(tmp_path):
+    """The viewer's threads share one store: 16 saves of one sample against version 0 at
+    once: exactly one lands, the rest are conflicts (no lost update, no SQLite error)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = ReviewStore(tmp_path)
+
+    def save(i: int) -> str:
+        try:
+            store.save("s1", "edit", f"v{i}", None, f"r{i}", "error", None, 0)
+            return "saved"
+        except ReviewConflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(save, range(16)))
+    assert outcomes.count("saved") == 1 and outcomes.count("conflict") == 15
+    assert store.get("s1").version == 1
+    store.close()
+
+
 @pytest.mark.parametrize("action, response, fate, final, want", [
     (None, None, "relabeled-kept", "B", (True, "B")),  # no review: the agents' decision
     ("accept", None, "relabeled-dropped", "B", (False, "B")),

@@ -13,6 +13,7 @@ appended to ``review_log``.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,23 +69,28 @@ class ReviewStore:
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        self._lock = threading.RLock()  # one connection, shared by the viewer's threads
 
     @staticmethod
     def exists(run_dir: str | Path) -> bool:
         return (Path(run_dir) / "reviews.sqlite").is_file()
 
     def get(self, sid: str) -> Review | None:
-        row = self.db.execute("SELECT * FROM reviews WHERE sample_id=?", (sid,)).fetchone()
+        with self._lock:
+            row = self.db.execute("SELECT * FROM reviews WHERE sample_id=?", (sid,)).fetchone()
         return Review(*row) if row else None
 
     def all(self) -> dict[str, Review]:
-        return {r[0]: Review(*r) for r in self.db.execute("SELECT * FROM reviews")}
+        with self._lock:
+            return {r[0]: Review(*r) for r in self.db.execute("SELECT * FROM reviews")}
 
     def reviewed_ids(self) -> set[str]:
-        return {i for (i,) in self.db.execute("SELECT sample_id FROM reviews")}
+        with self._lock:
+            return {i for (i,) in self.db.execute("SELECT sample_id FROM reviews")}
 
     def count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0]
+        with self._lock:
+            return self.db.execute("SELECT COUNT(*) FROM reviews").fetchone()[0]
 
     def save(self, sid: str, action: str, response: str | None, note: str | None,
              reviewer: str | None, agent_fate: str | None, agent_final: str | None,
@@ -95,7 +101,14 @@ class ReviewStore:
             raise ValueError(f"action must be one of {ACTIONS}")
         if action == "edit" and not (response or "").strip():
             raise ValueError("an edit needs the new response")
-        self.db.execute("BEGIN IMMEDIATE")  # check and write under one lock
+        with self._lock:
+            return self._save(sid, action, response, note, reviewer, agent_fate,
+                              agent_final, base_version)
+
+    def _save(self, sid: str, action: str, response: str | None, note: str | None,
+              reviewer: str | None, agent_fate: str | None, agent_final: str | None,
+              base_version: int) -> Review:
+        self.db.execute("BEGIN IMMEDIATE")  # check and write under one lock (processes too)
         try:
             current = self.get(sid)
             if (current.version if current else 0) != base_version:
