@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from robustft.llm.budget import BudgetExceeded
 from robustft.llm.http import HTTPEndpoint, describe
@@ -84,11 +83,6 @@ class BatchLedger:
     def set_status(self, batch_id: str, status: str) -> None:
         with self.db:
             self.db.execute("UPDATE batches SET status=? WHERE id=?", (status, batch_id))
-
-    def batches(self) -> list[dict[str, Any]]:
-        cur = self.db.execute("SELECT * FROM batches ORDER BY created")
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur]
 
     def close(self) -> None:
         self.db.close()

@@ -43,55 +43,42 @@ BOOTSTRAP = 200  # probe resamples for the uncertainty
 TOLERANCE = 0.03  # how far below the target the 10% bootstrap quantile may fall
 
 
-def logistic_fit(scores: np.ndarray, correct: np.ndarray, ridge: float = 1e-3
-                 ) -> tuple[float, float]:
-    """(a, b) of p(s) = σ(a + b·s) by Newton's method on the log-likelihood (+ ridge)."""
+def logistic_fit(scores: np.ndarray, correct: np.ndarray, ridge: float = 1e-3,
+                 weights: np.ndarray | None = None,
+                 start: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
+    """(a, b) of p(s) = σ(a + b·s) by Newton's method on the log-likelihood (+ ridge), each
+    probe counted with its weight (default 1), starting from ``start``."""
     x = np.c_[np.ones_like(scores), scores]
-    w = np.zeros(2)
+    wt = np.ones_like(scores) if weights is None else weights
+    beta = np.array(start, dtype=float)
     for _ in range(100):
-        p = 1 / (1 + np.exp(-np.clip(x @ w, -30, 30)))
-        grad = x.T @ (correct - p) - ridge * w
-        hess = x.T @ (x * (p * (1 - p))[:, None]) + ridge * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        w += step
-        if np.abs(step).max() < 1e-9:
-            break
-    return float(w[0]), float(w[1])
-
-
-def _weighted_logistic(s: np.ndarray, y: np.ndarray, w: np.ndarray, start: np.ndarray,
-                       ridge: float = 1e-3) -> np.ndarray:
-    """(a, b) maximising Σ w·log-likelihood of σ(a + b·s) (+ ridge), by Newton's method."""
-    x = np.c_[np.ones_like(s), s]
-    beta = start.copy()
-    for _ in range(50):
         p = 1 / (1 + np.exp(-np.clip(x @ beta, -30, 30)))
-        grad = x.T @ (w * (y - p)) - ridge * beta
-        hess = x.T @ (x * (w * p * (1 - p))[:, None]) + ridge * np.eye(2)
+        grad = x.T @ (wt * (correct - p)) - ridge * beta
+        hess = x.T @ (x * (wt * p * (1 - p))[:, None]) + ridge * np.eye(2)
         step = np.linalg.solve(hess, grad)
         beta += step
-        if np.abs(step).max() < 1e-8:
+        if np.abs(step).max() < 1e-9:
             break
-    return beta
+    return float(beta[0]), float(beta[1])
 
 
 def ceiling_fit(scores: np.ndarray, correct: np.ndarray, iters: int = 200
                 ) -> tuple[float, float, float]:
     """(c, a, b) of p(s) = c·σ(a + b·s) by EM: a wrong answer is a slip (probability 1 − c)
     or a miss of the logistic part; the right ones are never slips."""
-    beta = np.array(logistic_fit(scores, correct))
+    a, b = logistic_fit(scores, correct)
     c = 1.0 - 1e-6
     for _ in range(iters):
-        sig = 1 / (1 + np.exp(-np.clip(beta[0] + beta[1] * scores, -30, 30)))
+        sig = 1 / (1 + np.exp(-np.clip(a + b * scores, -30, 30)))
         # posterior that an answer came from the logistic part (not a slip)
         w = np.where(correct > 0, 1.0, c * (1 - sig) / np.maximum(1 - c * sig, 1e-12))
         c_new = float(w.mean())
-        beta = _weighted_logistic(scores, correct, w, beta)
+        a, b = logistic_fit(scores, correct, weights=w, start=(a, b))
         done = abs(c_new - c) < 1e-7
         c = c_new
         if done:
             break
-    return c, float(beta[0]), float(beta[1])
+    return c, a, b
 
 
 def fitted_accuracy(scores: np.ndarray, correct: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from robustft.data.shapes import Shape
 from robustft.llm.prompt_files import Prompt
 from robustft.pipeline.contract import KEPT
 from robustft.schemas import Decision, Sample
-from robustft.store.reviews import Review, ReviewStore, effective
+from robustft.store.reviews import Review, ReviewStore, effective, run_review_summary
 from robustft.store.runstore import RunStore
 
 DECISION_COLUMNS = ["id", "row", "fate", "reason", "original_label", "final_label",
@@ -169,6 +169,6 @@ def export_run(run_dir: str | Path, output: Path, reviewed_only: bool = False
         sft_prompt = load_prompts(config.prompts_dir)["sft"]
         n = write_files(store, sft_prompt, input_path, shape, output,
                         output.parent / "sft.jsonl", reviewed_only)
-        return n, store.totals().get("reviews")
+        return n, run_review_summary(store.dir, store.db)
     finally:
         store.close()

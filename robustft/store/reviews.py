@@ -49,7 +49,8 @@ class Review:
         """The agents' decision changed since this review (a rerun decided otherwise)."""
         return (fate, final) != (self.agent_fate, self.agent_final)
 
-    def as_dict(self, fate: str | None = None, final: str | None = None) -> dict[str, Any]:
+    def as_dict(self, fate: str | None, final: str | None) -> dict[str, Any]:
+        """The review with whether it is stale against the agents' ``fate`` and ``final``."""
         return {**asdict(self), "stale": self.stale(fate, final)}
 
 
@@ -160,6 +161,17 @@ def queue_ids(samples: sqlite3.Connection, filters: dict[str, str], method: str)
     order = f"{key} IS NULL, {key} {'ASC' if method == 'clear' else 'DESC'}, row"
     return [i for (i,) in samples.execute(f"SELECT id FROM samples WHERE {where} "
                                           f"ORDER BY {order}", args)]
+
+
+def run_review_summary(run_dir: Path, samples: sqlite3.Connection) -> dict[str, Any] | None:
+    """Agreement statistics of a run's reviews (None: nobody reviewed anything yet)."""
+    if not ReviewStore.exists(run_dir):
+        return None
+    reviews = ReviewStore(run_dir)
+    try:
+        return review_summary(samples, reviews) if reviews.count() else None
+    finally:
+        reviews.close()
 
 
 def review_summary(samples: sqlite3.Connection, reviews: ReviewStore) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 from robustft.config import load_config, prices_of
 from robustft.methods.cost import cost_by_role
 from robustft.schemas import AgentCall, InputError
-from robustft.store.reviews import ReviewStore, review_summary
+from robustft.store.reviews import run_review_summary
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -365,13 +365,8 @@ class RunStore:
                "completion_tokens": ct, "labels_changed": changed, "by_role": by_role}
         if (precision := self.get_meta("precision")) is not None:
             out["precision"] = json.loads(precision)
-        if ReviewStore.exists(self.dir):
-            reviews = ReviewStore(self.dir)
-            try:
-                if reviews.count():
-                    out["reviews"] = review_summary(self.db, reviews)
-            finally:
-                reviews.close()
+        if (reviews := run_review_summary(self.dir, self.db)) is not None:
+            out["reviews"] = reviews
         prices = self._prices()
         if prices:  # every call in the traces: a cached one stands for the one paid first
             out["cost"] = cost_by_role(
