@@ -60,6 +60,10 @@ METHODS: dict[str, tuple[str | None, dict[str, Any], str]] = {
                  "reference code: mean-NLL entropy, single-pass reasoning"),
     "clear-filter": ("clear", {"clear": {"correct": False}}, "CLEAR, filter only"),
     "clear-correct": ("clear", {}, "CLEAR, filter + auto-correct"),
+    "clear-precision-0.95": ("clear", {"clear": {"correct": False, "target_precision": 0.95}},
+                             "CLEAR filter, γ at estimated precision ≥ 0.95 (decoys)"),
+    "clear-precision-0.90": ("clear", {"clear": {"correct": False, "target_precision": 0.90}},
+                             "CLEAR filter, γ at estimated precision ≥ 0.90 (decoys)"),
 }
 
 

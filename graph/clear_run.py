@@ -6,15 +6,27 @@ known only after every sample is scored: the barrier between the two stages.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
-from dataclasses import replace
+import random
+from dataclasses import asdict, replace
 from typing import Any
 
+from robustft.agents.certainty import reflect_on
 from robustft.config import Config
 from robustft.graph.clear import build_clear_graph
 from robustft.graph.clear_state import ClearState
+from robustft.graph.nodes import failures
 from robustft.graph.stages import Run, run_stage
-from robustft.methods.confidence import threshold
+from robustft.methods.confidence import (
+    combine,
+    observed_consistency,
+    reflection_certainty,
+    threshold,
+)
+from robustft.methods.decoys import decoy_cutoff, signal_z
+from robustft.methods.matching import exact_match
 from robustft.pipeline.contract import Fate, FateRow, Method, PlannedCall, Stage
 from robustft.pipeline.fates import clear_fates
 from robustft.retrieval.embedder import load_embedder
@@ -34,16 +46,84 @@ def _plain(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _scored(run: Run) -> list[dict[str, Any]]:
+    return [r for r in run.store.records() if r["stage"] in (Stage.SCORED, Stage.CORRECTED)
+            and not r.get("errors") and r.get("confidence") is not None]
+
+
 def _gamma(run: Run) -> float:
-    conf = [r["confidence"] for r in run.store.records()
-            if r["stage"] in (Stage.SCORED, Stage.CORRECTED) and not r.get("errors")
-            and r.get("confidence") is not None]
-    return threshold(conf, run.config.clear.gamma)
+    return threshold([r["confidence"] for r in _scored(run)], run.config.clear.gamma)
+
+
+def decoy_ids(run: Run) -> list[str]:
+    """The rows whose other options are scored as decoys: a seeded draw of ``clear.decoys``,
+    at most half the scored rows, in input order."""
+    scored = [r["id"] for r in _scored(run)]
+    # a seed of its own: a plain Random(seed) repeats any other draw made with that seed over
+    # the same rows (measured: the shared ARC files' flips were drawn that way)
+    chosen = set(random.Random(f"decoys|{run.config.selection.probe_seed}").sample(
+        scored, min(run.config.clear.decoys, len(scored) // 2)))
+    return [sid for sid in scored if sid in chosen]
+
+
+async def _score_decoys(run: Run, deps) -> None:
+    """Each drawn row's other options scored exactly as its response is: O from the row's
+    own sampled answers, S from self-reflection on the option (new calls)."""
+    c, by_id, sem = run.config.clear, run.by_id(), asyncio.Semaphore(run.config.concurrency)
+    records = {r["id"]: r for r in _scored(run)}
+
+    async def one(sid: str) -> None:
+        s, sampled = by_id[sid], records[sid].get("sampled") or []
+        async with sem:
+            options = [x for x in s.letters if x != s.label]
+            reflected = await asyncio.gather(*(reflect_on(deps, s, x) for x in options))
+        decoys, calls = {}, []
+        for x, verdicts in zip(options, reflected, strict=True):
+            matches = [float(exact_match(a, x, True)) for a in sampled]
+            o = observed_consistency(matches, matches, c.alpha)
+            cert = reflection_certainty([v.answer for v in verdicts])
+            conf = None if failures(verdicts) else combine(o, cert, c.beta)
+            decoys[x] = {"verdicts": [v.answer for v in verdicts], "observed": o,
+                         "certainty": cert, "confidence": conf}
+            calls += verdicts
+        run.store.save_probe(sid, {"decoys": decoys}, calls, kind="decoy")
+        run.rep.advance("decoys")
+
+    done = {d["id"] for d in run.store.probes("decoy")}
+    ids = decoy_ids(run)
+    run.start("decoys", len(ids), len([i for i in ids if i not in done]))
+    await asyncio.gather(*(one(sid) for sid in ids if sid not in done))
+
+
+async def _target_gamma(run: Run, deps) -> float:
+    """γ from decoys at ``clear.target_precision`` (inf when no γ reaches it)."""
+    await _score_decoys(run, deps)
+    scored = {r["id"]: r["confidence"] for r in _scored(run)}
+    drawn = set(decoy_ids(run))  # not decoys stored under another draw (seed, count)
+    rows = [[scored[d["id"]], *(math.nan if x["confidence"] is None else x["confidence"]
+                                for x in d["decoys"].values())]
+            for d in run.store.probes("decoy") if d["id"] in drawn]
+    top, chance, by_id = [], [], run.by_id()
+    for r in _scored(run):
+        s = by_id[r["id"]]
+        counts = {x: sum(a == x for a in r.get("sampled") or []) for x in s.letters}
+        if any(counts.values()):
+            best = [x for x, n in counts.items() if n == max(counts.values())]
+            top.append((s.label in best) / len(best))
+            chance.append(1 / len(counts))
+    cut = decoy_cutoff(list(scored.values()), rows, run.config.clear.target_precision,
+                       seed=run.config.selection.probe_seed, signal=signal_z(top, chance))
+    run.store.set_meta("precision", json.dumps(asdict(cut)))
+    run.rep.note(f"precision target {cut.target}: {cut.reason}")
+    return math.inf if cut.gamma is None else cut.gamma
 
 
 async def stages(run: Run) -> None:
     store, deps, rep, c = run.store, run.deps, run.rep, run.config.clear
     graph = build_clear_graph()
+    if c.target_precision is not None and not all(s.is_mc for s in run.samples):
+        raise ValueError("clear.target_precision needs multiple-choice rows (decoys are the "
+                         "other options); this dataset has free-text responses")
     if c.similarity == "embedding":
         deps = replace(deps, embedder=await load_embedder(run.config, deps.client))
 
@@ -58,10 +138,14 @@ async def stages(run: Run) -> None:
     run.start("score", len(run.samples), len(todo))
     await run_stage(graph, ({"sample": s} for s in todo), deps, lambda st: save(st, Stage.SCORED),
                     lambda: rep.advance("score"))
-    gamma = _gamma(run)
+    if c.target_precision is None:
+        store.delete_meta("precision")
+        gamma = _gamma(run)
+        rep.note(f"confidence threshold γ = {gamma:.4f}"
+                 + (" (dataset median)" if c.gamma is None else ""))
+    else:
+        gamma = await _target_gamma(run, deps)
     store.set_meta("gamma", str(gamma))
-    rep.note(f"confidence threshold γ = {gamma:.4f}"
-             + (" (dataset median)" if c.gamma is None else ""))
     if not c.correct:
         return
     by_id = run.by_id()
@@ -77,7 +161,13 @@ async def stages(run: Run) -> None:
 
 def fates(run: Run) -> list[FateRow]:
     gamma = float(run.store.get_meta("gamma") or "nan")
-    return clear_fates(run.store.records(), gamma, run.config.clear.eta)
+    text = None
+    if (p := run.store.get_meta("precision")) is not None:
+        cut = json.loads(p)
+        text = (f"γ {gamma:.3f} (kept rows' estimated precision {cut['estimate']:.3f} ≥ target "
+                f"{cut['target']:.2f}; 10% bootstrap quantile {cut['lower']:.3f})"
+                if cut["gamma"] is not None else f"the precision target's γ ({cut['reason']})")
+    return clear_fates(run.store.records(), gamma, run.config.clear.eta, text)
 
 
 def _response(config: Config, s: Sample) -> dict[str, Any]:
@@ -97,7 +187,19 @@ def _judged(config: Config, s: Sample) -> int:
     return config.clear.k if config.clear.similarity == "judge" and not s.is_mc else 0
 
 
+def _decoying(config: Config, s: Sample) -> int:
+    """Self-reflection on each other option of a decoy row."""
+    return len(s.letters) - 1 if config.clear.target_precision is not None and s.is_mc else 0
+
+
+def _decoy_cap(config: Config, n_samples: int) -> int:
+    """Decoy rows are at most ``clear.decoys`` and half the rows (3 other options each, as
+    in four-option questions)."""
+    return 3 * min(config.clear.decoys, n_samples // 2)
+
+
 _CORRECT = {"upper_bound": True}
+_DECOY = {"upper_bound": True, "at_most": _decoy_cap}
 METHOD = Method(
     name="clear", first_stage=Stage.SCORED, first_keys=FIRST_KEYS,
     calls=(
@@ -107,6 +209,9 @@ METHOD = Method(
                     upper_bound=True),
         PlannedCall("score", "certainty", "clear_reflect", _one, _response),
         PlannedCall("score", "certainty", "clear_reflect_sure", _one, _response),
+        PlannedCall("decoy", "certainty", "clear_reflect", _decoying, _response, **_DECOY),
+        PlannedCall("decoy", "certainty", "clear_reflect_sure", _decoying, _response,
+                    **_DECOY),
         PlannedCall("correct", "corrector", "reasoning", _one, _none, **_CORRECT),
         PlannedCall("correct", "judge", "clear_judge", lambda c, s: c.clear.judge_k,
                     lambda c, s: {"original": s.label, "candidate": s.label}, **_CORRECT),

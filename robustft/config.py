@@ -208,7 +208,7 @@ class SelectionConfig(_Strict):
     probes: int = Field(
         100, ge=1, description="Probes drawn (seeded) from the clean rows when "
         "target_precision is set; at most half the clean rows.")
-    probe_seed: int = Field(0, description="Seed of the probe draw.")
+    probe_seed: int = Field(0, description="Seed of the probe draw (and of CLEAR's decoys).")
     entropy: Literal["options", "robustft-official"] = Field(
         "options", description="options: Shannon entropy (nats) of the reviewer's answer "
         "distribution over the options from top_logprobs. robustft-official: mean negative "
@@ -233,6 +233,14 @@ class ClearConfig(_Strict):
         "Multiple choice always compares letters.")
     correct: bool = Field(True, description="Run auto-correct on filtered samples (else they "
                           "are dropped).")
+    target_precision: float | None = Field(
+        None, gt=0, le=1, description="Replace γ by the lowest confidence whose kept rows "
+        "reach this estimated precision: decoys (drawn rows with each other option scored as "
+        "their response, known wrong) against the rows' confidences; multiple choice only. "
+        "null: γ as above.")
+    decoys: int = Field(100, ge=1, description="Rows whose other options are scored as "
+                        "decoys when target_precision is set (seeded by "
+                        "selection.probe_seed); at most half the scored rows.")
 
 
 class TrainConfig(_Strict):

@@ -167,7 +167,8 @@ def summary_table(summary: dict[str, Any]) -> Group:
                      + (f", cost {inv['endpoint_cost']:.4f}" if cost else ""))
     parts = [fates, roles, extra]
     if "precision" in summary:
-        parts.append(precision_table(summary["precision"]))
+        p = summary["precision"]
+        parts.append(decoy_table(p) if p.get("kind") == "decoys" else precision_table(p))
     if summary.get("reviews"):
         parts.append(review_table(summary["reviews"]))
     return Group(*parts)
@@ -204,4 +205,17 @@ def precision_table(p: dict[str, Any]) -> Table:
     for i, (hi, acc, low, n) in enumerate(curve):
         t.add_row(f"{hi:.4f}" + (f" ◄ cutoff {cutoff:.4f}" if i == at else ""), f"{acc:.3f}",
                   f"{low:.3f}", str(n))
+    return t
+
+
+def decoy_table(p: dict[str, Any]) -> Table:
+    """CLEAR at a precision target: estimated precision of the rows kept at each γ."""
+    share = p.get("wrong_share")
+    t = Table("keep confidence ≥", "estimated precision", "10% bootstrap quantile", "rows kept",
+              title=f"precision target {p['target']:.2f}: {p['decoys']} decoys"
+                    + (f", estimated wrong responses {share:.0%}" if share is not None else ""),
+              caption=p["reason"])
+    for g, est, low, n in p["curve"]:
+        mark = " ◄ γ" if p.get("gamma") is not None and abs(g - p["gamma"]) < 1e-12 else ""
+        t.add_row(f"{g:.3f}{mark}", f"{est:.3f}", f"{low:.3f}", str(n))
     return t

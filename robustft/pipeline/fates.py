@@ -110,8 +110,11 @@ def _why_dropped(r: dict[str, Any], eta: float) -> str:
             f"{r['judge_confidence']:.3f} ≤ η {eta}")
 
 
-def clear_fates(records: Iterable[dict[str, Any]], gamma: float, eta: float) -> list[FateRow]:
-    """clean (C ≥ γ), relabeled-kept (corrected: judge confidence > η), relabeled-dropped."""
+def clear_fates(records: Iterable[dict[str, Any]], gamma: float, eta: float,
+                gamma_text: str | None = None) -> list[FateRow]:
+    """clean (C ≥ γ), relabeled-kept (corrected: judge confidence > η), relabeled-dropped.
+    ``gamma_text`` says where γ came from (default "γ <value>")."""
+    g = gamma_text or f"γ {gamma:.3f}"
     out = []
     for r in records:
         if r["stage"] not in (Stage.SCORED, Stage.CORRECTED) or r.get("errors"):
@@ -121,12 +124,12 @@ def clear_fates(records: Iterable[dict[str, Any]], gamma: float, eta: float) -> 
                  f"S={r.get('certainty') or 0:.3f})" if conf is not None else
                  "confidence unknown")
         if conf is not None and conf >= gamma:
-            out.append((r["id"], Fate.CLEAN, f"{parts} ≥ γ {gamma:.3f}", label))
+            out.append((r["id"], Fate.CLEAN, f"{parts} ≥ {g}", label))
         elif r.get("judge_confidence") is not None and r["judge_confidence"] > eta:
-            out.append((r["id"], Fate.RELABELED_KEPT, f"{parts} < γ {gamma:.3f}; corrected "
+            out.append((r["id"], Fate.RELABELED_KEPT, f"{parts} < {g}; corrected "
                         f"{label!r} -> {r['candidate']!r}: judge confidence "
                         f"{r['judge_confidence']:.3f} > η {eta}", r["candidate"]))
         else:
-            out.append((r["id"], Fate.RELABELED_DROPPED, f"{parts} < γ {gamma:.3f}; "
+            out.append((r["id"], Fate.RELABELED_DROPPED, f"{parts} < {g}; "
                         + _why_dropped(r, eta), None))
     return out

@@ -188,25 +188,27 @@ class RunStore:
                   c.prompt_tokens, c.completion_tokens, c.latency_s, c.error, int(c.cached),
                   c.model_dump_json()) for c in calls])
 
-    def save_probe(self, sid: str, probe: dict[str, Any], calls: list[AgentCall]) -> None:
-        """A clean sample's probe result (its relabel with the label hidden) beside its
-        record, which stays clean; the probe's calls join its trace at stage ``probe``."""
+    def save_probe(self, sid: str, probe: dict[str, Any], calls: list[AgentCall],
+                   kind: str = "probe") -> None:
+        """A sample's probe (RobustFT: its relabel with the label hidden) or decoy (CLEAR:
+        other options scored as its response) result, ``kind``, beside its record, whose fate
+        it does not change; the calls join its trace at stage ``kind``."""
         with self.db:
-            self.db.execute("UPDATE samples SET data=json_set(data, '$.probe', json(?)) "
+            self.db.execute(f"UPDATE samples SET data=json_set(data, '$.{kind}', json(?)) "
                             "WHERE id=?", (json.dumps(probe, default=str), sid))
             self.db.executemany(
                 "INSERT INTO calls (sample_id, stage, role, prompt, prompt_hash, model, answer, "
                 "prompt_tokens, completion_tokens, latency_s, error, cached, data) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(sid, "probe", c.role, c.prompt, c.prompt_hash, c.model, c.answer,
+                [(sid, kind, c.role, c.prompt, c.prompt_hash, c.model, c.answer,
                   c.prompt_tokens, c.completion_tokens, c.latency_s, c.error, int(c.cached),
                   c.model_dump_json()) for c in calls])
 
-    def probes(self) -> list[dict[str, Any]]:
-        """Every stored probe result (id, row, probe fields), in input order."""
+    def probes(self, kind: str = "probe") -> list[dict[str, Any]]:
+        """Every stored probe (or decoy) result (id, row, its fields), in input order."""
         return [{"id": sid, "row": row, **json.loads(p)} for sid, row, p in self.db.execute(
-            "SELECT id, row, json_extract(data, '$.probe') FROM samples "
-            "WHERE json_extract(data, '$.probe') IS NOT NULL ORDER BY row")]
+            f"SELECT id, row, json_extract(data, '$.{kind}') FROM samples "
+            f"WHERE json_extract(data, '$.{kind}') IS NOT NULL ORDER BY row")]
 
     def save_input_errors(self, errors: Iterable[InputError]) -> None:
         """Rows that failed input validation: error rows with the reason, never processed."""

@@ -86,8 +86,38 @@ function histogram(title, hist) {
 
 // Relabel accuracy vs entropy from the probes: the fitted logistic curve, the empirical
 // accuracy of the probes (isotonic steps), the target (horizontal) and the cutoff (vertical).
+// CLEAR at a precision target: estimated precision of the rows kept at each γ (decoys).
+function decoyPanel(p) {
+  const W = 360, H = 120, NS = "http://www.w3.org/2000/svg";
+  const X = (g) => g * W, Y = (a) => H - a * H;
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H + 18}`);
+  svg.setAttribute("class", "hist precision-curve");
+  const line = (pts, cls) => {
+    const el = document.createElementNS(NS, "polyline");
+    el.setAttribute("points", pts.map(([x, y]) => `${x},${y}`).join(" "));
+    el.setAttribute("class", cls);
+    svg.append(el);
+  };
+  line([[0, Y(p.target)], [W, Y(p.target)]], "target");
+  line(p.curve.map((c) => [X(c[0]), Y(c[2])]), "bound");
+  line(p.curve.map((c) => [X(c[0]), Y(c[1])]), "accuracy");
+  if (p.gamma != null) line([[X(p.gamma), 0], [X(p.gamma), H]], "cutoff");
+  const share = p.wrong_share != null ? `; estimated wrong responses ${fmt(100 * p.wrong_share, 0)}%` : "";
+  const rows = p.curve.map(([g, est, low, n]) => h("tr", {}, h("td", { class: "num" }, fmt(g, 3)),
+    h("td", { class: "num" }, fmt(est, 3)), h("td", { class: "num" }, fmt(low, 3)),
+    h("td", { class: "num" }, n)));
+  return h("div", { class: "panel", id: "precision" },
+    h("h2", {}, `Estimated precision vs γ (${p.decoys} decoys${share}; target ${fmt(p.target, 2)})`),
+    svg, h("p", { class: "muted" }, p.reason),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "keep confidence ≥"),
+      h("th", {}, "estimated precision"), h("th", {}, "10% quantile"), h("th", {}, "rows kept"))),
+    h("tbody", {}, rows)));
+}
+
 function precisionPanel(p) {
   if (!p) return null;
+  if (p.kind === "decoys") return decoyPanel(p);
   const W = 360, H = 120, NS = "http://www.w3.org/2000/svg";
   const top = Math.max(...p.curve.map((c) => c[0]), p.cutoff || 0, 1e-9);
   const X = (e) => (e / top) * W, Y = (a) => H - a * H;
