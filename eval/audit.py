@@ -55,6 +55,10 @@ METHODS: dict[str, tuple[str | None, dict[str, Any], str]] = {
                        "relabels kept at estimated precision ≥ 0.95 (probes)"),
     "precision-0.90": ("robustft", {"selection": {"target_precision": 0.90}},
                        "relabels kept at estimated precision ≥ 0.90 (probes)"),
+    "precision-0.97": ("robustft", {"selection": {"target_precision": 0.97}},
+                       "relabels kept at estimated precision ≥ 0.97 (probes)"),
+    "precision-0.93": ("robustft", {"selection": {"target_precision": 0.93}},
+                       "relabels kept at estimated precision ≥ 0.93 (probes)"),
     "official": ("robustft", {"selection": {"entropy": "robustft-official"},
                               "detect": {"reflection_rounds": 0}},
                  "reference code: mean-NLL entropy, single-pass reasoning"),
@@ -125,7 +129,8 @@ def outcomes(run_dir: Path, truth: dict[str, str]) -> list[Outcome]:
 
 def _start_sim(args, truth_path: Path) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "eval.sim_server", str(truth_path), "--accuracy",
-           str(args.accuracy), "--calibration", str(args.calibration), "--seed", str(args.seed)]
+           str(args.accuracy), "--calibration", str(args.calibration), "--seed", str(args.seed),
+           "--hard-share", str(args.hard_share), "--hard-accuracy", str(args.hard_accuracy)]
     for ra in args.role_accuracy:
         cmd += ["--role-accuracy", ra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -156,7 +161,8 @@ def run_audit(args) -> dict[str, Any]:
         for role, model in sim_models().items():
             base.roles[role] = base.role(role).model_copy(update={"model": model})
         roles = {k: float(v) for k, v in (x.split("=", 1) for x in args.role_accuracy)}
-        params = SimParams(args.accuracy, roles, args.calibration, seed=args.seed)
+        params = SimParams(args.accuracy, roles, args.calibration, seed=args.seed,
+                           hard_share=args.hard_share, hard_accuracy=args.hard_accuracy)
         setting = f"**simulation**: simulated endpoint, {params.describe()}"
     elif args.base_url:
         base.endpoint.base_url, base.endpoint.model = args.base_url, args.model
@@ -238,6 +244,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--accuracy", type=float, default=0.85, help="simulated role accuracy")
     ap.add_argument("--role-accuracy", action="append", default=[], metavar="ROLE=ACC")
     ap.add_argument("--calibration", type=float, default=0.8)
+    ap.add_argument("--hard-share", type=float, default=0.0,
+                    help="simulated: share of questions every role finds hard")
+    ap.add_argument("--hard-accuracy", type=float, default=0.5,
+                    help="simulated: role accuracy on the hard questions")
     ap.add_argument("--base-url", help="a real endpoint instead of the embedded model")
     ap.add_argument("--model", help="model name at --base-url")
     ap.add_argument("--train-model", help="fine-tune this model on each method's sft.jsonl")

@@ -18,7 +18,11 @@ when neither does). Draws are seeded by (seed, role, question, n-th identical re
 runs are reproducible and repeated samples of a sampled request differ.
 
 Errors are independent across roles: real experts' errors correlate, which makes detection
-harder than simulated here. Reports built on this server say "simulation".
+harder than simulated here. ``hard_share`` makes a seeded share of the questions hard: every
+role is right on them with probability ``hard_accuracy`` only, so errors correlate through the
+question, hard questions are flagged more often than easy ones, and the clean rows (and the
+probes drawn from them) are easier than the flagged rows. Reports built on this server say
+"simulation".
 
 Run it on its own: ``python -m eval.sim_server LABELED.csv [--accuracy 0.85] ...`` prints the
 base URL and serves until killed.
@@ -54,14 +58,25 @@ class SimParams:
     calibration: float = 0.8
     unsure: float = 0.1
     seed: int = 0
+    hard_share: float = 0.0
+    hard_accuracy: float = 0.5
 
-    def of(self, role: str) -> float:
+    def hard(self, question: str) -> bool:
+        """Whether ``question`` is one of the hard ones (a seeded hash, the same every run)."""
+        h = hashlib.sha256(f"{self.seed}|hard|{question}".encode()).digest()
+        return int.from_bytes(h[:8], "big") / 2 ** 64 < self.hard_share
+
+    def of(self, role: str, question: str = "") -> float:
+        if self.hard_share and self.hard(question):
+            return self.hard_accuracy
         return self.role_accuracy.get(role, self.accuracy)
 
     def describe(self) -> str:
         roles = ", ".join(f"{r}={a}" for r, a in sorted(self.role_accuracy.items()))
         return (f"accuracy {self.accuracy}" + (f" ({roles})" if roles else "")
-                + f", calibration {self.calibration}, unsure {self.unsure}, seed {self.seed}")
+                + f", calibration {self.calibration}, unsure {self.unsure}, seed {self.seed}"
+                + (f", hard questions {self.hard_share:.0%} at accuracy {self.hard_accuracy}"
+                   if self.hard_share else ""))
 
 
 def _first_line(text: str) -> str:
@@ -98,10 +113,10 @@ class Simulator:
                 self.seen[key] += 1
         return random.Random(f"{self.p.seed}|{role}|{question}|{n}")
 
-    def belief(self, role: str, truth: str, letters: list[str], rng: random.Random
-               ) -> tuple[str, float]:
+    def belief(self, role: str, question: str, truth: str, letters: list[str],
+               rng: random.Random) -> tuple[str, float]:
         """(answer, confidence) of one simulated draw."""
-        if rng.random() < self.p.of(role) or len(letters) < 2:
+        if rng.random() < self.p.of(role, question) or len(letters) < 2:
             return truth, rng.uniform(0.6, 0.99)
         wrong = rng.choice([x for x in letters if x != truth])
         if rng.random() < self.p.calibration:
@@ -115,7 +130,7 @@ class Simulator:
             raise LookupError(f"simulator: unknown role {role!r} or question {question[:60]!r}")
         truth, letters = self.truth[question]
         rng = self._rng(role, question, body)
-        answer, conf = self.belief(role, truth, letters, rng)
+        answer, conf = self.belief(role, question, truth, letters, rng)
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
         if role == "certainty":
             proposed = re.search(r"Proposed response:\s*(.*)", user)
@@ -148,9 +163,12 @@ def main() -> None:
     ap.add_argument("--calibration", type=float, default=0.8)
     ap.add_argument("--unsure", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hard-share", type=float, default=0.0)
+    ap.add_argument("--hard-accuracy", type=float, default=0.5)
     a = ap.parse_args()
     roles = {k: float(v) for k, v in (x.split("=", 1) for x in a.role_accuracy)}
-    params = SimParams(a.accuracy, roles, a.calibration, a.unsure, a.seed)
+    params = SimParams(a.accuracy, roles, a.calibration, a.unsure, a.seed, a.hard_share,
+                       a.hard_accuracy)
     with SimServer(Simulator.from_file(a.truth, params)) as s:
         print(s.base_url, flush=True)
         s.thread.join()

@@ -73,13 +73,21 @@ async def detect(run: Run, graph, background: BackgroundEmbedder | None) -> None
 
 def probe_ids(run: Run) -> list[str]:
     """The clean rows held out as probes (``selection.target_precision`` set): a seeded draw
-    of ``selection.probes``, at most half the clean rows, in input order."""
+    of ``selection.probes``, at most half the clean rows, in input order, from the clean rows
+    whose every detection answer (direct, first reasoning, each reflection) is the label —
+    multiple choice; free-text clean rows all qualify. A probe is judged against its label,
+    and a clean row's label is wrong when the experts repeated a flip (measured: 8 of 392
+    clean rows at 70% noise); each further vote that must agree makes that rarer."""
     sel = run.config.selection
     if sel.target_precision is None:
         return []
     clean = [sid for sid, _, _ in run.store.verdicts("clean")]
-    n = min(sel.probes, len(clean) // 2)
-    chosen = set(random.Random(sel.probe_seed).sample(clean, n))
+    by_id = run.by_id()
+    answers = run.store.call_answers(Stage.DETECTED, ("direct", "reasoning", "reflection"))
+    pool = [sid for sid in clean if not by_id[sid].is_mc
+            or all(a == by_id[sid].label for a in answers.get(sid, []))]
+    n = min(sel.probes, len(clean) // 2, len(pool))
+    chosen = set(random.Random(sel.probe_seed).sample(pool, n))
     return [sid for sid in clean if sid in chosen]
 
 

@@ -206,8 +206,9 @@ class SelectionConfig(_Strict):
         "cutoff whose kept relabels' estimated precision reaches the target, with the "
         "probes' bootstrap supporting it, is applied. null: fixed β.")
     probes: int = Field(
-        100, ge=1, description="Probes drawn (seeded) from the clean rows when "
-        "target_precision is set; at most half the clean rows.")
+        200, ge=1, description="Probes drawn (seeded) from the clean rows when "
+        "target_precision is set; at most half the clean rows. 200: with 100 the estimate "
+        "missed the achieved precision by more than 0.03 in a fifth of simulated draws.")
     probe_seed: int = Field(0, description="Seed of the probe draw (and of CLEAR's decoys).")
     entropy: Literal["options", "robustft-official"] = Field(
         "options", description="options: Shannon entropy (nats) of the reviewer's answer "

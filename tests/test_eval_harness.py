@@ -167,6 +167,19 @@ def test_sim_sampled_requests_differ_and_certainty_judges():
         assert perfect(body).text.endswith("Answer: B")
 
 
+def test_sim_hard_questions_fail_every_role():
+    truth = {f"Q{i}?": ("B", list("ABCD")) for i in range(200)}
+    sim = Simulator(truth, SimParams(accuracy=1.0, hard_share=0.3, hard_accuracy=0.0, seed=4))
+    hard = [q for q in truth if sim.p.hard(q)]
+    assert 40 <= len(hard) <= 80  # a seeded ~30%
+    for q in list(truth)[:40]:
+        for role in ("direct", "context", "reviewer"):
+            body = {"model": f"sim-{role}", "messages": [{"role": "user",
+                                                          "content": f"Question: {q}"}]}
+            right = sim(body).text.endswith("Answer: B")
+            assert right == (q not in hard)  # the same questions are hard for every role
+
+
 # ---- one audit end to end ---------------------------------------------------------------
 
 

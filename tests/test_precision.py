@@ -9,6 +9,8 @@ import pytest
 
 from robustft.methods.precision import (
     TOLERANCE,
+    ceiling_fit,
+    fitted_accuracy,
     isotonic_blocks,
     logistic_fit,
     precision_cutoff,
@@ -113,3 +115,17 @@ def test_equal_scores_share_their_fate():
     assert (cut.cutoff, cut.kept) == (0.9, 5)
     cut = precision_cutoff(SCORES, right, [0.3, 0.3, 0.3, 0.9, 0.9], 0.65)
     assert (cut.cutoff, cut.kept) == (0.3, 3)
+
+
+def test_a_fall_that_is_not_significant_counts_as_no_signal():
+    # 60 probes, 6 wrong: 2 among the low scores, 4 among the high; the fit falls (b < 0), but
+    # its likelihood ratio over the flat 54/60 (≈ 1.1) is far below the 1% χ² bound (9.21)
+    s = np.linspace(0.0, 1.0, 60)
+    y = np.ones(60)
+    y[[5, 17, 40, 48, 52, 56]] = 0
+    assert ceiling_fit(s, y)[2] < 0
+    assert fitted_accuracy(s, y, np.array([0.0, 0.5, 1.0])) == pytest.approx([0.9] * 3)
+    # a clear fall: 30 right at low scores, 30 wrong at high ones -> the fitted curve
+    y2 = np.r_[np.ones(30), np.zeros(30)]
+    p = fitted_accuracy(s, y2, np.array([0.0, 1.0]))
+    assert p[0] > 0.95 and p[1] < 0.05

@@ -91,6 +91,9 @@ def test_probes_stay_clean_and_never_see_their_label(tmp_path):
         assert p["id"] not in [n["id"] for n in p.get("neighbours", [])]  # never its own
         calls = {c.role: c for stage, c in store.calls(p["id"]) if stage == "probe"}
         assert set(calls) == {"context", "reviewer"}
+        # drawn only from clean rows whose every detection answer is the label
+        detect = [c.answer for stage, c in store.calls(p["id"]) if stage == "detected"]
+        assert len(detect) == 3 and set(detect) == {given[p["id"]]}
         # no label in the prompts: the context prompt's own question has no answer line, and
         # the reviewer sees only the agents' answers (the reasoning expert's from detection)
         context, review = (calls[r].messages[-1]["content"] for r in ("context", "reviewer"))
@@ -99,6 +102,9 @@ def test_probes_stay_clean_and_never_see_their_label(tmp_path):
         assert f"Candidate 1 (reasoning expert): {data['reasoning_answer']}\n" in review
         assert (f"Candidate 2 (expert with similar solved examples): {p['context_answer']}\n"
                 in review)
+    split = [sid for sid, d in fate.items() if d["fate"] == "clean" and
+             {c.answer for stage, c in store.calls(sid) if stage == "detected"} != {given[sid]}]
+    assert split and not set(split) & {p["id"] for p in probes}  # clean, not unanimous
     assert "precision" in store.totals()
     store.close()
 

@@ -41,6 +41,7 @@ Z = 1.2816  # one-sided 90% normal quantile for the Wilson lower bound
 MIN_PROBES = 20  # probes an estimate must rest on
 BOOTSTRAP = 200  # probe resamples for the uncertainty
 TOLERANCE = 0.03  # how far below the target the 10% bootstrap quantile may fall
+LR_MIN = 9.21  # likelihood ratio the fall with the score needs: χ², 2 degrees, 1%
 
 
 def logistic_fit(scores: np.ndarray, correct: np.ndarray, ridge: float = 1e-3,
@@ -81,12 +82,22 @@ def ceiling_fit(scores: np.ndarray, correct: np.ndarray, iters: int = 200
     return c, a, b
 
 
+def _log_lik(p: np.ndarray, correct: np.ndarray) -> float:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return float(np.sum(correct * np.log(p) + (1 - correct) * np.log(1 - p)))
+
+
 def fitted_accuracy(scores: np.ndarray, correct: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """p at ``x`` from the probes; the probes' overall accuracy when p does not fall."""
+    """p at ``x`` from the probes; the probes' overall accuracy when p does not fall, or when
+    the fall is not significant: the fit's likelihood ratio over the flat accuracy below
+    ``LR_MIN`` (1% for χ² with the fit's two extra parameters)."""
     c, a, b = ceiling_fit(scores, correct)
+    flat = float(correct.mean())
     if b >= 0:
-        return np.full(x.shape, correct.mean())
-    return c / (1 + np.exp(-np.clip(a + b * x, -30, 30)))
+        return np.full(x.shape, flat)
+    curve = lambda s: c / (1 + np.exp(-np.clip(a + b * s, -30, 30)))  # noqa: E731
+    lr = 2 * (_log_lik(curve(scores), correct) - _log_lik(np.full(scores.shape, flat), correct))
+    return curve(x) if lr >= LR_MIN else np.full(x.shape, flat)
 
 
 def isotonic_blocks(scores: Sequence[float], correct: Sequence[bool]

@@ -261,6 +261,15 @@ class RunStore:
         return self.db.execute(f"SELECT id, verdict, stage FROM samples "
                                f"WHERE verdict IN ({marks}) ORDER BY row", wanted).fetchall()
 
+    def call_answers(self, stage: str, roles: tuple[str, ...]) -> dict[str, list[str | None]]:
+        """Sample id -> the parsed answers of its calls of ``roles`` at ``stage``."""
+        out: dict[str, list[str | None]] = {}
+        marks = ",".join("?" * len(roles))
+        for sid, answer in self.db.execute(f"SELECT sample_id, answer FROM calls WHERE stage=? "
+                                           f"AND role IN ({marks})", (stage, *roles)):
+            out.setdefault(sid, []).append(answer)
+        return out
+
     def records(self, stage: str | None = None) -> Iterator[dict[str, Any]]:
         """Sample records in input order (optionally only one stage), data JSON decoded."""
         q = "SELECT id, row, stage, fate, reason, final, data FROM samples"
