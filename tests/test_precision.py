@@ -77,8 +77,9 @@ def test_inseparable_keeps_what_the_target_allows():
     right = [i % 5 != 0 for i in range(100)]  # wrong at 0.01, 0.06, ...: no signal
     cut = precision_cutoff(SCORES, right, [0.1, 0.2, 0.3], 0.95)
     assert [(c[0], c[1], c[3]) for c in cut.curve] == [(1.00, 0.8, 100)]
-    assert cut.fit[2] >= 0  # accuracy does not fall with entropy: every relabel gets 0.8
+    assert cut.fit is None  # accuracy does not fall with entropy: every relabel gets 0.8
     assert cut.cutoff is None and cut.kept == 0 and "best estimate is 0.800" in cut.reason
+    assert "no significant signal" in cut.reason
     low = precision_cutoff(SCORES, right, [0.1, 0.2, 0.3], 0.70)
     assert (low.cutoff, low.kept, low.estimate) == (0.3, 3, pytest.approx(0.8))
     assert 0.7 - TOLERANCE <= low.lower < 0.8

@@ -87,17 +87,27 @@ def _log_lik(p: np.ndarray, correct: np.ndarray) -> float:
     return float(np.sum(correct * np.log(p) + (1 - correct) * np.log(1 - p)))
 
 
-def fitted_accuracy(scores: np.ndarray, correct: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """p at ``x`` from the probes; the probes' overall accuracy when p does not fall, or when
-    the fall is not significant: the fit's likelihood ratio over the flat accuracy below
-    ``LR_MIN`` (1% for χ² with the fit's two extra parameters)."""
+def falling_fit(scores: np.ndarray, correct: np.ndarray) -> tuple[float, float, float] | None:
+    """(c, a, b) when p falls with the score significantly (b < 0 and the likelihood ratio
+    over the flat accuracy ≥ ``LR_MIN``, 1% for χ² with two extra parameters); else None: the
+    score carries no signal."""
     c, a, b = ceiling_fit(scores, correct)
-    flat = float(correct.mean())
     if b >= 0:
-        return np.full(x.shape, flat)
-    curve = lambda s: c / (1 + np.exp(-np.clip(a + b * s, -30, 30)))  # noqa: E731
-    lr = 2 * (_log_lik(curve(scores), correct) - _log_lik(np.full(scores.shape, flat), correct))
-    return curve(x) if lr >= LR_MIN else np.full(x.shape, flat)
+        return None
+    flat = np.full(scores.shape, correct.mean())
+    curve = c / (1 + np.exp(-np.clip(a + b * scores, -30, 30)))
+    return (c, a, b) if 2 * (_log_lik(curve, correct) - _log_lik(flat, correct)) >= LR_MIN \
+        else None
+
+
+def fitted_accuracy(scores: np.ndarray, correct: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """p at ``x`` from the probes; the probes' overall accuracy where :func:`falling_fit`
+    finds no signal."""
+    fit = falling_fit(scores, correct)
+    if fit is None:
+        return np.full(x.shape, float(correct.mean()))
+    c, a, b = fit
+    return c / (1 + np.exp(-np.clip(a + b * x, -30, 30)))
 
 
 def isotonic_blocks(scores: Sequence[float], correct: Sequence[bool]
@@ -171,7 +181,7 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     if n_probes < MIN_PROBES:
         return PrecisionCut(reason=f"{n_probes} probes with a known entropy: fewer than the "
                             f"{MIN_PROBES} an estimate needs: no relabel kept", **none, **base)
-    base["fit"] = ceiling_fit(ps, py)
+    base["fit"] = falling_fit(ps, py)  # None: entropy carries no signal, one flat accuracy
     x = np.asarray(scores, dtype=float)
     x = np.sort(x[~np.isnan(x)])
     if not x.size:
@@ -196,7 +206,9 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
                    f"quantile {low[i]:.3f} is more than {TOLERANCE} below the target")
         else:
             why = (f"no cutoff reaches precision {target:.2f}: the best estimate is "
-                   f"{est[ends].max():.3f} ({n_probes} probes, {probe_acc:.0%} right)")
+                   f"{est[ends].max():.3f} ({n_probes} probes, {probe_acc:.0%} right"
+                   + ("; entropy carries no significant signal)" if base["fit"] is None
+                      else ")"))
         return PrecisionCut(reason=why + ": no relabel kept", **none, **base)
     i = int(ok[-1])
     return PrecisionCut(
