@@ -1,16 +1,23 @@
-"""Shared fixtures: the scripted server, ARC data from ../shared (skipped when absent)."""
+"""Shared fixtures: the scripted server, ARC data from ../shared (skipped when absent), and
+multiple-choice data with flipped labels curated against the simulated endpoint."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
+import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from eval.scripted_server import ScriptedServer
+from eval.sim_server import sim_models
+from robustft.config import Config, RunOptions
+from robustft.graph.runner import curate
 
 ROOT = Path(__file__).resolve().parent.parent
 ARC = ROOT.parent / "shared" / "data" / "robustft-arc"
@@ -34,6 +41,31 @@ def read_csv(path: Path, limit: int | None = None) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def noisy_mc_file(tmp_path: Path, n: int, seed: int, flipped: Callable[[int], bool]
+                  ) -> tuple[Path, dict[str, str], dict[str, tuple[str, list[str]]]]:
+    """``n`` four-option rows whose label is flipped to another option where ``flipped(i)``:
+    (the JSONL file, id -> true label, the simulator's question -> (truth, letters))."""
+    rng = random.Random(seed)
+    truth = {f"Q{i}: which letter is number {i}?": rng.choice("ABCD") for i in range(n)}
+    rows = []
+    for i, (q, t) in enumerate(truth.items()):
+        given = rng.choice([x for x in "ABCD" if x != t]) if flipped(i) else t
+        rows.append({"id": f"r{i}", "question": q, "options": ["w", "x", "y", "z"],
+                     "answer": given})
+    path = write_jsonl(tmp_path / "noisy.jsonl", rows)
+    return path, {f"r{i}": t for i, t in enumerate(truth.values())}, {
+        q: (t, list("ABCD")) for q, t in truth.items()}
+
+
+def sim_curate(path: Path, out: Path, url: str, options: RunOptions, **config) -> dict:
+    """``curate`` against the simulated endpoint at ``url``, each role its simulated model."""
+    cfg = Config(concurrency=32, **config)
+    cfg.endpoint.base_url = url
+    for role, model in sim_models().items():
+        cfg.roles[role] = cfg.role(role).model_copy(update={"model": model})
+    return asyncio.run(curate(cfg, path, out, options=options))
 
 
 @pytest.fixture

@@ -3,21 +3,18 @@ against the simulated endpoint (a real HTTP server) with known true labels."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
-import random
 
 import numpy as np
 import pytest
 
-from eval.sim_server import SimParams, SimServer, Simulator, sim_models
-from robustft.config import Config, RunOptions
-from robustft.graph.runner import curate
+from eval.sim_server import SimParams, SimServer, Simulator
+from robustft.config import RunOptions
 from robustft.methods import decoys as D
 from robustft.store.runstore import RunStore
 from robustft.viewer.server import Viewer
-from tests.conftest import wait
+from tests.conftest import noisy_mc_file, sim_curate, wait
 
 
 def test_wrong_share_and_posterior_by_hand():
@@ -75,26 +72,12 @@ N = 600
 
 
 def _data(tmp_path):
-    rng = random.Random(7)
-    truth = {f"Q{i}: which letter is number {i}?": rng.choice("ABCD") for i in range(N)}
-    rows = []
-    for i, (q, t) in enumerate(truth.items()):
-        given = rng.choice([x for x in "ABCD" if x != t]) if i % 10 < 4 else t
-        rows.append({"id": f"r{i}", "question": q, "options": ["w", "x", "y", "z"],
-                     "answer": given})
-    path = tmp_path / "noisy.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path, {f"r{i}": t for i, t in enumerate(truth.values())}, {
-        q: (t, list("ABCD")) for q, t in truth.items()}
+    return noisy_mc_file(tmp_path, N, 7, lambda i: i % 10 < 4)
 
 
 def _run(path, out, url, clear) -> dict:
-    cfg = Config(concurrency=32, clear=clear)
-    cfg.endpoint.base_url = url
-    for role, model in sim_models().items():
-        cfg.roles[role] = cfg.role(role).model_copy(update={"model": model})
-    return asyncio.run(curate(cfg, path, out, options=RunOptions(
-        method="clear", cache_path=out.parent / "cache.sqlite")))  # shared: only decoys differ
+    return sim_curate(path, out, url, RunOptions(  # one cache: only the decoys differ
+        method="clear", cache_path=out.parent / "cache.sqlite"), clear=clear)
 
 
 def _clean(out, truth) -> tuple[int, float]:

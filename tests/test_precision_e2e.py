@@ -4,43 +4,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
-import random
 
 import pytest
 
-from eval.sim_server import SimParams, SimServer, Simulator, sim_models
-from robustft.config import Config, RunOptions
-from robustft.graph.runner import curate
+from eval.sim_server import SimParams, SimServer, Simulator
+from robustft.config import RunOptions
 from robustft.store.runstore import RunStore
 from robustft.viewer.server import Viewer
-from tests.conftest import wait
+from tests.conftest import noisy_mc_file, sim_curate, wait
 
 N = 800
 
 
 def _data(tmp_path, n: int = N):
-    rng = random.Random(5)
-    truth = {f"Q{i}: which letter is number {i}?": rng.choice("ABCD") for i in range(n)}
-    rows = []
-    for i, (q, t) in enumerate(truth.items()):
-        given = rng.choice([x for x in "ABCD" if x != t]) if i % 5 < 2 else t
-        rows.append({"id": f"r{i}", "question": q, "options": ["w", "x", "y", "z"],
-                     "answer": given})
-    path = tmp_path / "noisy.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path, {f"r{i}": t for i, t in enumerate(truth.values())}, {
-        q: (t, list("ABCD")) for q, t in truth.items()}
+    return noisy_mc_file(tmp_path, n, 5, lambda i: i % 5 < 2)
 
 
 def _run(path, out, url, selection) -> dict:
-    cfg = Config(concurrency=32, selection=selection)
-    cfg.endpoint.base_url = url
-    for role, model in sim_models().items():
-        cfg.roles[role] = cfg.role(role).model_copy(update={"model": model})
-    return asyncio.run(curate(cfg, path, out, options=RunOptions()))
+    return sim_curate(path, out, url, RunOptions(), selection=selection)
 
 
 def _kept_relabels(out, truth) -> tuple[int, float]:
