@@ -84,58 +84,62 @@ function histogram(title, hist) {
   return h("div", { class: "panel" }, h("h2", {}, title), svg);
 }
 
-// Relabel accuracy vs entropy from the probes: the fitted logistic curve, the empirical
-// accuracy of the probes (isotonic steps), the target (horizontal) and the cutoff (vertical).
-// CLEAR at a precision target: estimated precision of the rows kept at each γ (decoys).
-function decoyPanel(p) {
-  const W = 360, H = 120, NS = "http://www.w3.org/2000/svg";
-  const X = (g) => g * W, Y = (a) => H - a * H;
-  const svg = document.createElementNS(NS, "svg");
-  svg.setAttribute("viewBox", `0 0 ${W} ${H + 18}`);
+// An empty plot for a precision curve (viewBox W × H + 18 for the axis labels) and a function
+// drawing a polyline of [x, y] points into it with a class.
+const PLOT_W = 360, PLOT_H = 120, SVG_NS = "http://www.w3.org/2000/svg";
+function curvePlot() {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${PLOT_W} ${PLOT_H + 18}`);
   svg.setAttribute("class", "hist precision-curve");
   const line = (pts, cls) => {
-    const el = document.createElementNS(NS, "polyline");
+    const el = document.createElementNS(SVG_NS, "polyline");
     el.setAttribute("points", pts.map(([x, y]) => `${x},${y}`).join(" "));
     el.setAttribute("class", cls);
     svg.append(el);
   };
-  line([[0, Y(p.target)], [W, Y(p.target)]], "target");
-  line(p.curve.map((c) => [X(c[0]), Y(c[2])]), "bound");
-  line(p.curve.map((c) => [X(c[0]), Y(c[1])]), "accuracy");
-  if (p.gamma != null) line([[X(p.gamma), 0], [X(p.gamma), H]], "cutoff");
-  const share = p.wrong_share != null ? `; estimated wrong responses ${fmt(100 * p.wrong_share, 0)}%` : "";
-  const rows = p.curve.map(([g, est, low, n]) => h("tr", {}, h("td", { class: "num" }, fmt(g, 3)),
-    h("td", { class: "num" }, fmt(est, 3)), h("td", { class: "num" }, fmt(low, 3)),
-    h("td", { class: "num" }, n)));
-  return h("div", { class: "panel", id: "precision" },
-    h("h2", {}, `Estimated precision vs γ (${p.decoys} decoys${share}; target ${fmt(p.target, 2)})`),
-    svg, h("p", { class: "muted" }, p.reason),
-    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "keep confidence ≥"),
-      h("th", {}, "estimated precision"), h("th", {}, "10% quantile"), h("th", {}, "rows kept"))),
-    h("tbody", {}, rows)));
+  return { svg, line };
 }
 
+// The panel around a plot: title, the reason, and the curve's rows (first column with
+// `digits` decimals, then two values with 3, then a count).
+function curvePanel(title, svg, reason, headers, curve, digits) {
+  const rows = curve.map(([x, v, low, n]) => h("tr", {}, h("td", { class: "num" }, fmt(x, digits)),
+    h("td", { class: "num" }, fmt(v, 3)), h("td", { class: "num" }, fmt(low, 3)),
+    h("td", { class: "num" }, n)));
+  return h("div", { class: "panel", id: "precision" }, h("h2", {}, title), svg,
+    h("p", { class: "muted" }, reason),
+    h("table", {}, h("thead", {}, h("tr", {}, ...headers.map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows)));
+}
+
+// CLEAR at a precision target: estimated precision of the rows kept at each γ (decoys).
+function decoyPanel(p) {
+  const X = (g) => g * PLOT_W, Y = (a) => PLOT_H - a * PLOT_H;
+  const { svg, line } = curvePlot();
+  line([[0, Y(p.target)], [PLOT_W, Y(p.target)]], "target");
+  line(p.curve.map((c) => [X(c[0]), Y(c[2])]), "bound");
+  line(p.curve.map((c) => [X(c[0]), Y(c[1])]), "accuracy");
+  if (p.gamma != null) line([[X(p.gamma), 0], [X(p.gamma), PLOT_H]], "cutoff");
+  const share = p.wrong_share != null ? `; estimated wrong responses ${fmt(100 * p.wrong_share, 0)}%` : "";
+  return curvePanel(`Estimated precision vs γ (${p.decoys} decoys${share}; target ${fmt(p.target, 2)})`,
+    svg, p.reason, ["keep confidence ≥", "estimated precision", "10% quantile", "rows kept"],
+    p.curve, 3);
+}
+
+// Relabel accuracy vs entropy from the probes: the fitted logistic curve, the empirical
+// accuracy of the probes (isotonic steps), the target (horizontal) and the cutoff (vertical).
 function precisionPanel(p) {
   if (!p) return null;
   if (p.kind === "decoys") return decoyPanel(p);
-  const W = 360, H = 120, NS = "http://www.w3.org/2000/svg";
   const top = Math.max(...p.curve.map((c) => c[0]), p.cutoff || 0, 1e-9);
-  const X = (e) => (e / top) * W, Y = (a) => H - a * H;
-  const svg = document.createElementNS(NS, "svg");
-  svg.setAttribute("viewBox", `0 0 ${W} ${H + 18}`);
-  svg.setAttribute("class", "hist precision-curve");
-  const line = (pts, cls) => {
-    const el = document.createElementNS(NS, "polyline");
-    el.setAttribute("points", pts.map(([x, y]) => `${x},${y}`).join(" "));
-    el.setAttribute("class", cls);
-    svg.append(el);
-  };
+  const X = (e) => (e / top) * PLOT_W, Y = (a) => PLOT_H - a * PLOT_H;
+  const { svg, line } = curvePlot();
   const steps = (k) => {
     let x0 = 0; const pts = [];
     p.curve.forEach((c) => { pts.push([X(x0), Y(c[k])], [X(c[0]), Y(c[k])]); x0 = c[0]; });
     return pts;
   };
-  line([[0, Y(p.target)], [W, Y(p.target)]], "target");
+  line([[0, Y(p.target)], [PLOT_W, Y(p.target)]], "target");
   line(steps(1), "bound");
   if (p.fit) {
     const [c, a, b] = p.fit.length === 3 ? p.fit : [1, ...p.fit];  // older runs: (a, b)
@@ -143,22 +147,16 @@ function precisionPanel(p) {
     line([...Array(41).keys()].map((i) => [X((i / 40) * top), Y(sig((i / 40) * top))]),
       "accuracy");
   }
-  if (p.cutoff != null) line([[X(p.cutoff), 0], [X(p.cutoff), H]], "cutoff");
-  [[0, "start", 0], [W, "end", top]].forEach(([x, a, v]) => {
-    const t = document.createElementNS(NS, "text");
-    t.setAttribute("x", x); t.setAttribute("y", H + 14); t.setAttribute("text-anchor", a);
+  if (p.cutoff != null) line([[X(p.cutoff), 0], [X(p.cutoff), PLOT_H]], "cutoff");
+  [[0, "start", 0], [PLOT_W, "end", top]].forEach(([x, a, v]) => {
+    const t = document.createElementNS(SVG_NS, "text");
+    t.setAttribute("x", x); t.setAttribute("y", PLOT_H + 14); t.setAttribute("text-anchor", a);
     t.textContent = fmt(v, 3);
     svg.append(t);
   });
-  const rows = p.curve.map(([hi, acc, low, n]) => h("tr", {}, h("td", { class: "num" }, fmt(hi, 4)),
-    h("td", { class: "num" }, fmt(acc, 3)), h("td", { class: "num" }, fmt(low, 3)),
-    h("td", { class: "num" }, n)));
-  return h("div", { class: "panel", id: "precision" },
-    h("h2", {}, `Relabel accuracy vs entropy (${p.probes} probes; target ${fmt(p.target, 2)})`),
-    svg, h("p", { class: "muted" }, p.reason + (p.cutoff != null ? `; ${p.kept} kept` : "")),
-    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "entropy up to"),
-      h("th", {}, "probe accuracy"), h("th", {}, "90% lower bound"), h("th", {}, "probes"))),
-    h("tbody", {}, rows)));
+  return curvePanel(`Relabel accuracy vs entropy (${p.probes} probes; target ${fmt(p.target, 2)})`,
+    svg, p.reason + (p.cutoff != null ? `; ${p.kept} kept` : ""),
+    ["entropy up to", "probe accuracy", "90% lower bound", "probes"], p.curve, 4);
 }
 
 function summaryView(s) {
