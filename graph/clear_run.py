@@ -55,22 +55,23 @@ def _gamma(run: Run) -> float:
     return threshold([r["confidence"] for r in _scored(run)], run.config.clear.gamma)
 
 
-def decoy_ids(run: Run) -> list[str]:
-    """The rows whose other options are scored as decoys: a seeded draw of ``clear.decoys``,
-    at most half the scored rows, in input order."""
-    scored = [r["id"] for r in _scored(run)]
+def decoy_ids(run: Run, scored: list[dict[str, Any]]) -> list[str]:
+    """The rows whose other options are scored as decoys: a seeded draw of ``clear.decoys``
+    from the ``scored`` records, at most half of them, in input order."""
+    ids = [r["id"] for r in scored]
     # a seed of its own: a plain Random(seed) repeats any other draw made with that seed over
     # the same rows (measured: the shared ARC files' flips were drawn that way)
     chosen = set(random.Random(f"decoys|{run.config.selection.probe_seed}").sample(
-        scored, min(run.config.clear.decoys, len(scored) // 2)))
-    return [sid for sid in scored if sid in chosen]
+        ids, min(run.config.clear.decoys, len(ids) // 2)))
+    return [sid for sid in ids if sid in chosen]
 
 
-async def _score_decoys(run: Run, deps) -> None:
+async def _score_decoys(run: Run, deps, records: dict[str, dict[str, Any]],
+                        ids: list[str]) -> None:
     """Each drawn row's other options scored exactly as its response is: O from the row's
-    own sampled answers, S from self-reflection on the option (new calls)."""
+    own sampled answers, S from self-reflection on the option (new calls); rows whose decoys
+    are stored already are skipped."""
     c, by_id, sem = run.config.clear, run.by_id(), asyncio.Semaphore(run.config.concurrency)
-    records = {r["id"]: r for r in _scored(run)}
 
     async def one(sid: str) -> None:
         s, sampled = by_id[sid], records[sid].get("sampled") or []
@@ -90,29 +91,37 @@ async def _score_decoys(run: Run, deps) -> None:
         run.rep.advance("decoys")
 
     done = {d["id"] for d in run.store.probes("decoy")}
-    ids = decoy_ids(run)
     run.start("decoys", len(ids), len([i for i in ids if i not in done]))
     await asyncio.gather(*(one(sid) for sid in ids if sid not in done))
 
 
-async def _target_gamma(run: Run, deps) -> float:
-    """γ from decoys at ``clear.target_precision`` (inf when no γ reaches it)."""
-    await _score_decoys(run, deps)
-    scored = {r["id"]: r["confidence"] for r in _scored(run)}
-    drawn = set(decoy_ids(run))  # not decoys stored under another draw (seed, count)
-    rows = [[scored[d["id"]], *(math.nan if x["confidence"] is None else x["confidence"]
-                                for x in d["decoys"].values())]
-            for d in run.store.probes("decoy") if d["id"] in drawn]
+def _signal(run: Run, scored: list[dict[str, Any]]) -> float:
+    """:func:`signal_z` of the responses against the rows' own sampled answers."""
     top, chance, by_id = [], [], run.by_id()
-    for r in _scored(run):
+    for r in scored:
         s = by_id[r["id"]]
         counts = {x: sum(a == x for a in r.get("sampled") or []) for x in s.letters}
         if any(counts.values()):
             best = [x for x, n in counts.items() if n == max(counts.values())]
             top.append((s.label in best) / len(best))
             chance.append(1 / len(counts))
-    cut = decoy_cutoff(list(scored.values()), rows, run.config.clear.target_precision,
-                       seed=run.config.selection.probe_seed, signal=signal_z(top, chance))
+    return signal_z(top, chance)
+
+
+async def _target_gamma(run: Run, deps) -> float:
+    """γ from decoys at ``clear.target_precision`` (inf when no γ reaches it)."""
+    scored = _scored(run)
+    records = {r["id"]: r for r in scored}
+    ids = decoy_ids(run, scored)
+    await _score_decoys(run, deps, records, ids)
+    drawn = set(ids)  # not decoys stored under another draw (seed, count)
+    rows = [[records[d["id"]]["confidence"],
+             *(math.nan if x["confidence"] is None else x["confidence"]
+               for x in d["decoys"].values())]
+            for d in run.store.probes("decoy") if d["id"] in drawn]
+    cut = decoy_cutoff([r["confidence"] for r in scored], rows,
+                       run.config.clear.target_precision, seed=run.config.selection.probe_seed,
+                       signal=_signal(run, scored))
     run.store.set_meta("precision", json.dumps(asdict(cut)))
     run.rep.note(f"precision target {cut.target}: {cut.reason}")
     return math.inf if cut.gamma is None else cut.gamma

@@ -67,7 +67,6 @@ def option_fit(bins: list[np.ndarray], n_bins: int) -> tuple[np.ndarray, np.ndar
     flat = np.concatenate(bins)
     row = np.repeat(np.arange(len(bins)), [b.size for b in bins])
     w = np.concatenate([(b == b.max()) / (b == b.max()).sum() for b in bins])
-    f_r = f_w = np.ones(n_bins) / n_bins
     for _ in range(EM_ITERS):
         f_r = np.bincount(flat, w, n_bins) + SMOOTH
         f_r /= f_r.sum()

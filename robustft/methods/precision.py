@@ -87,27 +87,33 @@ def _log_lik(p: np.ndarray, correct: np.ndarray) -> float:
     return float(np.sum(correct * np.log(p) + (1 - correct) * np.log(1 - p)))
 
 
+def _curve(fit: tuple[float, float, float], x: np.ndarray) -> np.ndarray:
+    c, a, b = fit
+    return c / (1 + np.exp(-np.clip(a + b * x, -30, 30)))
+
+
 def falling_fit(scores: np.ndarray, correct: np.ndarray) -> tuple[float, float, float] | None:
     """(c, a, b) when p falls with the score significantly (b < 0 and the likelihood ratio
     over the flat accuracy ≥ ``LR_MIN``, 1% for χ² with two extra parameters); else None: the
     score carries no signal."""
-    c, a, b = ceiling_fit(scores, correct)
-    if b >= 0:
+    fit = ceiling_fit(scores, correct)
+    if fit[2] >= 0:
         return None
     flat = np.full(scores.shape, correct.mean())
-    curve = c / (1 + np.exp(-np.clip(a + b * scores, -30, 30)))
-    return (c, a, b) if 2 * (_log_lik(curve, correct) - _log_lik(flat, correct)) >= LR_MIN \
-        else None
+    lr = 2 * (_log_lik(_curve(fit, scores), correct) - _log_lik(flat, correct))
+    return fit if lr >= LR_MIN else None
+
+
+def accuracy_at(fit: tuple[float, float, float] | None, flat: float, x: np.ndarray
+                ) -> np.ndarray:
+    """p at ``x`` from a :func:`falling_fit`; ``flat`` (the probes' accuracy) where None."""
+    return np.full(x.shape, flat) if fit is None else _curve(fit, x)
 
 
 def fitted_accuracy(scores: np.ndarray, correct: np.ndarray, x: np.ndarray) -> np.ndarray:
     """p at ``x`` from the probes; the probes' overall accuracy where :func:`falling_fit`
     finds no signal."""
-    fit = falling_fit(scores, correct)
-    if fit is None:
-        return np.full(x.shape, float(correct.mean()))
-    c, a, b = fit
-    return c / (1 + np.exp(-np.clip(a + b * x, -30, 30)))
+    return accuracy_at(falling_fit(scores, correct), float(correct.mean()), x)
 
 
 def isotonic_blocks(scores: Sequence[float], correct: Sequence[bool]
@@ -187,7 +193,7 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     if not x.size:
         return PrecisionCut(reason="no relabel with a known entropy", **none, **base)
     count = np.arange(1, x.size + 1)
-    est = np.cumsum(fitted_accuracy(ps, py, x)) / count
+    est = np.cumsum(accuracy_at(base["fit"], float(py.mean()), x)) / count
     rng = np.random.default_rng(seed)
     boot = np.empty((BOOTSTRAP, x.size))
     for j in range(BOOTSTRAP):
