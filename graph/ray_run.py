@@ -50,7 +50,13 @@ from robustft.methods.selection import cutoff_key
 from robustft.pipeline.contract import Stage
 from robustft.pipeline.fates import relabel_candidates, selected_fates
 from robustft.pipeline.outputs import write_files, write_summary
-from robustft.pipeline.setup import QuietReporter, Reporter, prepare_run, write_detection
+from robustft.pipeline.setup import (
+    QuietReporter,
+    Reporter,
+    collect_less,
+    prepare_run,
+    write_detection,
+)
 from robustft.retrieval.embedder import BackgroundEmbedder, Embedder, load_embedder, vectors_of
 from robustft.retrieval.index import CleanIndex, index_batch
 from robustft.store.runstore import RunStore
@@ -74,6 +80,7 @@ class BlockWorker:
         self.client = LLMClient(self.config.endpoint)
         self.shared_cache = RequestCache(cache_path) if cache_path else None
         self.embedder: Embedder | None = None
+        collect_less()  # the actor's process is ours for its whole life
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         results = []

@@ -24,6 +24,7 @@ from robustft.pipeline.setup import (
     QuietReporter,
     Reporter,
     check_endpoints,
+    collect_less,
     prepare_run,
     write_detection,
 )
@@ -72,9 +73,11 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
             config = config.model_copy(update={"concurrency": max(len(samples), 1)})
         run = Run(config, store, Deps(config=config, client=client, prompts=prompts), samples,
                   done, rep)
+        restore_collector = collect_less()
         try:
             await m.stages(run)
         finally:
+            restore_collector()
             if client.batch is not None:
                 await client.batch.aclose()
             await client.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gc
 import json
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from eval.scripted_server import Fault, Reply, mc_reply, target_question
 from robustft.config import Config
 from robustft.graph.runner import curate
+from robustft.pipeline.setup import GC_YOUNG
 from robustft.store.runstore import RunStore
 
 from .conftest import write_jsonl
@@ -66,6 +68,22 @@ def test_truthful_experts_find_flips_and_relabel(tmp_path, serve):
     assert rec["entropy_source"] == "option-logprobs"
     # H = 0.9·ln(1/0.9) + 3·(1/30)·ln 30 = 0.09482 + 0.34012 nats
     assert abs(rec["entropy"] - 0.43494) < 1e-4
+
+
+def test_collector_is_cheap_while_calls_are_in_flight_and_restored_after(tmp_path, serve):
+    """Observed from the server's thread, in the same process, while each call is answered."""
+    seen = []
+
+    def watching(body: dict) -> Reply:
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+        return truthful(body)
+
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    srv = serve(watching)
+    asyncio.run(curate(cfg_for(srv.base_url), write_jsonl(tmp_path / "in.jsonl", mc_rows()),
+                       tmp_path / "run"))
+    assert len(seen) == 22 and set(seen) == {(GC_YOUNG, True)}
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
 
 def per_role(body: dict) -> Reply:

@@ -41,22 +41,26 @@ def shannon_entropy(p: Sequence[float]) -> float:
 
 
 def token_entropy(top: Sequence[tuple[str, float]]) -> float:
-    """Entropy of one token's top-k distribution, renormalised over the k tokens shown."""
+    """Entropy of one token's top-k distribution, renormalised over the k tokens shown.
+    (Plain floats: called for every reply token, on a handful of values.)"""
     if not top:
         return float("nan")
-    p = np.exp(np.array([lp for _, lp in top], dtype=float))
-    return shannon_entropy(p / p.sum())
+    p = [math.exp(lp) for _, lp in top]
+    total = sum(p)
+    if not (0 < total < math.inf):  # NaN or no mass: no information
+        return float("nan")
+    return -sum(q / total * math.log(q / total) for q in p if q > 0) + 0.0
 
 
 def mean_token_entropy(tops: Sequence[Sequence[tuple[str, float]]]) -> float:
     """Mean of :func:`token_entropy` over a span of tokens (free-text answers)."""
     values = [token_entropy(t) for t in tops if t]
-    return float(np.mean(values)) if values else float("nan")
+    return sum(values) / len(values) if values else float("nan")
 
 
 def mean_nll(logprobs: Sequence[float]) -> float:
     """Mean negative log-probability of the reply tokens (the reference code's "entropy")."""
-    return float(-np.mean(logprobs)) if len(logprobs) else float("nan")
+    return -math.fsum(logprobs) / len(logprobs) if len(logprobs) else float("nan")
 
 
 def agreement_entropy(answers: Sequence[str | None]) -> float:

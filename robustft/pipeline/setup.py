@@ -3,10 +3,11 @@ identity (input digest, method), the config snapshot and prompt hashes, progress
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +19,27 @@ from robustft.pipeline.contract import Method
 from robustft.store.runstore import RunStore
 
 log = logging.getLogger("robustft")
+
+GC_YOUNG = 10_000  # allocations between young collections while a run is in flight (CPython: 700)
+
+
+def collect_less() -> Callable[[], None]:
+    """Make the cyclic garbage collector cheap for a run in flight: what is set up by now
+    (modules, samples, prompts) is frozen out of its scans, and young collections come every
+    ``GC_YOUNG`` allocations instead of 700. Measured on ARC's 1,778 rows (200 ms server,
+    concurrency 64): 2,117 collections took 3.0 s of the client's 30 s CPU, old-generation
+    ones up to 166 ms each with every call in flight waiting; with this, 43 took 0.2 s.
+    Returns the function that puts the collector back as it was."""
+    old, freeze = gc.get_threshold(), gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    gc.set_threshold(GC_YOUNG, *old[1:])
+
+    def restore() -> None:
+        gc.set_threshold(*old)
+        if freeze:
+            gc.unfreeze()
+    return restore
 
 
 class Reporter(Protocol):
