@@ -40,7 +40,8 @@ import numpy as np
 Z = 1.2816  # one-sided 90% normal quantile for the Wilson lower bound
 MIN_PROBES = 20  # probes an estimate must rest on
 BOOTSTRAP = 200  # probe resamples for the uncertainty
-TOLERANCE = 0.03  # how far below the target the 10% bootstrap quantile may fall
+TOLERANCE = 0.03  # how far below the target the lower bootstrap quantile may fall
+QUANTILE = 0.10  # the lower bootstrap quantile
 LR_MIN = 9.21  # likelihood ratio the fall with the score needs: χ², 2 degrees, 1%
 
 
@@ -199,7 +200,7 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     for j in range(BOOTSTRAP):
         i = rng.integers(0, n_probes, n_probes)
         boot[j] = np.cumsum(fitted_accuracy(ps[i], py[i], x)) / count
-    low = np.quantile(boot, 0.10, axis=0)
+    low = np.quantile(boot, QUANTILE, axis=0)
     # a cutoff keeps every relabel with the same score: only the last of equal scores counts
     ends = np.r_[x[1:] != x[:-1], True]
     meets = ends & (est >= target - 1e-12)
