@@ -139,7 +139,7 @@ async def vectors_of(embedder: Embedder, samples: Sequence[Sample],
 
 class BackgroundEmbedder:
     """Embeds samples in batches while a stage is still running (RobustFT embeds every
-    detected sample during detection, so the index is ready at the barrier). The embedder
+    sample while detection runs, so the index is ready at the barrier). The embedder
     loads on first use, in the background too."""
 
     def __init__(self, load, chunk: int = 256):
