@@ -12,7 +12,8 @@ it prints the client process's CPU from ``wait4`` rusage (user + system, per end
 wall ÷ ideal (ideal = calls × latency ÷ concurrency) and peak RSS; then the same for the
 floor: a bare asyncio loop (``aiohttp``, ``concurrency`` requests in flight, no pipeline) sending
 as many chat requests to the same server; and LangGraph alone (a graph shaped like detection,
-invoked once per row with nodes doing nothing, interpreter start-up subtracted). Each
+invoked once per row with nodes doing nothing, interpreter start-up subtracted; also with
+the garbage collector as a run sets it). Each
 ``--config`` adds a run with that YAML config
 (e.g. ``relabel: {context: false}`` or ``retrieval: {embedder: endpoint}``). Prints; asserts
 nothing.
@@ -72,10 +73,13 @@ async def _floor(url: str, n: int, concurrency: int) -> None:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-def _langgraph_alone(n: int, concurrency: int) -> None:
+def _langgraph_alone(n: int, concurrency: int, collector: str = "default") -> None:
     """``n`` invocations of a graph shaped like detection (fan-out to two async nodes, join,
-    one more node), ``concurrency`` at a time, nodes doing no work: LangGraph's own cost."""
+    one more node), ``concurrency`` at a time, nodes doing no work: LangGraph's own cost;
+    ``collector`` "run": with the garbage collector as a run sets it."""
     from langgraph.graph import END, START, StateGraph
+
+    from robustft.pipeline.setup import collect_less
 
     class State(TypedDict, total=False):
         i: int
@@ -97,6 +101,8 @@ def _langgraph_alone(n: int, concurrency: int) -> None:
     g.add_edge(["direct", "reasoning"], "checker")
     g.add_edge("checker", END)
     graph = g.compile()
+    if collector == "run":
+        collect_less()
 
     async def go() -> None:
         sem = asyncio.Semaphore(concurrency)
@@ -122,10 +128,11 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--config", type=Path, action="append", default=[])
     ap.add_argument("--floor", nargs=3, metavar=("URL", "N", "C"), help=argparse.SUPPRESS)
-    ap.add_argument("--langgraph", nargs=2, metavar=("N", "C"), help=argparse.SUPPRESS)
+    ap.add_argument("--langgraph", nargs=3, metavar=("N", "C", "GC"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.langgraph:
-        _langgraph_alone(*map(int, args.langgraph))
+        n, c, collector = args.langgraph
+        _langgraph_alone(int(n), int(c), collector)
         return
     if args.floor:  # the floor's own process
         url, n, c = args.floor
@@ -158,12 +165,13 @@ def main() -> None:
                                   str(calls), str(c)], env)
             lines.append(row("floor: bare asyncio HTTP loop", floor, calls, lat, c))
             rows = sum(1 for _ in inp.open()) - (inp.suffix == ".csv")
-            lg = run_measured([sys.executable, "-m", "eval.bench_overhead", "--langgraph",
-                               str(rows), str(c)], env)
             startup = run_measured([sys.executable, "-c", "import langgraph.graph"], env)
+            per = [(run_measured([sys.executable, "-m", "eval.bench_overhead", "--langgraph",
+                                  str(rows), str(c), gc], env)["cpu"] - startup["cpu"])
+                   * 1000 / rows for gc in ("default", "run")]
             lines.append(f"LangGraph alone, {rows} invocations of a detect-shaped graph "
-                         f"(no I/O): {(lg['cpu'] - startup['cpu']) * 1000 / rows:.2f} ms CPU "
-                         "per invocation")
+                         f"(no I/O): {per[0]:.2f} ms CPU per invocation ({per[1]:.2f} with the "
+                         "garbage collector as a run sets it)")
     finally:
         server.terminate()
     print(f"input {args.input}, server latency {lat}s, concurrency {c}, {os.cpu_count()} cores")
