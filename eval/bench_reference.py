@@ -83,6 +83,7 @@ def main() -> None:
         samples = samples[:args.limit]
         inp = Path(d) / f"in{Path(args.input).suffix}"
         write_rows(inp, [s.raw for s in samples], file_format(Path(args.input)))
+
         def server():  # each pass on a fresh server: its RAM prompt cache starts empty
             return embedded_server(slots=args.slots, log_path=Path(d) / "server.log")
 

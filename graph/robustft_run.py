@@ -66,8 +66,9 @@ async def detect(run: Run, graph, background: BackgroundEmbedder | None) -> None
     behind detection on 2 cores (ARC, 1,778 rows) and the relabel stage waited for it."""
     save = _saver(run)
     todo = [s for s in run.samples if s.id not in run.done]
-    for s in todo if background is not None else ():
-        background.add(s)
+    if background is not None:
+        for s in todo:
+            background.add(s)
     run.start("detect", len(run.samples), len(todo))
     await run_stage(graph, ({"sample": s} for s in todo), run.deps,
                     lambda st: save(st, Stage.DETECTED), lambda: run.rep.advance("detect"))
