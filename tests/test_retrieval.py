@@ -108,3 +108,24 @@ def test_endpoint_embeddings_batched_cached_and_retried(tmp_path):
         assert calls == 0 and len([r for r in server.requests if "input" in r]) == 5
         assert np.array_equal(again, vecs)
         cache.close()
+
+
+def test_the_built_model_is_keyed_by_content_not_by_file_times(tmp_path, monkeypatch):
+    """A reinstall (same weights, new file times) reuses the cached build; changed weights
+    get their own."""
+    import os
+    import shutil
+
+    from robustft.retrieval.embedder import default_embedder_path, onnx_model_path
+
+    monkeypatch.setenv("ROBUSTFT_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    shutil.copytree(default_embedder_path(), model)
+    first = onnx_model_path(model, int8=False)
+    for name in ("config.json", "model.safetensors"):
+        os.utime(model / name, ns=(1, 1))
+    assert onnx_model_path(model, int8=False) == first
+    with open(model / "config.json", "a") as f:
+        f.write("\n")
+    assert onnx_model_path(model, int8=False) != first
+    assert len(list((tmp_path / "cache" / "embedders").glob("*.onnx"))) == 2
