@@ -53,6 +53,7 @@ from robustft.pipeline.outputs import write_files, write_summary
 from robustft.pipeline.setup import (
     QuietReporter,
     Reporter,
+    cap_malloc_arenas,
     collect_less,
     prepare_run,
     write_detection,
@@ -71,6 +72,7 @@ class BlockWorker:
 
     def __init__(self, stage: str, config_json: str, run_dir: str, input_path: str,
                  shape: dict, cache_path: str | None = None):
+        cap_malloc_arenas()  # before this actor's threads start
         self.stage, self.run_dir, self.input_path = stage, Path(run_dir), Path(input_path)
         self.config = Config.model_validate_json(config_json)
         self.prompts = load_prompts(self.config.prompts_dir)

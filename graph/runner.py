@@ -23,6 +23,7 @@ from robustft.pipeline.outputs import write_outputs
 from robustft.pipeline.setup import (
     QuietReporter,
     Reporter,
+    cap_malloc_arenas,
     check_endpoints,
     collect_less,
     prepare_run,
@@ -46,6 +47,7 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
     Raises BudgetExceeded when a call/token budget stops the run; rerunning continues it.
     """
     rep, opts = reporter or QuietReporter(), options or RunOptions()
+    cap_malloc_arenas()  # before the run's threads (LanceDB's, the embedder's) start
     m = method_named(opts.method)
     input_path, run_dir = Path(input_path), Path(run_dir)
     check_endpoints(config, m.roles)  # before reading the input, as prepare_run does

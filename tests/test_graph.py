@@ -86,6 +86,45 @@ def test_collector_is_cheap_while_calls_are_in_flight_and_restored_after(tmp_pat
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
 
+ARENAS_AFTER_THREADS = """
+import ctypes, ctypes.util, sys, threading
+from robustft.pipeline.setup import cap_malloc_arenas
+capped = sys.argv[1] == "cap" and cap_malloc_arenas()
+together = threading.Barrier(6)
+def work():
+    blocks = [bytearray(1 << 16) for _ in range(50)]
+    together.wait()  # every thread alive and holding memory at once
+threads = [threading.Thread(target=work) for _ in range(6)]
+[t.start() for t in threads]; [t.join() for t in threads]
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.open_memstream.restype = ctypes.c_void_p
+buf, size = ctypes.c_char_p(), ctypes.c_size_t()
+f = ctypes.c_void_p(libc.open_memstream(ctypes.byref(buf), ctypes.byref(size)))
+libc.malloc_info(0, f); libc.fclose(f)
+print(capped, buf.value.decode().count("<heap nr="))
+"""
+
+
+def test_malloc_arenas_are_capped_for_the_threads_a_run_starts():
+    """glibc's malloc_info counts the arenas while six threads hold memory: one each without
+    the cap, at most MALLOC_ARENAS with it."""
+    import platform
+    import subprocess
+    import sys
+
+    from robustft.pipeline.setup import MALLOC_ARENAS
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the cap is glibc's")
+
+    def arenas(mode: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", ARENAS_AFTER_THREADS, mode],
+                             capture_output=True, text=True, check=True).stdout.split()
+        return out[0], int(out[1])
+    assert arenas("cap") == ("True", MALLOC_ARENAS)
+    assert arenas("none")[1] > MALLOC_ARENAS
+
+
 def per_role(body: dict) -> Reply:
     """Experts on separate models: the direct model always says A, the others tell the truth."""
     if body["model"] == "m-direct":

@@ -3,6 +3,8 @@ identity (input digest, method), the config snapshot and prompt hashes, progress
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import hashlib
 import json
@@ -21,6 +23,21 @@ from robustft.store.runstore import RunStore
 log = logging.getLogger("robustft")
 
 GC_YOUNG = 10_000  # allocations between young collections while a run is in flight (CPython: 700)
+MALLOC_ARENAS = 2  # glibc's default is 8 per core
+M_ARENA_MAX = -8  # mallopt's parameter number (glibc malloc.h)
+
+
+def cap_malloc_arenas() -> bool:
+    """Cap glibc's malloc arenas at ``MALLOC_ARENAS`` for threads created from now on (call it
+    before the run starts threads). LanceDB's worker threads each took an arena of their own and
+    kept what they freed: building the index and searching it left ~450 MiB more resident at
+    100k rows than with 2 arenas (measured). False where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except (OSError, AttributeError):
+        mallopt = None
+    return bool(mallopt and mallopt(M_ARENA_MAX, MALLOC_ARENAS))
 
 
 def collect_less() -> Callable[[], None]:
