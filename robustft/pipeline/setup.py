@@ -31,7 +31,9 @@ def cap_malloc_arenas() -> bool:
     """Cap glibc's malloc arenas at ``MALLOC_ARENAS`` for threads created from now on (call it
     before the run starts threads). LanceDB's worker threads each took an arena of their own and
     kept what they freed: building the index and searching it left ~450 MiB more resident at
-    100k rows than with 2 arenas (measured). False where the C library is not glibc."""
+    100k rows than with 2 arenas (measured). For the rest of the process's life: glibc fixes
+    its arena limit when first reached, so it cannot be put back. False where the C library
+    is not glibc."""
     name = ctypes.util.find_library("c")
     try:
         mallopt = ctypes.CDLL(name).mallopt if name else None
