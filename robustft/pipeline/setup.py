@@ -4,7 +4,6 @@ identity (input digest, method), the config snapshot and prompt hashes, progress
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import hashlib
 import json
@@ -34,11 +33,7 @@ def cap_malloc_arenas() -> bool:
     100k rows than with 2 arenas (measured). For the rest of the process's life: glibc fixes
     its arena limit when first reached, so it cannot be put back. False where the C library
     is not glibc."""
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        mallopt = None
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # the process's own C library
     return bool(mallopt and mallopt(M_ARENA_MAX, MALLOC_ARENAS))
 
 

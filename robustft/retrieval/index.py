@@ -56,8 +56,8 @@ class CleanIndex:
             for part in (clean[i:i + BUILD_ROWS] for i in range(0, len(clean), BUILD_ROWS)))
 
     def build_from(self, batches: Iterable[pa.RecordBatch]) -> int:
-        """(Re)create the table from :func:`index_batch` batches, streamed (written by other
-        processes, e.g. Ray workers); returns the number indexed."""
+        """(Re)create the table from :func:`index_batch` batches, streamed (:meth:`build`'s,
+        or those Ray workers wrote); returns the number indexed."""
         import pyarrow as pa
 
         batches = iter(batches)
