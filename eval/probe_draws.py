@@ -1,68 +1,89 @@
-"""How far the precision estimate strays with the probe count: probes redrawn many times from a
-finished run's own relabels (whose true correctness the clean file gives), each draw's cutoff
-applied to all relabels, the estimate compared with the precision achieved.
+"""How far a precision-target run's outcome is luck of its probe draw: probes redrawn many times
+from a finished run's own relabels (whose true correctness the clean file gives), each draw's
+cutoff applied to the relabels not drawn (as in a run, where probes are other rows than the
+relabels they judge), the estimate compared with the precision achieved on them.
 
-    python -m eval.probe_draws RUN --clean labeled.csv [--probes 100 200] [--targets 0.9 0.95]
+    python -m eval.probe_draws RUN --clean labeled.csv [--probes 200 400] [--targets 0.9 0.95]
                                [--draws 40] [--label-noise 0.02]
 
 RUN: a run directory of ``eval.audit`` (a ``precision-*`` method). ``--label-noise``: share of
 probes judged wrong whatever their answer (a clean row whose label is a repeated flip). Prints,
-per probe count and target: share of draws that keep relabels, share whose estimate is within
-0.03 of the achieved precision, mean estimate and achieved precision. Asserts nothing.
+per probe count and target: share of draws that keep relabels; share of those whose estimate
+is within 0.03 of the achieved precision, and share of all draws whose estimate misses by
+more; mean estimate and achieved precision; mean curated accuracy and correct rows kept ÷
+input rows (the run's clean rows plus the kept relabels), with the share of draws whose
+curated set is within 0.01 of β = 0.5's (the lowest-entropy half of the same relabels) and
+whose correct rows kept reach 0.75. Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+from pathlib import Path
 
 import numpy as np
 
-from robustft.methods.precision import finite, precision_cutoff
-from robustft.store.runstore import RunStore
+from robustft.methods.precision import precision_cutoff
 
 
-def relabels(run: str, clean: str) -> tuple[np.ndarray, np.ndarray]:
-    """(entropy, right?) of every relabel of ``run`` with a known entropy."""
+def outcome(run: str, clean: str) -> tuple[int, int, int, np.ndarray, np.ndarray]:
+    """(input rows, clean rows, right clean rows, entropy, right?) of every relabel of ``run``
+    with a known entropy, from its decisions.csv."""
     with open(clean, newline="") as f:
         truth = {r["id"]: r["answer"] for r in csv.DictReader(f)}
-    store = RunStore.open_existing(run)
-    rows = [(finite(r.get("entropy")), r["reviewer_answer"] == truth[r["id"]])
-            for r in store.records(stage="relabeled") if r.get("reviewer_answer")]
-    e = np.array([x for x, _ in rows])
-    y = np.array([x for _, x in rows], dtype=float)
+    with (Path(run) / "decisions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    kept_clean = [truth[r["id"]] == r["original_label"] for r in rows if r["fate"] == "clean"]
+    rel = [(float(r["entropy"]), truth[r["id"]] == r["final_label"]) for r in rows
+           if r["fate"].startswith("relabeled") and r["entropy"]]
+    e = np.array([x for x, _ in rel])
+    y = np.array([x for _, x in rel], dtype=float)
     known = ~np.isnan(e)
-    return e[known], y[known]
+    return len(rows), len(kept_clean), sum(kept_clean), e[known], y[known]
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run")
     ap.add_argument("--clean", required=True, help="file with the true labels")
-    ap.add_argument("--probes", type=int, nargs="+", default=[100, 200])
+    ap.add_argument("--probes", type=int, nargs="+", default=[200, 400])
     ap.add_argument("--targets", type=float, nargs="+", default=[0.90, 0.95])
     ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--label-noise", type=float, default=0.0)
     a = ap.parse_args(argv)
-    e, y = relabels(a.run, a.clean)
-    print(f"{a.run}: {e.size} relabels, {y.mean():.3f} right")
+    rows, n_clean, right_clean, e, y = outcome(a.run, a.clean)
+    half = y[np.argsort(e, kind="stable")[: round(e.size / 2)]]
+    beta = (right_clean + half.sum()) / (n_clean + half.size)
+    print(f"{a.run}: {e.size} relabels, {y.mean():.3f} right; β = 0.5: curated {beta:.3f}, "
+          f"correct kept {(right_clean + half.sum()) / rows:.3f}")
     rng = np.random.default_rng(1)
     for n in a.probes:
+        n = min(n, e.size // 2)
         for t in a.targets:
-            est, ach = [], []
+            est, ach, curated, correct = [], [], [], []
             for d in range(a.draws):
-                i = rng.choice(e.size, min(n, e.size), replace=False)
+                i = rng.choice(e.size, n, replace=False)
                 py = y[i] * (rng.random(i.size) >= a.label_noise)
                 cut = precision_cutoff(e[i], py.astype(bool), e, t, seed=d)
+                kept = e <= cut.cutoff if cut.cutoff is not None else np.zeros(e.size, bool)
+                curated.append((right_clean + y[kept].sum()) / (n_clean + kept.sum()))
+                correct.append((right_clean + y[kept].sum()) / rows)
                 if cut.cutoff is not None:
+                    rest = np.ones(e.size, dtype=bool)
+                    rest[i] = False
                     est.append(cut.estimate)
-                    ach.append(float(y[e <= cut.cutoff].mean()))
-            est_a, ach_a = np.array(est), np.array(ach)
-            close = float(np.mean(np.abs(est_a - ach_a) <= 0.03)) if est else float("nan")
+                    ach.append(float(y[rest & kept].mean()))
+            est_a, ach_a, cur_a, cor_a = map(np.array, (est, ach, curated, correct))
+            off = np.abs(est_a - ach_a) > 0.03
+            close = float(np.mean(~off)) if est else float("nan")
             print(f"probes {n}, target {t:.2f}: kept in {len(est) / a.draws:.2f} of draws; "
-                  f"estimate within 0.03 in {close:.2f}; mean estimate "
+                  f"estimate within 0.03 in {close:.2f} of those, more than 0.03 off in "
+                  f"{off.sum() / a.draws:.2f} of all draws; mean estimate "
                   f"{est_a.mean() if est else float('nan'):.3f}, achieved "
-                  f"{ach_a.mean() if est else float('nan'):.3f}")
+                  f"{ach_a.mean() if est else float('nan'):.3f}; curated {cur_a.mean():.3f} "
+                  f"(within 0.01 of β's in {np.mean(cur_a >= beta - 0.01):.2f}), correct kept "
+                  f"{cor_a.mean():.3f} (≥ 0.75 in {np.mean(cor_a >= 0.75):.2f})")
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ async def detect(run: Run, graph, background: BackgroundEmbedder | None) -> None
 
 def probe_ids(run: Run) -> list[str]:
     """The clean rows held out as probes (``selection.target_precision`` set): a seeded draw
-    of ``selection.probes``, at most half the clean rows, in input order, from the clean rows
+    of ``selection.probes`` (fewer when fewer qualify), in input order, from the clean rows
     whose every detection answer (direct, first reasoning, each reflection) is the label —
     multiple choice; free-text clean rows all qualify. A probe is judged against its label,
     and a clean row's label is wrong when the experts repeated a flip (measured: 8 of 392
@@ -89,7 +89,7 @@ def probe_ids(run: Run) -> list[str]:
     answers = run.store.call_answers(Stage.DETECTED, ("direct", "reasoning", "reflection"))
     pool = [sid for sid in clean if not by_id[sid].is_mc
             or all(a == by_id[sid].label for a in answers.get(sid, []))]
-    n = min(sel.probes, len(clean) // 2, len(pool))
+    n = min(sel.probes, len(pool))
     chosen = set(random.Random(sel.probe_seed).sample(pool, n))
     return [sid for sid in clean if sid in chosen]
 
@@ -208,8 +208,8 @@ def _probing(config: Config, s: Sample) -> int:
 
 
 def _probe_cap(config: Config, n_samples: int) -> int:
-    """Probes are at most ``selection.probes`` and half the (clean) rows."""
-    return min(config.selection.probes, n_samples // 2)
+    """Probes are at most ``selection.probes`` and the (clean) rows."""
+    return min(config.selection.probes, n_samples)
 
 
 METHOD = Method(

@@ -206,9 +206,10 @@ class SelectionConfig(_Strict):
         "cutoff whose kept relabels' estimated precision reaches the target, with the "
         "probes' bootstrap supporting it, is applied. null: fixed β.")
     probes: int = Field(
-        200, ge=1, description="Probes drawn (seeded) from the clean rows when "
-        "target_precision is set; at most half the clean rows. 200: with 100 the estimate "
-        "missed the achieved precision by more than 0.03 in a fifth of simulated draws.")
+        400, ge=1, description="Probes drawn (seeded) from the clean rows when "
+        "target_precision is set (each costs a context and a reviewer call); fewer when "
+        "fewer clean rows qualify. The estimate's error is binomial: ±0.015 at 400 probes "
+        "and 92% accuracy, ±0.021 at 200, against the 0.03 a user can read off it.")
     probe_seed: int = Field(0, description="Seed of the probe draw (and of CLEAR's decoys).")
     entropy: Literal["options", "robustft-official"] = Field(
         "options", description="options: Shannon entropy (nats) of the reviewer's answer "

@@ -57,8 +57,11 @@ def test_perfectly_separable():
     assert 0.95 - TOLERANCE <= cut.lower <= cut.estimate and cut.fit[2] < 0
     assert cut.fit[0] == pytest.approx(1, abs=1e-3)  # no slips: the ceiling is 1
     assert cut.probe_accuracy == 0.6 and "0.5500" in cut.reason
-    # the 4th adds ≈ 0.07: (≈2.94 + 0.07) / 4 ≈ 0.76 ≥ 0.75, not the 5th
-    assert precision_cutoff(SCORES, right, [0.9, 0.05, 0.55, 0.3, 0.65], 0.75).kept == 4
+    # the 4th (0.65, p ≈ 0) would leave the mean ≈ 3/4 ≥ 0.70, but a relabel the fit calls
+    # more likely wrong than right is never kept, whatever the mean could absorb
+    low = precision_cutoff(SCORES, right, [0.9, 0.05, 0.55, 0.3, 0.65], 0.70)
+    assert (low.cutoff, low.kept) == (0.55, 3) and "falls below 0.5" in low.reason
+    assert "falls below" not in cut.reason  # at 0.95 the target itself stopped the cut
 
 
 def test_confidently_wrong_answers_cap_the_estimate():
@@ -109,13 +112,18 @@ def test_all_right_and_all_wrong():
 
 
 def test_equal_scores_share_their_fate():
-    right = [s <= 0.60 for s in SCORES]
-    # three candidates at 0.3 (p ≈ 1) and two at 0.9 (p ≈ 0): the cut may not split a tie,
-    # so the five kept give ≈ 3/5 and four are never an option
-    cut = precision_cutoff(SCORES, right, [0.3, 0.3, 0.3, 0.9, 0.9], 0.55)
-    assert (cut.cutoff, cut.kept) == (0.9, 5)
-    cut = precision_cutoff(SCORES, right, [0.3, 0.3, 0.3, 0.9, 0.9], 0.65)
-    assert (cut.cutoff, cut.kept) == (0.3, 3)
+    # a gentle fall: probe i of 200 at score i/200 is right iff frac(0.618·i) < 1 − 0.8·score
+    s = np.arange(200) / 200
+    right = ((np.arange(200) * 0.6180339887) % 1) < 1 - 0.8 * s
+    p1, p2 = fitted_accuracy(s, right.astype(float), np.array([0.1, 0.6]))
+    assert p1 > p2 >= 0.5  # both above the floor
+    five, four = (3 * p1 + 2 * p2) / 5, (3 * p1 + p2) / 4
+    # three candidates at 0.1 and two at 0.6: the cut may not split the tie, so a target
+    # between the mean of four and of five keeps three, one at or below five's keeps five
+    cut = precision_cutoff(s, right, [0.1, 0.1, 0.1, 0.6, 0.6], (five + four) / 2)
+    assert (cut.cutoff, cut.kept) == (0.1, 3)
+    cut = precision_cutoff(s, right, [0.1, 0.1, 0.1, 0.6, 0.6], five - 0.005)
+    assert (cut.cutoff, cut.kept) == (0.6, 5) and cut.estimate == pytest.approx(five)
 
 
 def test_a_fall_that_is_not_significant_counts_as_no_signal():

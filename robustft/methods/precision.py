@@ -6,7 +6,8 @@ them:
 
 1. **Accuracy as a function of the score**: p(s) = c·σ(a + b·s), fitted by maximum
    likelihood (EM over "slips": with probability 1 − c an answer is wrong whatever its score,
-   else right with probability σ; a tiny ridge keeps separable probes finite). The ceiling c
+   else right with probability σ; a ridge of ``RIDGE`` keeps separable probes finite without
+   softening the fall they show). The ceiling c
    is what a plain logistic lacks: when part of the wrong answers come with high confidence
    (a model confidently wrong), accuracy plateaus below 1 at low entropy, and a logistic
    forced towards 1 there over-claimed (measured: 0.96 estimated, 0.91 achieved at
@@ -21,7 +22,10 @@ them:
    ``lower`` is their 10% quantile.
 4. **The cutoff**: the largest score whose kept set's estimate meets the target and is
    supported — at least ``MIN_PROBES`` probes, and the 10% bootstrap quantile within
-   ``TOLERANCE`` of the target. None qualifies: keep none, and say why.
+   ``TOLERANCE`` of the target — and at which p is still at least ``FLOOR``: a relabel the
+   fit calls more likely wrong than right is never kept, however much the kept set's mean
+   could absorb it (where accuracy drops off a cliff, the mean alone kept relabels past it
+   that were all wrong). None qualifies: keep none, and say why.
 
 The empirical curve (isotonic blocks of the probes with one-sided 90% Wilson bounds) is kept
 for display beside the fit.
@@ -43,9 +47,11 @@ BOOTSTRAP = 200  # probe resamples for the uncertainty
 TOLERANCE = 0.03  # how far below the target the lower bootstrap quantile may fall
 QUANTILE = 0.10  # the lower bootstrap quantile
 LR_MIN = 9.21  # likelihood ratio the fall with the score needs: χ², 2 degrees, 1%
+FLOOR = 0.5  # the least fitted accuracy a kept relabel may have
+RIDGE = 1e-6  # on (a, b): finite fits for separable probes; 1e-3 held slopes near 40 per nat
 
 
-def logistic_fit(scores: np.ndarray, correct: np.ndarray, ridge: float = 1e-3,
+def logistic_fit(scores: np.ndarray, correct: np.ndarray, ridge: float = RIDGE,
                  weights: np.ndarray | None = None,
                  start: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
     """(a, b) of p(s) = σ(a + b·s) by Newton's method on the log-likelihood (+ ridge), each
@@ -194,7 +200,8 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     if not x.size:
         return PrecisionCut(reason="no relabel with a known entropy", **none, **base)
     count = np.arange(1, x.size + 1)
-    est = np.cumsum(accuracy_at(base["fit"], float(py.mean()), x)) / count
+    acc = accuracy_at(base["fit"], float(py.mean()), x)
+    est = np.cumsum(acc) / count
     rng = np.random.default_rng(seed)
     boot = np.empty((BOOTSTRAP, x.size))
     for j in range(BOOTSTRAP):
@@ -203,7 +210,8 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     low = np.quantile(boot, QUANTILE, axis=0)
     # a cutoff keeps every relabel with the same score: only the last of equal scores counts
     ends = np.r_[x[1:] != x[:-1], True]
-    meets = ends & (est >= target - 1e-12)
+    reach = ends & (est >= target - 1e-12)
+    meets = reach & (acc >= FLOOR)
     ok = np.flatnonzero(meets & (low >= target - TOLERANCE - 1e-12))
     if not ok.size:
         if meets.any():
@@ -221,7 +229,9 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     return PrecisionCut(
         cutoff=float(x[i]), kept=i + 1, estimate=float(est[i]), lower=float(low[i]),
         reason=(f"entropy ≤ {x[i]:.4f}: estimated precision {est[i]:.3f} ≥ target "
-                f"{target:.2f} (10% bootstrap quantile {low[i]:.3f}; {n_probes} probes)"),
+                f"{target:.2f} (10% bootstrap quantile {low[i]:.3f}; {n_probes} probes)"
+                + (f"; past it a relabel's fitted accuracy falls below {FLOOR}"
+                   if (reach[i + 1:] & (acc[i + 1:] < FLOOR)).any() else "")),
         **base)
 
 
