@@ -208,8 +208,8 @@ class SelectionConfig(_Strict):
     probes: int = Field(
         400, ge=1, description="Probes drawn (seeded) from the clean rows when "
         "target_precision is set (each costs a context and a reviewer call); fewer when "
-        "fewer clean rows qualify. The estimate's error is binomial: ±0.015 at 400 probes "
-        "and 92% accuracy, ±0.021 at 200, against the 0.03 a user can read off it.")
+        "fewer clean rows qualify. The estimate's error is binomial: ±0.014 with 400 probes "
+        "at 92% accuracy, ±0.019 with 200.")
     probe_seed: int = Field(0, description="Seed of the probe draw (and of CLEAR's decoys).")
     entropy: Literal["options", "robustft-official"] = Field(
         "options", description="options: Shannon entropy (nats) of the reviewer's answer "
