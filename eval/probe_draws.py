@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     rows, n_clean, right_clean, e, y = outcome(a.run, a.clean)
     half = y[np.argsort(e, kind="stable")[: round(e.size / 2)]]
-    beta = (right_clean + half.sum()) / (n_clean + half.size)
+    beta_right = right_clean + half.sum()
+    beta = beta_right / (n_clean + half.size)
     print(f"{a.run}: {e.size} relabels, {y.mean():.3f} right; β = 0.5: curated {beta:.3f}, "
-          f"correct kept {(right_clean + half.sum()) / rows:.3f}")
+          f"correct kept {beta_right / rows:.3f}")
     rng = np.random.default_rng(1)
     for n in a.probes:
         n = min(n, e.size // 2)
@@ -67,8 +68,9 @@ def main(argv: list[str] | None = None) -> None:
                 py = y[i] * (rng.random(i.size) >= a.label_noise)
                 cut = precision_cutoff(e[i], py.astype(bool), e, t, seed=d)
                 kept = e <= cut.cutoff if cut.cutoff is not None else np.zeros(e.size, bool)
-                curated.append((right_clean + y[kept].sum()) / (n_clean + kept.sum()))
-                correct.append((right_clean + y[kept].sum()) / rows)
+                right = right_clean + y[kept].sum()
+                curated.append(right / (n_clean + kept.sum()))
+                correct.append(right / rows)
                 if cut.cutoff is not None:
                     rest = np.ones(e.size, dtype=bool)
                     rest[i] = False
