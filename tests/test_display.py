@@ -6,6 +6,7 @@ Chromium."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
@@ -101,7 +102,7 @@ def run(tmp_path_factory) -> Path:
 def test_diff_of_a_long_correction_names_the_two_changed_words():
     d = response_diff(WRONG, RIGHT)
     assert len(WRONG.split()) > 250
-    assert d["words"] == 2 and d["edited"] == 4
+    assert d["words"] == 2
     assert d["changes"] == [["north", "south"], ["1889", "1887"]]
     deleted = [t for k, t in d["ops"] if k == "delete"]
     assert deleted == ["north", "1889"]
@@ -262,3 +263,33 @@ def test_report_shows_the_diff_and_the_new_fates(browser, run, tmp_path):
     wait(browser, lambda d: d.find_elements(By.ID, "diff"))
     assert browser.execute_script("return window.pwned === undefined")
     assert "<script>window.pwned=1</script>" in browser.find_element(By.ID, "diff").text
+
+
+def test_a_curated_run_traces_its_correction_and_queues_unsure_first(tmp_path, serve):
+    """The same views over a run the pipeline wrote (tests/test_open_ended's scripted
+    judge and corrector, through the real HTTP server)."""
+    from robustft.graph.runner import curate
+    from tests.conftest import write_jsonl
+    from tests.test_graph import cfg_for
+    from tests.test_open_ended import rows, script
+
+    srv = serve(script)
+    inp = write_jsonl(tmp_path / "in.jsonl", rows())
+    asyncio.run(curate(cfg_for(srv.base_url, selection={"beta": 1.0}), inp, tmp_path / "run"))
+    done = subprocess.run([sys.executable, "-m", "robustft.cli.main", "trace",
+                           str(tmp_path / "run"), "wrong"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert "1 word changed: [-52,000-] → {+41,000+}" in done.stdout
+    assert "Calder has [-52,000-]{+41,000+} people" in done.stdout
+    assert "contradicts" in done.stdout and "Calder has 41,000." in done.stdout
+    store = RunStore.reader(tmp_path / "run")
+    try:
+        fates = {r["id"]: r["fate"] for r in store.records()}
+        ids = queue_ids(store.db, {}, "robustft")
+        unsure = [i for i in ids if fates[i] in ("unsure", "unsure-dropped")]
+        assert unsure and ids[:len(unsure)] == unsure
+        assert "confirm" in ids and "valid" not in ids
+        print(f"\nfates: {fates}\nqueue: {ids}")
+    finally:
+        store.close()

@@ -84,8 +84,7 @@ def sample_detail(store: RunStore, sid: str,
 def response_diff(old: str | None, new: str | None) -> dict[str, Any] | None:
     """A free-text response ``new`` against the original ``old`` (None: no change): the word
     diff ``ops`` ([kind, text] runs: equal, delete, insert), each change as [removed,
-    inserted] text, ``words``: words changed (a replacement of k words by m counts max(k, m),
-    a deletion or insertion its words) and ``edited``: words deleted plus inserted."""
+    inserted] text, and ``words``: how many words changed (:func:`changed_words`)."""
     if old is None or new is None or old == new:
         return None
     ops = word_diff(old, new)
@@ -100,8 +99,7 @@ def response_diff(old: str | None, new: str | None) -> dict[str, Any] | None:
                 changes.append(["", text.strip()])
     changes = [c for c in changes if any(c)]  # a whitespace-only run is no change
     return {"ops": [list(op) for op in ops], "changes": changes,
-            "words": sum(max(len(a.split()), len(b.split())) for a, b in changes),
-            "edited": changed_words(old, new)}
+            "words": changed_words(old, new)}
 
 
 def report_samples(store: RunStore, limit: int = 5000) -> list[dict[str, Any]]:
