@@ -79,7 +79,7 @@ def test_ray_refuses_what_it_cannot_honour(tmp_path, serve):
     cfg = Config()
     cfg.endpoint.base_url, cfg.endpoint.model = "http://127.0.0.1:9/v1", "m"
     with pytest.raises(ValueError, match="max-calls"):
-        curate_ray(cfg, inp, tmp_path / "r", "local", options=RunOptions(max_calls=5))
+        curate_ray(cfg, inp, tmp_path / "r", "local", options=RunOptions(call_budget=5))
     with pytest.raises(ValueError, match="robustft method only"):
         curate_ray(cfg, inp, tmp_path / "r", "local", options=RunOptions(method="clear"))
 
