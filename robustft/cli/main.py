@@ -273,12 +273,5 @@ prompts_app.command("show")(reading.prompts_show)
 prompts_app.command("check")(reading.prompts_check)
 
 
-def __getattr__(name: str):
-    """``click_command``: the click command behind the app, for the docs' CLI reference."""
-    if name == "click_command":
-        return typer.main.get_command(app)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 if __name__ == "__main__":
     app()
