@@ -12,4 +12,4 @@ trap 'rm -rf "$tree"' EXIT
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation --no-compile \
     --target "$tree" "$root" 2>&1 | grep -v "^WARNING: Location" || true
 (cd "$tree" && "$root/.venv/bin/lint-imports" "$root/pyproject.toml" --no-cache)
-.venv/bin/mkdocs build --strict --quiet --site-dir "$tree/site"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$tree/site"
