@@ -280,6 +280,25 @@ class TrainConfig(_Strict):
         "in float32.")
 
 
+class AuditConfig(_Strict):
+    canaries: float = Field(
+        0.02, ge=0, le=0.5, description="Planted errors: after detection, this share of the "
+        "rows (at most max_canaries) is copied from confirmed-clean rows with a wrong "
+        "response and sent through detection and relabeling like any sample; they never "
+        "reach an output. Their recall (share flagged) and share fixed are reported with "
+        "Wilson intervals, as an upper bound (real errors are harder than planted ones). "
+        "0 turns them off.")
+    max_canaries: int = Field(300, ge=0, description="At most this many canaries per run.")
+    sample_flagged: int = Field(
+        50, ge=0, description="Blind audit sample (robustft view, 'audit'): rows drawn at "
+        "random from the flagged ones for a person to judge right / wrong / unsure seeing "
+        "the prompt and the original response only.")
+    sample_unflagged: int = Field(
+        50, ge=0, description="Blind audit sample: rows drawn at random from the rows the "
+        "checker did not flag (where missed noise hides).")
+    seed: int = Field(0, description="Seed of the canary and audit-sample draws.")
+
+
 class BatchConfig(_Strict):
     poll_s: float = Field(5.0, gt=0, description="curate --batch: first wait between polls of "
                           "a batch (grows 1.5x per poll).")
@@ -312,6 +331,9 @@ class Config(_Strict):
                                description="Fine-tuning (robustft train, curate --train).")
     batch: BatchConfig = Field(default_factory=BatchConfig,
                                description="The Batch API path (curate --batch).")
+    audit: AuditConfig = Field(default_factory=AuditConfig,
+                               description="How right is it on this data: planted errors "
+                               "(canaries) and the blind human audit sample.")
     concurrency: int = Field(16, ge=1, description="Samples processed at once (one bound).")
     call_budget: int | None = Field(
         None, ge=0, description="Endpoint calls one invocation may make (cache hits are free). "
