@@ -22,7 +22,7 @@ import numpy as np
 
 from robustft.demo import detection_scores
 from robustft.methods.selection import select_lowest
-from robustft.pipeline.contract import KEPT
+from robustft.schemas import KEPT
 
 FLAGGED = ("relabeled-kept", "relabeled-dropped")
 

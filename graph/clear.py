@@ -12,7 +12,7 @@ from langgraph.graph import END, START, StateGraph
 
 from robustft.agents.base import Deps
 from robustft.graph import clear_nodes as n
-from robustft.graph.clear_state import ClearState
+from robustft.graph.state import ClearState
 
 
 def build_clear_graph():

@@ -15,8 +15,8 @@ from robustft.agents.corrector import propose
 from robustft.agents.judge import judge
 from robustft.agents.matcher import judge_response, judgement
 from robustft.agents.sampler import sample_answers
-from robustft.graph.clear_state import ClearState
 from robustft.graph.nodes import failures
+from robustft.graph.state import ClearState
 from robustft.methods.confidence import combine, cosine, observed_consistency, reflection_certainty
 from robustft.methods.matching import exact_match, normalise, similarity_mode, token_f1
 from robustft.schemas import AgentCall, Sample

@@ -1,4 +1,5 @@
-"""RobustFT's dataset-level stages: detect all → index clean → relabel noisy → select."""
+"""RobustFT's steps: detect (per block) → index the clean rows → draw probes → relabel the
+noisy rows (per block) → select (the cutoff over every block) → fates (per block)."""
 
 from __future__ import annotations
 
@@ -8,63 +9,50 @@ import random
 from dataclasses import asdict, replace
 from typing import Any
 
-import numpy as np
-
 from robustft.config import Config
 from robustft.graph.robustft import build_robustft_graph
-from robustft.graph.stages import Run, run_stage
+from robustft.graph.stages import Block, Dataset, Run, run_stage
 from robustft.graph.state import SampleState
 from robustft.methods.matching import answers_match, match_mode
 from robustft.methods.precision import finite, precision_cutoff
 from robustft.methods.selection import cutoff_key
-from robustft.pipeline.contract import FateRow, Method, PlannedCall, Stage
+from robustft.pipeline.contract import FateRow, Method, Params, PlannedCall, Step
 from robustft.pipeline.fates import (
-    final_by,
     precision_fates,
     relabel_candidates,
     selected_fates,
 )
-from robustft.retrieval.embedder import BackgroundEmbedder, load_embedder, vectors_of
+from robustft.pipeline.records import RobustftRecord
+from robustft.retrieval.embedder import BackgroundEmbedder, vectors_of
 from robustft.retrieval.index import CleanIndex, import_lancedb
-from robustft.schemas import KEPT, Fate, Sample, Verdict
+from robustft.retrieval.vectors import clean_batches, read_vectors, write_vectors
+from robustft.schemas import KEPT, Fate, Sample, Stage, Verdict
 
-FIRST_KEYS = ("experts", "reasoning_text", "reasoning_answer", "verdict", "verdict_reason",
-              "judgements")
-_KEEP = (*FIRST_KEYS, "neighbours", "context_answer", "reviewer_answer", "reviewer_reasoning",
-         "entropy", "entropy_source", "answer_distribution", "errors")
-
-
-def _plain(state: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-ready part of a state (calls are stored in their own table)."""
-    out = {k: state[k] for k in _KEEP if k in state}
-    if "neighbours" in out:
-        out["neighbours"] = [n.model_dump() for n in out["neighbours"]]
-    return out
+INDEX = "index"  # the clean rows' LanceDB table, in the run directory
 
 
 def _saver(run: Run):
     store = run.store
 
     def save(state: SampleState, stage: Stage) -> None:
-        s, err = state["sample"], state.get("errors")
-        data = {"sample": s.model_dump(), **_plain(state)}
+        rec = run.record.from_state(state, stage)
         fate = reason = None
-        if stage == Stage.DETECTED and (err or state.get("verdict") != Verdict.NOISY):
-            fate, reason = _detected_fate(run.config, state)
-        store.save(s.id, s.row, s.source, stage, data, state.get("calls", []),
-                   verdict=state.get("verdict"), original=s.label,
-                   final=s.label if fate in KEPT else None, entropy=state.get("entropy"),
-                   entropy_source=state.get("entropy_source"), fate=fate, reason=reason)
+        if stage == Stage.DETECTED and (rec.errors or rec.verdict != Verdict.NOISY):
+            fate, reason = _detected_fate(run.config, rec)
+        store.save(rec.id, rec.row, rec.sample.source, stage, rec.data(),
+                   state.get("calls", []), verdict=rec.verdict, original=rec.sample.label,
+                   final=rec.sample.label if fate in KEPT else None, entropy=rec.entropy,
+                   entropy_source=rec.entropy_source, fate=fate, reason=reason)
     return save
 
 
-def _detected_fate(config: Config, state: SampleState) -> tuple[Fate, str]:
+def _detected_fate(config: Config, rec: RobustftRecord) -> tuple[Fate, str]:
     """The fate of a sample that detection leaves not noisy: an error, clean, or unsure
     (kept as it was, or held out by ``detect.unsure``)."""
-    if state.get("errors"):
-        return Fate.ERROR, "detect: " + "; ".join(state["errors"])
-    reason = state.get("verdict_reason") or ""
-    if state.get("verdict") != Verdict.UNSURE:
+    if rec.errors:
+        return Fate.ERROR, "detect: " + "; ".join(rec.errors)
+    reason = rec.verdict_reason or ""
+    if rec.verdict != Verdict.UNSURE:
         return Fate.CLEAN, reason
     how = config.detect.unsure
     if how == "keep":
@@ -74,62 +62,88 @@ def _detected_fate(config: Config, state: SampleState) -> tuple[Fate, str]:
     return Fate.UNSURE_DROPPED, f"{reason}; {held}"
 
 
-async def detect(run: Run, graph, background: BackgroundEmbedder | None) -> None:
-    """Every sample not yet detected: experts + checker. ``background`` embeds them meanwhile,
-    in the order detection takes them (clean rows are indexed, noisy ones queried: both need
-    the vector), from the start: handed over as they finished, the embedding fell ~4 s
-    behind detection on 2 cores (ARC, 1,778 rows) and the relabel stage waited for it."""
+async def detect(run: Run, params: Params) -> None:
+    """Every sample of the block not yet detected: experts + checker. With context, an
+    embedder embeds them meanwhile, in the order detection takes them (clean rows are
+    indexed, noisy ones queried: both need the vector), from the start: handed over as they
+    finished, the embedding fell ~4 s behind detection on 2 cores (ARC, 1,778 rows) and the
+    relabel stage waited for it; the block's vectors are then written beside its store."""
     save = _saver(run)
     todo = [s for s in run.samples if s.id not in run.done]
-    if background is not None:
+    background = lancedb = None
+    if run.config.relabel.context:
+        background = BackgroundEmbedder(run.tools.embedder)
         for s in todo:
             background.add(s)
+        if run.one_process:  # the index is built here next: LanceDB loads meanwhile
+            lancedb = asyncio.ensure_future(asyncio.to_thread(import_lancedb))
     run.start("detect", len(run.samples), len(todo))
-    await run_stage(graph, ({"sample": s} for s in todo), run.deps,
+    await run_stage(build_robustft_graph(), ({"sample": s} for s in todo), run.deps,
                     lambda st: save(st, Stage.DETECTED), lambda: run.rep.advance("detect"))
+    if background is not None:
+        by_id, detected = run.by_id(), run.store.verdicts(Verdict.CLEAN, Verdict.NOISY)
+        samples = [by_id[sid] for sid, _, _ in detected]
+        # (samples detected before a restart are embedded now)
+        known = await vectors_of(await run.tools.embedder(), samples, await background.finish())
+        write_vectors(run.store.dir, samples, known, [v for _, v, _ in detected])
+    if lancedb is not None:
+        await lancedb
 
 
-def probe_ids(run: Run) -> list[str]:
-    """The clean rows held out as probes (``selection.target_precision`` set): a seeded draw
-    of ``selection.probes`` (fewer when fewer qualify), in input order, from the clean rows
-    whose every detection answer (direct, first reasoning, each reflection) is the label —
-    multiple choice; free-text clean rows all qualify. A probe is judged against its label,
-    and a clean row's label is wrong when the experts repeated a flip (measured: 8 of 392
-    clean rows at 70% noise); each further vote that must agree makes that rarer."""
-    sel = run.config.selection
-    if sel.target_precision is None:
-        return []
-    clean = [sid for sid, _, _ in run.store.verdicts("clean")]
-    by_id = run.by_id()
-    answers = run.store.call_answers(Stage.DETECTED, ("direct", "reasoning", "reflection"))
-    pool = [sid for sid in clean if not by_id[sid].is_mc
-            or all(a == by_id[sid].label for a in answers.get(sid, []))]
-    n = min(sel.probes, len(pool))
-    chosen = set(random.Random(sel.probe_seed).sample(pool, n))
-    return [sid for sid in clean if sid in chosen]
+def index(data: Dataset, params: Params) -> Params:
+    """Barrier: the clean rows of every block, streamed into one LanceDB table."""
+    n = CleanIndex(data.root / INDEX, None).build_from(clean_batches(data.dirs))
+    data.rep.note(f"indexed {n} clean samples")
+    return {}
+
+
+def probe_pool(block: Block) -> list[str]:
+    """The clean rows of one block that may become probes, in input order: multiple choice
+    whose every detection answer (direct, first reasoning, each reflection) is the label;
+    free-text clean rows all qualify. A probe is judged against its label, and a clean row's
+    label is wrong when the experts repeated a flip (measured: 8 of 392 clean rows at 70%
+    noise); each further vote that must agree makes that rarer."""
+    answers = block.store.call_answers(Stage.DETECTED, ("direct", "reasoning", "reflection"))
+    return [r.id for r in block.records(Stage.DETECTED)
+            if r.verdict == Verdict.CLEAN and (not r.sample.is_mc or all(
+                a == r.sample.label for a in answers.get(r.id, [])))]
+
+
+def probes(data: Dataset, params: Params) -> Params:
+    """Barrier (``selection.target_precision`` set): the clean rows held out as probes, a
+    seeded draw of ``selection.probes`` (fewer when fewer qualify) from the
+    :func:`probe_pool` of every block, in input order."""
+    sel = data.config.selection
+    pool = [sid for block in data.blocks() for sid in probe_pool(block)]
+    chosen = set(random.Random(sel.probe_seed).sample(pool, min(sel.probes, len(pool))))
+    return {"probes": [sid for sid in pool if sid in chosen]}
 
 
 def _save_probe(run: Run, state: SampleState) -> None:
-    s = state["sample"]
-    answer = state.get(f"{final_by(run.config)}_answer")
-    probe = {**_plain(state), "answer": answer,
-             "correct": None if answer is None else answers_match(answer, s.label, s.is_mc)}
-    for key in FIRST_KEYS:  # the detection's fields stay where they are
-        probe.pop(key, None)
-    run.store.save_probe(s.id, probe, state.get("calls", []))
+    rec = run.record.from_state(state, Stage.RELABELED)
+    answer = rec.relabel(run.config)
+    probe = {k: v for k, v in rec.data().items()
+             if k not in ("sample", *run.record.written_at(Stage.DETECTED))}
+    probe |= {"answer": answer, "correct": None if answer is None
+              else answers_match(answer, rec.sample.label, rec.sample.is_mc)}
+    run.store.save_probe(rec.id, probe, state.get("calls", []))
 
 
-async def relabel(run: Run, graph, index: CleanIndex | None,
-                  known: dict[str, np.ndarray] | None) -> None:
-    """Every noisy sample not yet relabeled, with its neighbours from ``index`` (searched in
-    batches first, with the vectors in ``known``); with a precision target, the probes too:
-    clean rows sent down the same path (never their own neighbour; no prompt shows a label),
-    whose results are stored beside their clean records."""
+async def relabel(run: Run, params: Params) -> None:
+    """Every noisy sample of the block not yet relabeled, with its neighbours from the index
+    (searched in batches first, with the vectors the detect step wrote); with a precision
+    target, the block's probes too: clean rows sent down the same path (never their own
+    neighbour; no prompt shows a label), whose results are stored beside their clean
+    records."""
     by_id, store = run.by_id(), run.store
-    flagged = store.verdicts("noisy")
+    flagged = store.verdicts(Verdict.NOISY)
     noisy = [sid for sid, _, stage in flagged if stage == Stage.DETECTED]
-    probes = [sid for sid in probe_ids(run) if "probe" not in store.data(sid)]
-    if index is not None:
+    probes = [sid for sid in params.get("probes", ())
+              if sid in by_id and "probe" not in store.data(sid)]
+    index = None
+    if run.config.relabel.context:
+        index = CleanIndex(run.root / INDEX, await run.tools.embedder()).open()
+        known = read_vectors(store.dir, [*noisy, *probes])
         for ids, own in ((noisy, False), (probes, True)):
             queries = [by_id[sid] for sid in ids]
             vectors = await vectors_of(index.embedder, queries, known)
@@ -143,9 +157,9 @@ async def relabel(run: Run, graph, index: CleanIndex | None,
     is_probe = set(probes)
 
     def state_of(sid: str) -> SampleState:
-        state = {"sample": by_id[sid], **{k: v for k, v in store.data(sid).items()
-                                          if k in _KEEP}}
-        return {**state, "verdict": "noisy"} if sid in is_probe else state
+        state = {**run.record.read(store.record(sid)).state(Stage.DETECTED),
+                 "sample": by_id[sid]}
+        return {**state, "verdict": Verdict.NOISY} if sid in is_probe else state
 
     def done(state: SampleState) -> None:
         if state["sample"].id in is_probe:
@@ -155,53 +169,43 @@ async def relabel(run: Run, graph, index: CleanIndex | None,
             run.rep.advance("relabel")
 
     states = (state_of(sid) for sid in [*noisy, *probes])  # read when each starts: flat memory
-    await run_stage(graph, states, deps, done, lambda: None)
+    await run_stage(build_robustft_graph(), states, deps, done, lambda: None)
 
 
-async def stages(run: Run) -> None:
-    config, store = run.config, run.store
-    graph = build_robustft_graph()
-    background = lancedb = None
-    if config.relabel.context:
-        background = BackgroundEmbedder(lambda: load_embedder(config, run.deps.client))
-        lancedb = asyncio.ensure_future(asyncio.to_thread(import_lancedb))
-    await detect(run, graph, background)
-    index = known = None
-    if background is not None:
-        by_id = run.by_id()
-        clean = [by_id[sid] for sid, _, _ in store.verdicts("clean")]
-        run.rep.note(f"indexing {len(clean)} clean samples")
-        known = await background.finish()  # most were embedded during detection
-        embedder = await background.embedder()
-        await lancedb
-        index = CleanIndex(store.dir / "index", embedder)
-        await asyncio.to_thread(index.build, clean, await vectors_of(embedder, clean, known))
-    await relabel(run, graph, index, known)
+def _candidates(data: Dataset):
+    for block in data.blocks():
+        yield from relabel_candidates(block.records(Stage.RELABELED), data.config)[1]
 
 
-def fates(run: Run) -> list[FateRow]:
-    """Fates of the relabeled samples: errors, unparsed answers, then the β lowest
-    entropies (the cutoff computed exactly as a Ray run computes it across blocks) or, with
-    a precision target, the entropy cutoff the probes support."""
-    out, candidates = relabel_candidates(run.store.records(stage=Stage.RELABELED), run.config)
-    sel = run.config.selection
-    if sel.target_precision is not None:
-        probes = [p for p in run.store.probes() if p.get("correct") is not None]
-        cut = precision_cutoff([finite(p.get("entropy")) for p in probes],
-                               [bool(p["correct"]) for p in probes],
-                               [finite(c.entropy) for c in candidates], sel.target_precision)
-        run.store.set_meta("precision", json.dumps(asdict(cut)))
-        run.rep.note(f"precision target {sel.target_precision}: {cut.reason}")
-        out += precision_fates(candidates, cut)
-    else:
-        run.store.delete_meta("precision")
-        out += selected_fates(candidates, cutoff_key([c.key for c in candidates], sel.beta),
-                              sel.beta)
+def select(data: Dataset, params: Params) -> Params:
+    """Barrier: the cutoff over every block's relabels: the β lowest entropies (ties by
+    input row), or, with a precision target, the entropy cutoff the probes support."""
+    sel, store = data.config.selection, data.store
+    candidates = list(_candidates(data))
     n_agreement = sum(1 for c in candidates if c.entropy_source == "agreement")
     if n_agreement:
-        run.rep.note(f"{n_agreement} relabeled sample(s) had no answer logprobs: their "
-                     "entropy is the agreement fallback (see README, 'Selection')")
-    return out
+        data.rep.note(f"{n_agreement} relabeled sample(s) had no answer logprobs: their "
+                      "entropy is the agreement fallback (see the guide, 'Selection')")
+    if sel.target_precision is None:
+        store.delete_meta("precision")
+        return {"cutoff": cutoff_key([c.key for c in candidates], sel.beta)}
+    probes = [p for b in data.blocks() for p in b.store.probes() if p.get("correct") is not None]
+    cut = precision_cutoff([finite(p.get("entropy")) for p in probes],
+                           [bool(p["correct"]) for p in probes],
+                           [finite(c.entropy) for c in candidates], sel.target_precision)
+    store.set_meta("precision", json.dumps(asdict(cut)))
+    data.rep.note(f"precision target {sel.target_precision}: {cut.reason}")
+    return {"precision": cut}
+
+
+def fates(block: Block, params: Params) -> list[FateRow]:
+    """Fates of the block's relabeled samples: errors, unparsed answers, then the selection
+    the cutoff of :func:`select` makes (detection decided the others' as it saved them)."""
+    config = block.config
+    out, candidates = relabel_candidates(block.records(Stage.RELABELED), config)
+    if config.selection.target_precision is not None:
+        return out + precision_fates(candidates, params["precision"])
+    return out + selected_fates(candidates, params["cutoff"], config.selection.beta)
 
 
 def _judged(config: Config, s: Sample) -> int:
@@ -248,8 +252,16 @@ def _probe_cap(config: Config, n_samples: int) -> int:
     return min(config.selection.probes, n_samples)
 
 
+def _context(config: Config) -> bool:
+    return config.relabel.context
+
+
+def _targeted(config: Config) -> bool:
+    return config.selection.target_precision is not None
+
+
 METHOD = Method(
-    name="robustft", first_stage=Stage.DETECTED, first_keys=FIRST_KEYS,
+    record=RobustftRecord, first_stage=Stage.DETECTED,
     calls=(
         PlannedCall("detect", "direct", "direct", _one, _none),
         PlannedCall("detect", "reasoning", "reasoning", _one, _none),
@@ -273,4 +285,9 @@ METHOD = Method(
                     lambda c, s: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
                     upper_bound=True, at_most=_probe_cap),
     ),
-    stages=stages, fates=fates)
+    steps=(Step("detect", detect, sharded=True),
+           Step("index", index, sharded=False, applies=_context),
+           Step("probes", probes, sharded=False, applies=_targeted),
+           Step("relabel", relabel, sharded=True),
+           Step("select", select, sharded=False)),
+    fates=fates)

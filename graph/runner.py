@@ -1,7 +1,7 @@
-"""Running a curation method in one process: shared set-up, the method's stages (each a
-barrier, every sample its own graph invocation under one concurrency bound), then fates and
-the outputs. ``curate --ray`` (:mod:`robustft.graph.ray_run`) shares every step but where
-the blocks run.
+"""Running a curation method in one process: shared set-up, the method's steps on the whole
+dataset as one block (every sample its own graph invocation under one concurrency bound; the
+barriers between them), then fates and the outputs. ``curate --ray``
+(:mod:`robustft.graph.ray_run`) runs the same steps, the sharded ones on Ray's workers.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 from robustft.agents.base import Deps
 from robustft.config import Config, RunOptions, prices_of
 from robustft.data.files import load_samples
-from robustft.graph import clear_run, robustft_run
-from robustft.graph.stages import Run
+from robustft.graph.methods import method_named
+from robustft.graph.stages import Dataset, Run
 from robustft.llm.batch import BatchLedger, BatchQueue
 from robustft.llm.budget import Budget
 from robustft.llm.cache import RequestCache
@@ -30,25 +30,18 @@ from robustft.pipeline.setup import (
     write_detection,
 )
 
-METHODS: dict[str, Method] = {m.name: m for m in (robustft_run.METHOD, clear_run.METHOD)}
-
-
-def method_named(name: str) -> Method:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}: use {' or '.join(METHODS)}")
-    return METHODS[name]
-
 
 async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
-                 reporter: Reporter | None = None,
-                 options: RunOptions | None = None) -> dict[str, Any]:
-    """Run a curation method; returns the summary (also written to summary.json).
+                 reporter: Reporter | None = None, options: RunOptions | None = None,
+                 method: Method | None = None) -> dict[str, Any]:
+    """Run a curation method (``method``, else the one ``options.method`` names); returns
+    the summary (also written to summary.json).
 
     Raises BudgetExceeded when a call/token budget stops the run; rerunning continues it.
     """
     rep, opts = reporter or QuietReporter(), options or RunOptions()
     cap_malloc_arenas()  # before the run's threads (LanceDB's, the embedder's) start
-    m = method_named(opts.method)
+    m = method or method_named(opts.method)
     input_path, run_dir = Path(input_path), Path(run_dir)
     check_endpoints(config, m.roles)  # before reading the input, as prepare_run does
     samples, input_errors, shape = load_samples(input_path, config.data)
@@ -73,19 +66,25 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
                                       b.completion_window, rep.note,
                                       offline=opts.batch == "files")
             config = config.model_copy(update={"concurrency": max(len(samples), 1)})
-        run = Run(config, store, Deps(config=config, client=client, prompts=prompts), samples,
-                  done, rep)
+        run = Run(config, store, m.record,
+                  Deps(config=config, client=client, prompts=prompts), samples, done, rep)
+        data = Dataset(config, store, m.record, rep, [store.dir], lambda: iter(samples))
+        params: dict[str, Any] = {}
         restore_collector = collect_less()
         try:
-            await m.stages(run)
+            for step in m.steps_for(config):
+                if step.sharded:
+                    await step.run(run, params)
+                else:
+                    params |= step.run(data, params)
         finally:
             restore_collector()
             if client.batch is not None:
                 await client.batch.aclose()
             await client.aclose()
             cache.close()
-        store.set_fates(m.fates(run))
-        return write_outputs(store, prompts["sft"], input_path, shape, m.name,
+        store.set_fates(m.fates(run, params))
+        return write_outputs(store, m.record, prompts["sft"], input_path, shape,
                              {"this_invocation": {"endpoint_calls": client.budget.calls,
                                                   "endpoint_tokens": client.budget.tokens,
                                                   "endpoint_cost": client.budget.cost,

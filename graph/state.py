@@ -1,31 +1,25 @@
-"""Per-sample graph state. Parallel experts write disjoint keys or append via reducers."""
+"""Per-sample graph states, made from the methods' records: every state field of the record
+(with its reducer, where parallel nodes both write it) and the stage's ``calls``. A node
+writes only fields its method's record declares (LangGraph drops any other key)."""
 
 from __future__ import annotations
 
 import operator
-from typing import Annotated, TypedDict
+from typing import Annotated, Any, TypedDict
 
-from robustft.schemas import AgentCall, Neighbour, Sample
-
-
-def merge(a: dict, b: dict) -> dict:
-    return {**(a or {}), **(b or {})}
+from robustft.pipeline.records import ClearRecord, Record, RobustftRecord
+from robustft.schemas import AgentCall
 
 
-class SampleState(TypedDict, total=False):
-    sample: Sample
-    calls: Annotated[list[AgentCall], operator.add]  # this stage's calls, in finish order
-    errors: Annotated[list[str], operator.add]  # failed calls: the sample becomes an error row
-    experts: Annotated[dict[str, str | None], merge]  # role -> parsed answer
-    reasoning_text: str  # the reasoning expert's final reply (after reflection)
-    reasoning_answer: str | None
-    verdict: str  # a Verdict: clean | noisy | unsure | error
-    verdict_reason: str
-    judgements: list[dict]  # free text: per expert {ref, verdict, reason, p_contradiction, how}
-    neighbours: list[Neighbour]
-    context_answer: str | None
-    reviewer_answer: str | None
-    reviewer_reasoning: str | None
-    entropy: float | None
-    entropy_source: str | None
-    answer_distribution: dict[str, float] | None
+def state_schema(record: type[Record], name: str) -> type:
+    """The graph state of ``record``'s method (a ``TypedDict``, every key optional)."""
+    fields: dict[str, Any] = {}
+    for n, info in record.state_fields().items():
+        reducer = record.reducer(n)
+        fields[n] = Annotated[info.annotation, reducer] if reducer else info.annotation
+    fields["calls"] = Annotated[list[AgentCall], operator.add]  # this stage's, finish order
+    return TypedDict(name, fields, total=False)
+
+
+SampleState = state_schema(RobustftRecord, "SampleState")  # RobustFT
+ClearState = state_schema(ClearRecord, "ClearState")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -10,6 +11,15 @@ from pydantic import BaseModel, Field
 
 LETTERS = string.ascii_uppercase
 
+
+class Stage(StrEnum):
+    """How far a sample's record has come (the ``stage`` column of ``run.sqlite``)."""
+
+    DETECTED = "detected"  # RobustFT: experts and checker done
+    RELABELED = "relabeled"  # RobustFT: retrieval, context answer and reviewer done
+    SCORED = "scored"  # CLEAR: confidence of the given response computed
+    CORRECTED = "corrected"  # CLEAR: candidate proposed and judged
+    INPUT_ERROR = "error"  # the input row failed validation: never processed
 
 
 class Fate(StrEnum):
@@ -42,6 +52,18 @@ class Judgement(StrEnum):
     CONSISTENT = "consistent"  # the same answer, or a valid alternative
     CONTRADICTS = "contradicts"  # a fact, number, conclusion or instruction conflicts: wrong
     UNSURE = "unsure"  # the prompt admits incompatible answers, or the judge cannot tell
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """How a method measures a sample's uncertainty: a field of its record and the end of
+    its scale that is unsure (the review queue shows the most uncertain first)."""
+
+    field: str  # entropy (RobustFT), confidence (CLEAR)
+    unsure: Literal["high", "low"]  # entropy: high is unsure; confidence: low is
+
+    def describe(self) -> str:
+        return f"{self.field}, {'highest' if self.unsure == 'high' else 'lowest'} first"
+
 
 # what a person can decide for a sample the agents changed, dropped or failed on
 REVIEW_ACTIONS = ("accept", "restore", "drop", "edit")
@@ -163,7 +185,8 @@ class Neighbour(BaseModel):
 
 
 class Decision(BaseModel):
-    """One row of the decisions table: the fate of one input row and why."""
+    """One row of the decisions table: the fate of one input row and why, beside the
+    columns its method's record declares (:mod:`robustft.pipeline.records`)."""
 
     id: str
     row: int
@@ -171,10 +194,5 @@ class Decision(BaseModel):
     reason: str
     original_label: str | None = None
     final_label: str | None = None
-    expert_answers: dict[str, str | None] = Field(default_factory=dict)
-    context_answer: str | None = None
-    reviewer_answer: str | None = None
-    entropy: float | None = None
-    entropy_source: str | None = None
-    confidence: float | None = Field(None, description="CLEAR confidence C (higher = surer)")
-    neighbour_ids: list[str] = Field(default_factory=list)
+    columns: dict[str, Any] = Field(default_factory=dict,
+                                    description="the record's decisions.csv columns")

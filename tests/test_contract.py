@@ -16,12 +16,12 @@ from robustft.agents.base import Deps
 from robustft.config import ROLES, Config
 from robustft.data.files import load_samples
 from robustft.graph import clear_nodes, nodes
-from robustft.graph.runner import METHODS, curate, method_named
+from robustft.graph.methods import METHODS, method_named
+from robustft.graph.runner import curate
 from robustft.llm.prompt_files import load_prompts
 from robustft.methods.selection import cutoff_key, select_lowest, selection_key
-from robustft.pipeline.contract import Stage
 from robustft.pipeline.plan import plan_calls
-from robustft.schemas import Sample
+from robustft.schemas import Sample, Stage
 from robustft.store.runstore import RunStore
 
 from .conftest import write_jsonl

@@ -19,6 +19,7 @@ import pytest
 from rich.console import Console
 
 from robustft.cli.render import sample_story, summary_table
+from robustft.pipeline.records import RobustftRecord
 from robustft.schemas import KEPT, Fate, Sample
 from robustft.store.reviews import QUEUE_FATES, Review, ReviewStore, effective, queue_ids
 from robustft.store.runstore import RunStore
@@ -114,10 +115,10 @@ def test_diff_of_a_long_correction_names_the_two_changed_words():
 def test_queue_puts_unsure_first_and_holds_confirmed(run):
     store = RunStore.reader(run)
     try:
-        ids = queue_ids(store.db, {}, "robustft")
+        ids = queue_ids(store.db, {}, RobustftRecord.uncertainty)
         assert ids[:2] == ["uns1", "unsd1"]  # unsure first, in input order (no entropy)
         assert ids[2:] == ["drop1", "xss1", "long1", "conf1", "err1"]  # entropy, highest first
-        assert queue_ids(store.db, {"fate": "confirmed"}, "robustft") == ["conf1"]
+        assert queue_ids(store.db, {"fate": "confirmed"}, RobustftRecord.uncertainty) == ["conf1"]
         assert "clean1" not in ids and set(QUEUE_FATES) >= {"confirmed", "unsure"}
         assert store.ids_with_fate(("unsure", "confirmed"), 10) == ["conf1", "uns1"]
         assert store.entropies() == [0.21, 0.35, 0.95]  # relabels only
@@ -286,7 +287,7 @@ def test_a_curated_run_traces_its_correction_and_queues_unsure_first(tmp_path, s
     store = RunStore.reader(tmp_path / "run")
     try:
         fates = {r["id"]: r["fate"] for r in store.records()}
-        ids = queue_ids(store.db, {}, "robustft")
+        ids = queue_ids(store.db, {}, RobustftRecord.uncertainty)
         unsure = [i for i in ids if fates[i] in ("unsure", "unsure-dropped")]
         assert unsure and ids[:len(unsure)] == unsure
         assert "confirm" in ids and "valid" not in ids

@@ -159,7 +159,7 @@ def load_for_retry(run: Path, config: Path | None) -> tuple[Config, Path]:
 
 
 def dry_run_table(cfg: Config, input: Path, method: str, batch: bool = False) -> None:
-    from robustft.graph.runner import method_named
+    from robustft.graph.methods import method_named
 
     m = method_named(method)
     prompts = load_prompts(cfg.prompts_dir or (builtin_dir() / "base"

@@ -34,6 +34,7 @@ from robustft.config import Config, ConfigError, RunOptions, load_config, resolv
 from robustft.data.files import InputFileError
 from robustft.demo import DEMOS, score_run
 from robustft.llm.prompt_files import PromptError
+from robustft.pipeline.records import RECORDS
 from robustft.serving.servers import (
     EMBEDDED_NAME,
     ManagedServer,
@@ -91,7 +92,8 @@ def curate(
                                               "requests as a batch file for `vllm run-batch`, "
                                               "stop (exit 4), read its output on the rerun."
                                               )] = False,
-    method: Annotated[str, typer.Option(help="robustft (default) or clear.")] = "robustft",
+    method: Annotated[str, typer.Option(help=f"{' or '.join(RECORDS)} (the first: the "
+                                        "default).")] = next(iter(RECORDS)),
     train_after: Annotated[bool, typer.Option("--train", help="Fine-tune on the curated "
                                               "sft.jsonl afterwards (RUN/model).")] = False,
     train_model: Annotated[str, typer.Option(help="Model to fine-tune with --train (hub id, "
@@ -130,8 +132,8 @@ def curate(
             return dry_run_table(cfg, input, method, batch or batch_files)
         except (InputFileError, PromptError, ValueError) as e:
             raise fail(str(e)) from None
-    if method not in ("robustft", "clear"):
-        raise fail(f"unknown method {method!r}: use robustft or clear")
+    if method not in RECORDS:
+        raise fail(f"unknown method {method!r}: use {' or '.join(RECORDS)}")
     if batch and (ray is not None or needs_embedded(cfg)):
         raise fail("--batch needs an endpoint with the Batch API (/v1/files + /v1/batches) "
                    "and one process: not the embedded server, not --ray")
@@ -177,7 +179,8 @@ def _renamed_budget(value: float | None, old_value: float | None, new: str, old:
 @app.command()
 def demo(output: Annotated[Path, typer.Option("--output", "-o")] = Path("runs/demo"),
          slots: Annotated[int, typer.Option(help="Embedded server slots.")] = 4,
-         method: Annotated[str, typer.Option(help="robustft or clear.")] = "robustft",
+         method: Annotated[str, typer.Option(help=f"{' or '.join(RECORDS)}.")
+                           ] = next(iter(RECORDS)),
          data: Annotated[str, typer.Option(help="capitals (question/answer rows) or chat "
                                            "(TRL messages, full-sentence answers).")
                          ] = "capitals") -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from pydantic import BaseModel
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from robustft.schemas import AgentCall, Fate
+from robustft.pipeline.records import Record, Row, record_of
+from robustft.schemas import AgentCall, Fate, Stage
 from robustft.store.reviews import ReviewStore
 from robustft.store.runstore import RunStore
 from robustft.viewer.data import response_diff
@@ -88,50 +91,101 @@ def _diff_panel(diff: dict[str, Any], title: str, plain: bool) -> Panel:
                  title=title, title_align="left")
 
 
-def _judgements_table(judgements: list[dict[str, Any]]) -> Table:
-    """The judges' verdicts on a free-text response, one per reference."""
-    t = Table("reference", "verdict", "P(contradicts)", "how", "reason",
-              title="judges' verdicts", title_justify="left")
-    for j in judgements:
-        p = j.get("p_contradiction")
-        verdict = str(j.get("verdict") or "–")
-        t.add_row(str(j.get("ref") or "–"), Text(verdict, style=VERDICT_STYLES.get(verdict, "")),
-                  "–" if p is None else f"{p:.2f}", str(j.get("how") or ""),
-                  Text(str(j.get("reason") or "")))
+STAGE_TITLES = {Stage.DETECTED: "detection: experts and checker",
+                Stage.RELABELED: "relabel decision", Stage.SCORED: "CLEAR confidence",
+                Stage.CORRECTED: "CLEAR correction"}
+SHORT = 600  # characters of a long text shown without --full
+
+
+def _scalar(v: Any, full: bool) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if v is None:
+        return "–"
+    text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+    return text if full or len(text) <= SHORT else text[:SHORT] + " …(truncated; --full)"
+
+
+def _rows(value: Any) -> list[dict[str, Any]] | None:
+    """A list of models or dicts as table rows (None: not one)."""
+    if not value or not isinstance(value, list):
+        return None
+    rows = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
+    return rows if all(isinstance(r, dict) for r in rows) else None
+
+
+def _table(title: str, rows: list[dict[str, Any]], full: bool) -> Table:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    t = Table(*keys, title=title, title_justify="left")
+    for r in rows:
+        cells = [_scalar(r.get(k), full) for k in keys]
+        t.add_row(*(Text(c, style=VERDICT_STYLES.get(c, "")) for c in cells))
     return t
 
 
+def _line(title: str, value: Any, full: bool) -> str:
+    if isinstance(value, dict) and all(not isinstance(v, dict | list) for v in value.values()):
+        return f"{title}: " + ", ".join(f"{k}={_scalar(v, full)}" for k, v in value.items())
+    if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+        return f"{title}: [" + ", ".join(_scalar(v, full) for v in value) + "]"
+    return f"{title}: {_scalar(value, full)}"
+
+
+def fields_panel(rec: Record, names: list[str], title: str, full: bool) -> Panel | None:
+    """The record's fields ``names`` (those it holds): a line each (``title: value``), a
+    table for a list of records (neighbours, judges' verdicts)."""
+    info = type(rec).model_fields
+    lines, tables = [], []
+    for name in names:
+        if name not in rec.model_fields_set:
+            continue
+        value, label = getattr(rec, name), (info[name].title if name in info else None) or (
+            name.replace("_", " "))
+        if (rows := _rows(value)) is not None:
+            tables.append(_table(label, rows, full))
+        else:
+            lines.append(_line(label, value, full))
+    if not lines and not tables:
+        return None
+    return Panel(Group(*([Text("\n".join(lines))] if lines else []), *tables), title=title,
+                 title_align="left")
+
+
 def sample_story(store: RunStore, sid: str, full: bool = False, plain: bool = False) -> Group:
-    """Everything that happened to one sample, in order, and a person's review of it;
-    a changed free-text response as a word diff (``plain``: marked ``[-old-]{+new+}``)."""
-    r = store.record(sid)
-    if r is None:
+    """Everything that happened to one sample, in order, and a person's review of it: per
+    stage, its calls and the record fields it wrote (as the method's record model declares
+    them; fields it does not declare last); a changed free-text response as a word diff
+    (``plain``: marked ``[-old-]{+new+}``)."""
+    stored = store.record(sid)
+    if stored is None:
         raise KeyError(sid)
+    rec = record_of(store.get_meta("method")).read(stored)
     review = None
     if ReviewStore.exists(store.dir):
         reviews = ReviewStore(store.dir)
         review = reviews.get(sid)
         reviews.close()
-    s = r.get("sample") or {}
-    free = bool(s) and not s.get("options")
-    original = r.get("original") if r.get("original") is not None else s.get("label")
-    diff = response_diff(original, r.get("final")) if free else None
+    s = rec.sample
+    free = s is not None and not s.is_mc
+    original = s.label if s is not None else None
+    diff = response_diff(original, rec.final) if free else None
     parts: list[Any] = []
     head = Table.grid(padding=(0, 2))
-    head.add_row("id", str(r["id"]))
-    head.add_row("source", str(s.get("source") or r.get("row")))
-    if s:
-        head.add_row("question", Text(s["question"]))
-        for i, o in enumerate(s.get("options") or []):
-            head.add_row("", Text(f"{chr(65 + i)}. {o}"))
+    head.add_row("id", rec.id)
+    head.add_row("source", s.source if s is not None else str(rec.row))
+    if s is not None:
+        head.add_row("question", Text(s.question))
+        for letter, o in zip(s.letters, s.options, strict=True):
+            head.add_row("", Text(f"{letter}. {o}"))
         head.add_row("given response" if free else "given label",
-                     "(in the correction below)" if diff else Text(str(s["label"])))
-    head.add_row("fate", Text(str(r.get("fate")), style="bold magenta"))
-    head.add_row("reason", Text(str(r.get("reason"))))
+                     "(in the correction below)" if diff else Text(s.label))
+    head.add_row("fate", Text(str(rec.fate), style="bold magenta"))
+    head.add_row("reason", Text(str(rec.reason)))
     head.add_row("final response" if free else "final label",
-                 diff_summary(diff, plain) if diff else Text(str(r.get("final"))))
+                 diff_summary(diff, plain) if diff else Text(str(rec.final)))
+    edit = None
     if review is not None:
-        rv = review.as_dict(r.get("fate"), r.get("final"))
+        rv = review.as_dict(rec.fate, rec.final)
         edit = response_diff(original, review.response) if free and (
             review.action == "edit") else None
         head.add_row("review", Text(
@@ -143,72 +197,24 @@ def sample_story(store: RunStore, sid: str, full: bool = False, plain: bool = Fa
                else ""), style="bold yellow" if rv["stale"] else "bold green"))
     parts.append(Panel(head, title="sample", title_align="left"))
     if diff:
-        parts.append(_diff_panel(diff, "correction (kept)" if r.get("fate") == Fate.RELABELED_KEPT
-                                 else f"proposed correction ({r.get('fate')}: not kept)", plain))
-    if review is not None and edit:
+        parts.append(_diff_panel(diff, "correction (kept)" if rec.fate == Fate.RELABELED_KEPT
+                                 else f"proposed correction ({rec.fate}: not kept)", plain))
+    if edit:
         parts.append(_diff_panel(edit, "the reviewer's edit against the original", plain))
-    calls = store.calls(sid)
-    for stage, c in calls:
-        if stage == "detected":
-            parts.append(_call_panel(stage, c, full))
-    if r.get("verdict"):
-        experts = ", ".join(f"{k}={v}" for k, v in (r.get("experts") or {}).items())
-        judged = ", ".join(
-            f"{k}: {m.get('verdict') or 'unparsed'}"
-            + (f" (p_same {m['p_same']:.2f})" if m.get("p_same") is not None else "")
-            for k, m in (r.get("match_verdicts") or {}).items())
-        checker: list[Any] = [Text(f"verdict: {r['verdict']}\nexpert answers: {experts}"
-                                   + (f"\nmatcher: {judged}" if judged else "")
-                                   + (f"\n{r['verdict_reason']}" if r.get("verdict_reason")
-                                      else ""))]
-        if r.get("judgements"):
-            checker.append(_judgements_table(r["judgements"]))
-        parts.append(Panel(Group(*checker), title="checker", title_align="left"))
-    if r.get("neighbours"):
-        t = Table("rank", "id", "distance", "label", "question")
-        for i, n in enumerate(r["neighbours"], 1):
-            t.add_row(str(i), n["id"], f"{n['distance']:.4f}", n["label"], n["question"])
-        parts.append(Panel(t, title="retrieved clean neighbours", title_align="left"))
-    for stage, c in calls:
-        if stage != "detected":
-            parts.append(_call_panel(stage, c, full))
-    if r.get("stage") == "relabeled":
-        dist = r.get("answer_distribution")
-        dist_txt = f"\nanswer distribution: {dist}" if dist else ""
-        ent = r.get("entropy")
-        parts.append(Panel(Text(
-            f"context answer: {r.get('context_answer')}\nreviewer answer: "
-            f"{r.get('reviewer_answer')}\nreviewer reasoning: {r.get('reviewer_reasoning')}\n"
-            f"entropy: {'n/a' if ent is None else f'{ent:.4f}'} ({r.get('entropy_source')})"
-            f"{dist_txt}\nselection: {r.get('fate')} — {r.get('reason')}"),
-            title="relabel decision", title_align="left"))
-    if r.get("judgements") and not r.get("verdict"):  # CLEAR: one per sampled answer
-        parts.append(Panel(_judgements_table(r["judgements"]), title="judges",
-                           title_align="left"))
-    if "confidence" in r:
-        parts.append(_clear_panel(r))
-    for e in r.get("errors") or []:
+    record, calls = type(rec), store.calls(sid)
+    written = list(dict.fromkeys(record.stage_of(n) for n in record.state_fields()))
+    for stage in [*(w for w in written if w is not None),
+                  *dict.fromkeys(st for st, _ in calls if st not in written)]:
+        parts += [_call_panel(st, c, full) for st, c in calls if st == stage]
+        if stage in written:
+            parts.append(fields_panel(rec, list(record.written_at(stage)),
+                                      STAGE_TITLES.get(stage, str(stage)), full))
+    others = [n for n in [*record.model_fields, *(rec.model_extra or {})]
+              if n not in record.state_fields() and n not in Row.model_fields]
+    parts.append(fields_panel(rec, others, "more fields", full))
+    for e in rec.errors:
         parts.append(Text(f"error: {e}", style="bold red"))
-    return Group(*parts)
-
-
-def _clear_panel(r: dict[str, Any]) -> Panel:
-    def num(x: Any) -> str:
-        return "n/a" if x is None else f"{x:.3f}"
-
-    lines = [f"sampled answers: {r.get('sampled')}",
-             f"similarities s_i: {r.get('similarities')}   exact matches r_i: {r.get('matches')}",
-             f"reflection verdicts: {r.get('verdicts')}",
-             f"O = {num(r.get('observed'))}   S = {num(r.get('certainty'))}   "
-             f"confidence C = {num(r.get('confidence'))}"]
-    if r.get("threshold") is not None or "candidate" in r:
-        lines += [f"threshold γ = {num(r.get('threshold'))}",
-                  f"candidate: {r.get('candidate')}",
-                  f"judge votes: {r.get('judge_votes')}   reflection on candidate: "
-                  f"{r.get('candidate_verdicts')}",
-                  f"judge confidence: {num(r.get('judge_confidence'))}"]
-    lines.append(f"fate: {r.get('fate')} — {r.get('reason')}")
-    return Panel(Text("\n".join(lines)), title="CLEAR confidence", title_align="left")
+    return Group(*(p for p in parts if p is not None))
 
 
 def summary_table(summary: dict[str, Any]) -> Group:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from robustft.config import Config
 from robustft.methods.diff import changed_words
@@ -18,7 +17,9 @@ from robustft.methods.matching import exact_match
 from robustft.methods.precision import PrecisionCut
 from robustft.methods.selection import SelectionKey, selection_key
 from robustft.methods.verdicts import confirmation
-from robustft.pipeline.contract import Fate, FateRow, Stage
+from robustft.pipeline.contract import FateRow
+from robustft.pipeline.records import ClearRecord, RobustftRecord
+from robustft.schemas import Fate, Stage
 
 
 def final_by(config: Config) -> str:
@@ -61,46 +62,40 @@ def _unchanged(proposal: str | None, original: str) -> bool | None:
     return None if proposal is None else exact_match(proposal, original, False)
 
 
-def _not_corrected(r: dict[str, Any], config: Config) -> FateRow:
+def _not_corrected(r: RobustftRecord, config: Config) -> FateRow:
     """A long-form response the final correction returned unchanged: confirmed when most of
     the agents that looked at it found nothing wrong, else dropped (flagged, not fixable)."""
-    original = r["sample"]["label"]
-    proposals = [r.get("context_answer")] if config.relabel.context else []
+    original = r.sample.label
+    proposals = [r.context_answer] if config.relabel.context else []
     if config.relabel.reviewer:
-        proposals.append(r.get("reviewer_answer"))
+        proposals.append(r.reviewer_answer)
     changed = [None if (u := _unchanged(p, original)) is None else not u for p in proposals]
-    ok, wrong, right = confirmation([j.get("verdict") for j in r.get("judgements") or []],
-                                    changed)
+    ok, wrong, right = confirmation([j.get("verdict") for j in r.judgements], changed)
     votes = f"{right} of {wrong + right} agents found nothing wrong"
     if ok:
-        return (r["id"], Fate.CONFIRMED, f"flagged, but the correction found nothing wrong "
+        return (r.id, Fate.CONFIRMED, f"flagged, but the correction found nothing wrong "
                 f"and {votes}: confirmed as it was", original)
-    return (r["id"], Fate.RELABELED_DROPPED, f"flagged; the correction found nothing to fix, "
+    return (r.id, Fate.RELABELED_DROPPED, f"flagged; the correction found nothing to fix, "
             f"but only {votes}: dropped", None)
 
 
-def relabel_candidates(records: Iterable[dict[str, Any]], config: Config
+def relabel_candidates(records: Iterable[RobustftRecord], config: Config
                        ) -> tuple[list[FateRow], list[Candidate]]:
     """Split relabeled records into final fates (errors, unparsed answers, long-form
     responses the correction left unchanged) and selection candidates, in input order."""
     by = final_by(config)
     out, candidates = [], []
     for r in records:
-        long_form = bool((r.get("sample") or {}).get("long_form"))
-        if r.get("errors"):
-            out.append((r["id"], Fate.ERROR, "relabel: " + "; ".join(r["errors"]), None))
-        elif r.get(f"{by}_answer") is None:
-            out.append((r["id"], Fate.RELABELED_DROPPED, f"{by} reply unparsed", None))
-        elif long_form and _unchanged(r[f"{by}_answer"], r["sample"]["label"]):
+        answer = r.relabel(config)
+        if r.errors:
+            out.append((r.id, Fate.ERROR, "relabel: " + "; ".join(r.errors), None))
+        elif answer is None:
+            out.append((r.id, Fate.RELABELED_DROPPED, f"{by} reply unparsed", None))
+        elif r.sample.long_form and _unchanged(answer, r.sample.label):
             out.append(_not_corrected(r, config))
-        elif long_form:
-            candidates.append(Candidate(r["id"], r["row"], r["sample"]["label"],
-                                        r[f"{by}_answer"], r.get("entropy"),
-                                        r.get("entropy_source"), corrected=True))
         else:
-            candidates.append(Candidate(r["id"], r["row"], r["sample"]["label"],
-                                        r[f"{by}_answer"], r.get("entropy"),
-                                        r.get("entropy_source")))
+            candidates.append(Candidate(r.id, r.row, r.sample.label, answer, r.entropy,
+                                        r.entropy_source, corrected=r.sample.long_form))
     return out, candidates
 
 
@@ -136,39 +131,38 @@ def precision_fates(candidates: Iterable[Candidate], cut: PrecisionCut) -> list[
     return out
 
 
-def _why_dropped(r: dict[str, Any], eta: float) -> str:
-    if r["stage"] != Stage.CORRECTED:
+def _why_dropped(r: ClearRecord, eta: float) -> str:
+    if r.stage != Stage.CORRECTED:
         return "auto-correct off"
-    if r.get("candidate") is None:
+    if r.candidate is None:
         return "no parseable candidate"
-    if r.get("judge_confidence") is None:
-        if (r.get("sample") or {}).get("long_form"):
+    if r.judge_confidence is None:
+        if r.sample.long_form:
             return "the corrector found nothing wrong in it (stays filtered)"
-        return f"candidate {r['candidate']!r} is the same answer"
-    return (f"candidate {r['candidate']!r} not adopted: judge confidence "
-            f"{r['judge_confidence']:.3f} ≤ η {eta}")
+        return f"candidate {r.candidate!r} is the same answer"
+    return (f"candidate {r.candidate!r} not adopted: judge confidence "
+            f"{r.judge_confidence:.3f} ≤ η {eta}")
 
 
-def clear_fates(records: Iterable[dict[str, Any]], gamma: float, eta: float,
+def clear_fates(records: Iterable[ClearRecord], gamma: float, eta: float,
                 gamma_text: str | None = None) -> list[FateRow]:
     """clean (C ≥ γ), relabeled-kept (corrected: judge confidence > η), relabeled-dropped.
     ``gamma_text`` says where γ came from (default "γ <value>")."""
     g = gamma_text or f"γ {gamma:.3f}"
     out = []
     for r in records:
-        if r["stage"] not in (Stage.SCORED, Stage.CORRECTED) or r.get("errors"):
+        if r.stage not in (Stage.SCORED, Stage.CORRECTED) or r.errors:
             continue
-        conf, label = r.get("confidence"), r["sample"]["label"]
-        parts = (f"confidence {conf:.3f} (O={r.get('observed') or 0:.3f}, "
-                 f"S={r.get('certainty') or 0:.3f})" if conf is not None else
-                 "confidence unknown")
+        conf, label = r.confidence, r.sample.label
+        parts = (f"confidence {conf:.3f} (O={r.observed or 0:.3f}, "
+                 f"S={r.certainty or 0:.3f})" if conf is not None else "confidence unknown")
         if conf is not None and conf >= gamma:
-            out.append((r["id"], Fate.CLEAN, f"{parts} ≥ {g}", label))
-        elif r.get("judge_confidence") is not None and r["judge_confidence"] > eta:
-            out.append((r["id"], Fate.RELABELED_KEPT, f"{parts} < {g}; corrected "
-                        f"{label!r} -> {r['candidate']!r}: judge confidence "
-                        f"{r['judge_confidence']:.3f} > η {eta}", r["candidate"]))
+            out.append((r.id, Fate.CLEAN, f"{parts} ≥ {g}", label))
+        elif r.judge_confidence is not None and r.judge_confidence > eta:
+            out.append((r.id, Fate.RELABELED_KEPT, f"{parts} < {g}; corrected "
+                        f"{label!r} -> {r.candidate!r}: judge confidence "
+                        f"{r.judge_confidence:.3f} > η {eta}", r.candidate))
         else:
-            out.append((r["id"], Fate.RELABELED_DROPPED, f"{parts} < {g}; "
+            out.append((r.id, Fate.RELABELED_DROPPED, f"{parts} < {g}; "
                         + _why_dropped(r, eta), None))
     return out

@@ -22,39 +22,34 @@ from typing import Any
 from robustft.data.files import file_format, output_name, write_rows
 from robustft.data.shapes import Shape
 from robustft.llm.prompt_files import Prompt
-from robustft.pipeline.contract import KEPT
-from robustft.schemas import Decision, Sample
+from robustft.pipeline.records import Cell, Record, decision_cells, record_of
+from robustft.schemas import KEPT, Decision, Fate, Sample
 from robustft.store.reviews import Review, ReviewStore, effective, run_review_summary
 from robustft.store.runstore import RunStore
 
-DECISION_COLUMNS = ["id", "row", "fate", "reason", "original_label", "final_label",
-                    "expert_direct", "expert_reasoning", "context_answer", "reviewer_answer",
-                    "entropy", "entropy_source", "confidence", "neighbour_ids",
-                    "review_action", "review_response", "review_note", "reviewed_by",
-                    "reviewed_at", "review_stale", "exported_label"]
+FRAME_COLUMNS = ["id", "row", "fate", "reason", "original_label", "final_label"]
+REVIEW_COLUMNS = ["review_action", "review_response", "review_note", "reviewed_by",
+                  "reviewed_at", "review_stale", "exported_label"]
 
 
-def decision_of(r: dict[str, Any]) -> Decision:
-    sample = r.get("sample") or {}
-    reason = r.get("reason") or "not processed"
-    if sample.get("truncated"):
+def decision_columns(record: type[Record]) -> list[str]:
+    """The header of ``decisions.csv`` for a run of ``record``: the fate and why, every
+    method's record columns (:func:`robustft.pipeline.records.decision_cells`), the review."""
+    return [*FRAME_COLUMNS, *(c.name for c in decision_cells(record)), *REVIEW_COLUMNS]
+
+
+def decision_of(rec: Record, cells: list[Cell]) -> Decision:
+    reason = rec.reason or "not processed"
+    if rec.sample is not None and rec.sample.truncated:
         reason += " [question truncated to data.max_prompt_tokens]"
-    return Decision(
-        id=r["id"], row=r["row"], fate=r.get("fate") or "error", reason=reason,
-        original_label=sample.get("label"),
-        final_label=r.get("final"), expert_answers=r.get("experts") or {},
-        context_answer=r.get("context_answer"), reviewer_answer=r.get("reviewer_answer"),
-        entropy=r.get("entropy"), entropy_source=r.get("entropy_source"),
-        confidence=r.get("confidence"),
-        neighbour_ids=[n["id"] for n in r.get("neighbours") or []])
+    return Decision(id=rec.id, row=rec.row, fate=rec.fate or Fate.ERROR, reason=reason,
+                    original_label=rec.sample.label if rec.sample is not None else None,
+                    final_label=rec.final, columns={c.name: c.value(rec) for c in cells})
 
 
 def _decision_row(d: Decision, review: Review | None, kept: bool,
                   label: str | None) -> dict[str, Any]:
-    row = d.model_dump(exclude={"expert_answers", "neighbour_ids"})
-    row["expert_direct"] = d.expert_answers.get("direct")
-    row["expert_reasoning"] = d.expert_answers.get("reasoning")
-    row["neighbour_ids"] = json.dumps(d.neighbour_ids)
+    row = {**d.model_dump(exclude={"columns"}), **d.columns}
     if review is not None:
         row.update(review_action=review.action, review_response=review.response,
                    review_note=review.note, reviewed_by=review.reviewer,
@@ -84,41 +79,44 @@ def sft_row(prompt: Prompt, sample: Sample, label: str, shape: Shape) -> dict[st
     return sft_example(prompt, sample, label)
 
 
-def reviewed_records(store: RunStore, reviews: dict[str, Review]
-                     ) -> Iterator[tuple[dict[str, Any], Review | None, bool, str | None]]:
+def reviewed_records(store: RunStore, reviews: dict[str, Review], record: type[Record]
+                     ) -> Iterator[tuple[Record, Review | None, bool, str | None]]:
     """Every record in input order with its review and what becomes of it once the review
     applies: (record, review, kept, final response)."""
     for r in store.records():
-        review = reviews.get(r["id"])
-        kept, label = effective(r.get("fate"), r.get("final"),
-                                (r.get("sample") or {}).get("label"), review, KEPT)
-        yield r, review, kept, label
+        rec = record.read(r)
+        review = reviews.get(rec.id)
+        kept, label = effective(rec.fate, rec.final,
+                                rec.sample.label if rec.sample is not None else None,
+                                review, KEPT)
+        yield rec, review, kept, label
 
 
-def write_files(store: RunStore, sft_prompt: Prompt, input_path: Path, shape: Shape,
-                curated: Path | None = None, sft: Path | None = None,
+def write_files(store: RunStore, record: type[Record], sft_prompt: Prompt, input_path: Path,
+                shape: Shape, curated: Path | None = None, sft: Path | None = None,
                 reviewed_only: bool = False) -> int:
-    """The curated, sft and decisions files of ``store`` with the people's reviews applied
-    (stale ones are not), streamed (one pass per file); returns the number of kept rows.
-    ``curated``/``sft`` default to the run directory's files; ``reviewed_only`` keeps only
-    reviewed rows (``robustft export``)."""
+    """The curated, sft and decisions files of ``store`` (records of ``record``) with the
+    people's reviews applied (stale ones are not), streamed (one pass per file); returns the
+    number of kept rows. ``curated``/``sft`` default to the run directory's files;
+    ``reviewed_only`` keeps only reviewed rows (``robustft export``)."""
     out = store.dir
     reviews = ReviewStore(out).all() if ReviewStore.exists(out) else {}
 
     def kept():
-        for r, review, keep, label in reviewed_records(store, reviews):
+        for rec, review, keep, label in reviewed_records(store, reviews, record):
             if keep and label is not None and (review is not None or not reviewed_only):
-                yield Sample.model_validate(r["sample"]), label
+                yield rec.sample, label
 
     n_kept = write_rows(curated or out / output_name(input_path),
                         (shape.restore(s.raw, label) for s, label in kept()),
                         file_format(input_path), like=input_path)
     write_rows(sft or out / "sft.jsonl",
                (sft_row(sft_prompt, s, label, shape) for s, label in kept()), "jsonl")
-    write_rows(out / "decisions.csv", (_decision_row(decision_of(r), review, keep, label)
-                                       for r, review, keep, label in
-                                       reviewed_records(store, reviews)),
-               "csv", DECISION_COLUMNS)
+    cells = decision_cells(record)
+    write_rows(out / "decisions.csv", (_decision_row(decision_of(rec, cells), review, keep, label)
+                                       for rec, review, keep, label in
+                                       reviewed_records(store, reviews, record)),
+               "csv", decision_columns(record))
     return n_kept
 
 
@@ -139,11 +137,12 @@ def write_summary(store: RunStore, input_path: Path, shape: Shape, kept: int, me
     return summary
 
 
-def write_outputs(store: RunStore, sft_prompt: Prompt, input_path: Path, shape: Shape,
-                  method: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_outputs(store: RunStore, record: type[Record], sft_prompt: Prompt,
+                  input_path: Path, shape: Shape, extra: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
     """The output files and summary.json of a single-process run."""
-    kept = write_files(store, sft_prompt, input_path, shape)
-    return write_summary(store, input_path, shape, kept, method, extra)
+    kept = write_files(store, record, sft_prompt, input_path, shape)
+    return write_summary(store, input_path, shape, kept, record.method, extra)
 
 
 def export_run(run_dir: str | Path, output: Path, reviewed_only: bool = False
@@ -167,7 +166,8 @@ def export_run(run_dir: str | Path, output: Path, reviewed_only: bool = False
         shape = Shape.from_dict(json.loads((store.dir / "input_shape.json").read_text()))
         config = load_config(store.dir / "config.yaml")
         sft_prompt = load_prompts(config.prompts_dir)["sft"]
-        n = write_files(store, sft_prompt, input_path, shape, output,
+        record = record_of(store.get_meta("method"))
+        n = write_files(store, record, sft_prompt, input_path, shape, output,
                         output.parent / "sft.jsonl", reviewed_only)
         return n, run_review_summary(store.dir, store.db)
     finally:

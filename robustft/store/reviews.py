@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from robustft.schemas import REVIEW_ACTIONS as ACTIONS
-from robustft.schemas import Fate
+from robustft.schemas import Fate, Uncertainty
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reviews (
@@ -156,21 +156,23 @@ QUEUE_FATES = (*UNSURE_FATES, Fate.CONFIRMED, Fate.RELABELED_KEPT, Fate.RELABELE
                Fate.ERROR)
 
 
-def queue_ids(samples: sqlite3.Connection, filters: dict[str, str], method: str) -> list[str]:
+def queue_ids(samples: sqlite3.Connection, filters: dict[str, str], order: Uncertainty
+              ) -> list[str]:
     """The review queue under ``filters`` (fate, q: id or question): unsure samples first,
-    then the rest; within each, most uncertain first (highest entropy for RobustFT, lowest
-    confidence for CLEAR), then input order."""
+    then the rest; within each, most uncertain first by the method's ``order`` (highest
+    entropy for RobustFT, lowest confidence for CLEAR), then input order."""
     fate = filters.get("fate")
     fates = (fate,) if fate in QUEUE_FATES else QUEUE_FATES
     where, args = f"fate IN ({','.join('?' * len(fates))})", [str(f) for f in fates]
     if q := filters.get("q"):
         where += " AND (id LIKE ? OR json_extract(data, '$.sample.question') LIKE ?)"
         args += [f"%{q}%", f"%{q}%"]
-    key = "json_extract(data, '$.confidence')" if method == "clear" else "entropy"
+    columns = {c[1] for c in samples.execute("PRAGMA table_info(samples)")}
+    key = order.field if order.field in columns else f"json_extract(data, '$.{order.field}')"
     unsure = f"fate NOT IN ({','.join(repr(str(f)) for f in UNSURE_FATES)})"
-    order = f"{unsure}, {key} IS NULL, {key} {'ASC' if method == 'clear' else 'DESC'}, row"
+    by = f"{unsure}, {key} IS NULL, {key} {'DESC' if order.unsure == 'high' else 'ASC'}, row"
     return [i for (i,) in samples.execute(f"SELECT id FROM samples WHERE {where} "
-                                          f"ORDER BY {order}", args)]
+                                          f"ORDER BY {by}", args)]
 
 
 def run_review_summary(run_dir: Path, samples: sqlite3.Connection) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from robustft.config import load_config, prices_of
 from robustft.methods.cost import cost_by_role
-from robustft.schemas import AgentCall, Fate, InputError
+from robustft.schemas import AgentCall, Fate, InputError, Stage, Verdict
 from robustft.store.reviews import run_review_summary
 
 SCHEMA = """
@@ -62,14 +62,16 @@ def _where(filters: dict[str, str]) -> tuple[str, list[Any]]:
     clauses, args = [], []
     fate = filters.get("fate")
     if fate == "relabeled":
-        clauses.append("fate LIKE 'relabeled-%'")
+        clauses.append("fate IN (?, ?)")
+        args += [Fate.RELABELED_KEPT, Fate.RELABELED_DROPPED]
     elif fate:
         clauses.append("COALESCE(fate, stage) = ?")
         args.append(fate)
     if filters.get("changed") in ("1", "true"):
         clauses.append("final IS NOT NULL AND final != original")
     if filters.get("errors") in ("1", "true"):
-        clauses.append("fate = 'error'")
+        clauses.append("fate = ?")
+        args.append(Fate.ERROR)
     if q := filters.get("q"):
         clauses.append("(id LIKE ? OR json_extract(data, '$.sample.question') LIKE ?)")
         args += [f"%{q}%", f"%{q}%"]
@@ -215,8 +217,9 @@ class RunStore:
     def save_input_errors(self, errors: Iterable[InputError]) -> None:
         """Rows that failed input validation: error rows with the reason, never processed."""
         for e in errors:
-            self.save(e.id, e.row, e.source, "error", {"raw": e.raw, "errors": [e.reason]},
-                      verdict="error", fate="error", reason=e.reason)
+            self.save(e.id, e.row, e.source, Stage.INPUT_ERROR,
+                      {"raw": e.raw, "errors": [e.reason]}, verdict=Verdict.ERROR,
+                      fate=Fate.ERROR, reason=e.reason)
 
     def set_fates(self, fates: list[tuple[str, str, str, str | None]]) -> None:
         """Bulk (id, fate, reason, final label) update after selection."""
@@ -232,8 +235,8 @@ class RunStore:
         n = 0
         with self.db:
             for sid, stage in self.db.execute(
-                    "SELECT id, stage FROM samples WHERE fate='error' AND stage != 'error'"
-            ).fetchall():
+                    "SELECT id, stage FROM samples WHERE fate=? AND stage != ?",
+                    (Fate.ERROR, Stage.INPUT_ERROR)).fetchall():
                 if stage == first_stage:
                     self.db.execute("DELETE FROM samples WHERE id=?", (sid,))
                 else:
@@ -250,11 +253,6 @@ class RunStore:
 
     def sample_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-
-    def verdict_counts(self) -> dict[str, int]:
-        """Samples per checker verdict (rows without one count as ``error``)."""
-        return dict(self.db.execute("SELECT COALESCE(verdict, 'error'), COUNT(*) FROM samples "
-                                    "GROUP BY 1"))
 
     def verdicts(self, *wanted: str) -> list[tuple[str, str, str]]:
         """(id, verdict, stage) of the samples whose checker verdict is one of ``wanted``, in
@@ -288,14 +286,13 @@ class RunStore:
                                           (sid,)).fetchone()[0])
 
     def record(self, sid: str) -> dict[str, Any] | None:
-        row = self.db.execute(
-            "SELECT id, row, stage, verdict, fate, reason, original, final, entropy, "
-            "entropy_source, data FROM samples WHERE id=?", (sid,)).fetchone()
+        """One sample's record, as :meth:`records` gives it (None: no such sample)."""
+        row = self.db.execute("SELECT id, row, stage, fate, reason, final, data FROM samples "
+                              "WHERE id=?", (sid,)).fetchone()
         if row is None:
             return None
-        keys = ["id", "row", "stage", "verdict", "fate", "reason", "original", "final",
-                "entropy", "entropy_source"]
-        return {**json.loads(row[-1]), **dict(zip(keys, row[:-1], strict=True))}
+        keys = ["id", "row", "stage", "fate", "reason", "final"]
+        return {**dict(zip(keys, row[:-1], strict=True)), **json.loads(row[-1])}
 
     def calls(self, sid: str) -> list[tuple[str, AgentCall]]:
         db = self.db
@@ -382,8 +379,8 @@ class RunStore:
                 tokens[1] += c
         by_role = dict(sorted(by_role.items()))
         changed = self.db.execute(
-            "SELECT COUNT(*) FROM samples WHERE fate='relabeled-kept' AND final != original"
-        ).fetchone()[0]
+            "SELECT COUNT(*) FROM samples WHERE fate=? AND final != original",
+            (Fate.RELABELED_KEPT,)).fetchone()[0]
         out = {"fates": fates, "samples": sum(fates.values()), "calls": calls,
                "failed_calls": errs, "cached_calls": cached, "prompt_tokens": pt,
                "completion_tokens": ct, "labels_changed": changed, "by_role": by_role}

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from robustft.methods.diff import changed_words, word_diff
-from robustft.schemas import Fate
+from robustft.pipeline.records import Record, Row, record_of
+from robustft.schemas import Fate, Uncertainty
 from robustft.store.reviews import QUEUE_FATES, UNSURE_FATES, ReviewStore
 from robustft.store.runstore import SORTS, RunStore
 
@@ -35,13 +36,27 @@ def _read(path: Path) -> str | None:
     return path.read_text() if path.is_file() else None
 
 
+def run_record(store: RunStore) -> type[Record]:
+    """The record model of the run's method."""
+    return record_of(store.get_meta("method"))
+
+
+def record_fields(rec: Record) -> list[list[str]]:
+    """[name, title] of every field the record holds but its row columns and sample, in
+    declaration order (fields no longer declared last): the page lists them all."""
+    info = type(rec).model_fields
+    return [[n, (info[n].title if n in info else None) or n.replace("_", " ")]
+            for n in [*info, *(rec.model_extra or {})]
+            if n in rec.model_fields_set and n not in ("sample", *Row.model_fields)]
+
+
 def summary(store: RunStore) -> dict[str, Any]:
     """Counts by fate, label changes, calls and tokens, histograms, config and prompt hashes."""
     totals = store.totals()
     ent, conf = store.entropies(), store.confidences()
     prompts = _read(store.dir / "prompts.json")
     return {
-        "run": str(store.dir), "method": store.get_meta("method") or "robustft",
+        "run": str(store.dir), "method": run_record(store).method,
         "input": store.get_meta("input_path"), **totals,
         "entropy_hist": histogram(ent), "confidence_hist": histogram(conf),
         "gamma": store.get_meta("gamma"),
@@ -64,19 +79,21 @@ def samples_page(store: RunStore, filters: dict[str, str], sort: str = "row",
 
 def sample_detail(store: RunStore, sid: str,
                   reviews: ReviewStore | None = None) -> dict[str, Any] | None:
-    """The whole record of one sample with its agent calls in order (the timeline) and its
+    """The whole record of one sample (as its method's record model reads it; ``fields``:
+    [name, title] of each field it holds) with its agent calls in order (the timeline) and its
     review (with whether it is stale and whether the sample is in the review queue)."""
-    r = store.record(sid)
-    if r is None:
+    stored = store.record(sid)
+    if stored is None:
         return None
+    rec = run_record(store).read(stored)
     review = reviews.get(sid) if reviews is not None else None
-    sample = r.get("sample") or {}
-    free = bool(sample) and not sample.get("options")
-    original = r.get("original") if r.get("original") is not None else sample.get("label")
-    return {**r, "calls": [{"stage": stage, **c.model_dump()} for stage, c in store.calls(sid)],
-            "reviewable": r.get("fate") in QUEUE_FATES,
-            "review": review.as_dict(r.get("fate"), r.get("final")) if review else None,
-            "diff": response_diff(original, r.get("final")) if free else None,
+    free = rec.sample is not None and not rec.sample.is_mc
+    original = rec.sample.label if rec.sample is not None else None
+    return {**rec.model_dump(exclude_unset=True), "fields": record_fields(rec),
+            "calls": [{"stage": stage, **c.model_dump()} for stage, c in store.calls(sid)],
+            "reviewable": rec.fate in QUEUE_FATES,
+            "review": review.as_dict(rec.fate, rec.final) if review else None,
+            "diff": response_diff(original, rec.final) if free else None,
             "review_diff": response_diff(original, review.response)
             if free and review is not None and review.action == "edit" else None}
 
@@ -117,7 +134,7 @@ def report_samples(store: RunStore, limit: int = 5000) -> list[dict[str, Any]]:
 
 
 def queue_entry(ids: list[str], reviewed: set[str], unreviewed: bool, index: int,
-                method: str) -> dict[str, Any]:
+                order: Uncertainty) -> dict[str, Any]:
     """The ``index``-th sample of the review queue ``ids`` (only those without a review when
     ``unreviewed``), with the queue's size and how many of it are reviewed."""
     index = max(index, 0)
@@ -125,32 +142,31 @@ def queue_entry(ids: list[str], reviewed: set[str], unreviewed: bool, index: int
     return {"total": len(ids), "reviewed": sum(i in reviewed for i in ids), "index": index,
             "id": todo[index] if index < len(todo) else None,
             "fates": [str(f) for f in QUEUE_FATES],
-            "order": "unsure first, then " + ("confidence, lowest first" if method == "clear"
-                                              else "entropy, highest first")}
+            "order": "unsure first, then " + order.describe()}
 
 
 def save_review(store: RunStore, reviews: ReviewStore, req: dict[str, Any],
                 reviewer: str) -> dict[str, Any]:
     """Validate and store one review request ``{id, action, response, note, base_version}``
     against the sample's current decision; returns the stored review."""
-    r = store.record(str(req["id"]))
-    if r is None:
+    stored = store.record(str(req["id"]))
+    if stored is None:
         raise ValueError(f"no sample with id {req['id']!r}")
-    if r.get("fate") not in QUEUE_FATES:
-        raise ValueError(f"sample {r['id']} is {r.get('fate') or 'unfinished'}: only the "
+    rec = run_record(store).read(stored)
+    if rec.fate not in QUEUE_FATES:
+        raise ValueError(f"sample {rec.id} is {rec.fate or 'unfinished'}: only the "
                          f"samples the agents flagged or failed on are reviewed "
                          f"({', '.join(QUEUE_FATES)})")
-    sample, action = r.get("sample") or {}, req.get("action")
-    response = None
+    action, response = req.get("action"), None
     if action == "restore":
-        response = sample.get("label")
+        response = rec.sample.label if rec.sample is not None else None
     elif action == "edit":
         response = str(req.get("response") or "").strip()
-        letters = [chr(65 + i) for i in range(len(sample.get("options") or []))]
+        letters = rec.sample.letters if rec.sample is not None else []
         if letters and response.upper() not in letters:
             raise ValueError(f"an edited answer must be one of the options {letters}")
         response = response.upper() if letters else response
     note = str(req.get("note") or "")[:2000] or None
-    review = reviews.save(r["id"], action, response, note, reviewer[:100], r.get("fate"),
-                          r.get("final"), int(req.get("base_version") or 0))
-    return review.as_dict(r.get("fate"), r.get("final"))
+    review = reviews.save(rec.id, action, response, note, reviewer[:100], rec.fate,
+                          rec.final, int(req.get("base_version") or 0))
+    return review.as_dict(rec.fate, rec.final)

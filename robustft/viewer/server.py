@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from robustft.schemas import Uncertainty
 from robustft.store.reviews import ReviewConflict, ReviewStore, queue_ids
 from robustft.store.runstore import RunStore
 from robustft.viewer import data as viewdata
@@ -147,25 +148,25 @@ class Viewer:
             if data is None:
                 return 404, "application/json", b'{"error": "no such sample"}'
         elif u.path == "/api/queue":
-            method = self._store().get_meta("method") or "robustft"
+            order = viewdata.run_record(self._store()).uncertainty
             data = viewdata.queue_entry(
-                self._queue(q.get("fate", ""), q.get("q", ""), method),
+                self._queue(q.get("fate", ""), q.get("q", ""), order),
                 self.reviews.reviewed_ids(), q.get("unreviewed") in ("1", "true"),
-                int(q.get("index", 0)), method)
+                int(q.get("index", 0)), order)
         else:
             return 404, "application/json", b'{"error": "not found"}'
         return 200, "application/json", json.dumps(data, default=str).encode()
 
-    def _queue(self, fate: str, query: str, method: str) -> list[str]:
+    def _queue(self, fate: str, query: str, order: Uncertainty) -> list[str]:
         """The review queue's ids in order, computed once per filter while the run's traces
         are unchanged (a rerun of curate changes them)."""
         version = tuple(p.stat().st_mtime_ns for p in (self.run_dir / "run.sqlite",
                                                        self.run_dir / "run.sqlite-wal")
                         if p.exists())
-        key = (fate, query, method, version)
+        key = (fate, query, order, version)
         if key not in self._queues:
             self._queues = {k: v for k, v in self._queues.items() if k[3] == version}
-            self._queues[key] = queue_ids(self._store().db, {"fate": fate, "q": query}, method)
+            self._queues[key] = queue_ids(self._store().db, {"fate": fate, "q": query}, order)
         return self._queues[key]
 
     def post(self, path: str, headers, body, user: str) -> tuple[int, dict[str, Any]]:

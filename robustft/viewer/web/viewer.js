@@ -353,6 +353,19 @@ function judgementsPanel(list) {
       h("td", {}, j.reason ?? ""))))));
 }
 
+// Every field the method's record holds ([name, title] pairs from the server), whatever the
+// panels above show: a field a method adds appears here without a change to this page.
+function recordPanel(d) {
+  const fields = d.fields || [];
+  if (!fields.length) return null;
+  return h("details", { class: "panel", id: "record-fields" },
+    h("summary", {}, `Record fields (${fields.length})`),
+    h("div", { class: "kv" }, fields.flatMap(([name, title]) => [
+      h("div", { class: "k", title: name }, title),
+      h("div", {}, typeof d[name] === "string" ? longText(d[name]) :
+        h("pre", {}, JSON.stringify(d[name], null, 1)))])));
+}
+
 // A response in the sample's facts: a long one (free text) as a wrapped block.
 const longText = (t) => (typeof t === "string" && t.length > 120 ? h("pre", {}, t) : t);
 
@@ -405,6 +418,7 @@ function sampleView(d, withReview = true) {
           (n.options || []).length ? h("div", { class: "muted" }, n.options.map((o, i) =>
             `${String.fromCharCode(65 + i)}. ${o}`).join("  ")) : null),
         h("td", {}, n.label)))))) : null,
+    recordPanel(d),
     h("h2", {}, `Agent timeline (${(d.calls || []).length} calls)`),
     h("div", { class: "timeline" }, (d.calls || []).map(callCard)));
 }
