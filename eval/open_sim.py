@@ -19,7 +19,7 @@ U(0.6, 0.99). The request kind is read from the user message's sections:
 - ``Response 1:`` and ``Response 2:`` (the old sameness prompt, ``eval/prompts_sameness``):
   ``A`` when both state the same set of facts, else ``B`` (flipped when wrong).
 - ``Response A (original):`` / ``Response B (candidate):`` (clear_judge): prefers the right
-  one (the original when both are right, a coin flip when both are wrong).
+  one (a coin flip when both are right or both wrong).
 - ``Proposed response:`` (clear_reflect*; certainty): ``C`` with probability ``unsure``, else
   A correct / B incorrect (flipped when wrong).
 - anything else is a generation (direct, reasoning, reflection, sampler, and the old fresh
@@ -201,10 +201,10 @@ class OpenSimulator:
               rng: random.Random) -> Reply:
         ok_a, ok_b = (self.world.is_right(entity, t) for t in (original, candidate))
         right, c = self._draw(role, entity, rng, 2)
-        if ok_a == ok_b and not ok_a:
+        if ok_a == ok_b:  # both right or both wrong: neither is better
             letter = rng.choice("AB")
         else:
-            better = "A" if ok_a else "B"  # the original when both are right
+            better = "A" if ok_a else "B"
             letter = better if right else "AB".replace(better, "")
         return Reply(f"Simulated comparison.\nAnswer: {letter}", _dist(letter, c, "AB"))
 

@@ -271,8 +271,7 @@ def test_clear_certainty_and_judge_read_multi_line_responses():
                 ch = _ask(c, "certainty", PROMPTS[name].render(question=q, response=response,
                                                                **FREE))
                 assert ch.message.content.endswith(f"Answer: {verdict}")
-        for original, candidate, pick in ((wrong, valid, "B"), (valid, wrong, "A"),
-                                          (valid, valid, "A")):
+        for original, candidate, pick in ((wrong, valid, "B"), (valid, wrong, "A")):
             ch = _ask(c, "judge", PROMPTS["clear_judge"].render(
                 question=q, original=original, candidate=candidate, **FREE))
             assert ch.message.content.endswith(f"Answer: {pick}")
@@ -311,3 +310,23 @@ def test_section_reads_up_to_the_next_known_header():
     assert section(text, "Reference response:") == "One.\nTwo."
     assert section(text, "Response under audit:") == "Three.\nQuestion: not a header here"
     assert section(text, "Proposed response:") is None
+
+
+# ---- the audit end to end ---------------------------------------------------------------
+
+def test_open_audit_end_to_end_perfect_endpoint(tmp_path, capsys):
+    """A perfect simulated endpoint: the correctness judge keeps every valid alternative
+    and flags every wrong row; the old sameness prompts flag valid alternatives."""
+    from eval.open_audit import main as audit_main
+
+    audit_main(["--noise", "0.3", "--rows", "24", "--accuracy", "1.0", "--methods",
+                "robustft", "robustft-old", "--out", str(tmp_path), "--concurrency", "16"])
+    printed = capsys.readouterr().out
+    assert "| RobustFT (default) |" in printed and "### 30% noise" in printed
+    res = json.loads((tmp_path / "results.json").read_text())["results"]["30% noise"]
+    new, old = res["robustft"], res["robustft-old"]
+    assert new["valid"] + new["wrong"] == 24 and new["wrong"] == 8  # 4 of 12 per shape
+    assert new["valid rows kept unchanged"] == 1.0 and new["valid rows rewritten"] == 0.0
+    assert new["wrong rows flagged"] == 1.0 and new["wrong rows kept unchanged"] == 0.0
+    assert old["valid rows kept unchanged"] < 0.5  # valid alternatives "differ"
+    assert 0 < new["calls_per_row"] < 20
