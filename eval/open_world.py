@@ -28,9 +28,11 @@ A *valid* response states a random subset of the entity's true facts (``facts``)
 order, each through a random sentence of its attribute; a *wrong* one is a valid response
 with exactly one stated value replaced by another value of the same attribute.
 
-Dataset written by :func:`write_dataset`: ``data.jsonl`` (Alpaca ``id, instruction, input,
-output`` or TRL chat ``id, messages``), ``truth.jsonl`` (per row: id, entity, valid, and
-for a wrong row the attribute, the wrong and the true value) and ``world.json``.
+Dataset written by :func:`write_dataset` (or ``python -m eval.open_world --out DIR
+[--world W] [--rows N] [--noise R] [--shape S]``): ``data.jsonl`` (Alpaca ``id,
+instruction, input, output`` or TRL chat ``id, messages``), ``truth.jsonl`` (per row: id,
+entity, valid, and for a wrong row the attribute, the wrong and the true value) and
+``world.json``.
 """
 
 from __future__ import annotations
@@ -304,3 +306,24 @@ def default_world(seed: int = 0) -> World:
     return World("town", TOWN_ATTRIBUTES, entities, TOWN_PROMPTS,
                  openers=["Here is {name} in a nutshell.", "{name} is a town worth a visit."],
                  closers=["Enjoy your stay!", "It is easy to reach by train."])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Write an open-ended dataset (data.jsonl, "
+                                 "truth.jsonl, world.json) from a world.")
+    ap.add_argument("--world", help="world JSON (default: the built-in towns)")
+    ap.add_argument("--rows", type=int, default=400)
+    ap.add_argument("--noise", type=float, default=0.3)
+    ap.add_argument("--shape", choices=["alpaca", "messages"], default="alpaca")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True, help="directory to write into")
+    a = ap.parse_args(argv)
+    world = World.load(a.world) if a.world else default_world(a.seed)
+    path, truth = write_dataset(world, a.out, a.rows, a.noise, a.seed, a.shape)
+    print(f"{path}: {len(truth)} rows, {sum(not t['valid'] for t in truth)} wrong")
+
+
+if __name__ == "__main__":
+    main()
