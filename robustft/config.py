@@ -82,9 +82,11 @@ def _default_roles() -> dict[str, RoleConfig]:
         "direct": RoleConfig(max_tokens=64),
         "reasoning": RoleConfig(max_tokens=768),
         "reflection": RoleConfig(max_tokens=768),
-        "context": RoleConfig(max_tokens=256),
-        "reviewer": RoleConfig(max_tokens=512, top_logprobs=10),
-        # judges whether two free-text responses agree (long responses; CLEAR's judge mode)
+        # a long-form correction repeats the whole response: room for it
+        "context": RoleConfig(max_tokens=1024),
+        "reviewer": RoleConfig(max_tokens=1024, top_logprobs=10),
+        # judges whether a free-text response is wrong against a reference (long responses;
+        # CLEAR's non-contradiction similarity)
         "matcher": RoleConfig(max_tokens=256, top_logprobs=5),
         # CLEAR: sampled answers, reflection verdicts, candidate responses, judge verdicts
         "sampler": RoleConfig(temperature=1.0, max_tokens=768, top_logprobs=0),
@@ -146,9 +148,18 @@ class DetectConfig(_Strict):
     match: Literal["auto", "f1", "exact", "judge"] = Field(
         "auto", description="How the checker compares a free-text expert answer with the given "
         "response: f1 = token F1 ≥ fuzzy_threshold; exact = equal normalised token sequences; "
-        "judge = the matcher agent (prompt match.yaml) decides whether both give the same "
-        "answer / mean the same; auto = f1 for short responses, judge for long-form ones "
-        "(data.long_answer_tokens). Multiple choice always compares letters.")
+        "judge = the matcher agent (prompt verify.yaml) judges whether the given response is "
+        "wrong with the expert's answer as a reference: consistent (the same answer or a "
+        "valid alternative), contradicts (noisy) or unsure — equal text (and, for short "
+        "answers, token F1 ≥ fuzzy_threshold) needs no judge; auto = f1 for short "
+        "responses, judge for long-form ones (data.long_answer_tokens). Multiple choice "
+        "always compares letters.")
+    unsure: Literal["keep", "drop", "review"] = Field(
+        "keep", description="Free text: a sample whose judges found no error but could not "
+        "tell (an ambiguous or underspecified prompt) is not noisy: keep = kept as it was "
+        "(fate unsure, first in the review queue); drop = left out of the outputs (fate "
+        "unsure-dropped); review = left out until a person restores or accepts it in the "
+        "review queue (fate unsure-dropped).")
     experts: list[Literal["direct", "reasoning"]] = Field(
         ["direct", "reasoning"], min_length=1, description="Experts whose answers the checker "
         "compares with the label. [direct] is the 'without checker' ablation: the base model's "
@@ -228,11 +239,13 @@ class ClearConfig(_Strict):
                        "candidate only when the judge's confidence that it is better exceeds "
                        "η.")
     judge_k: int = Field(5, ge=1, description="Sampled judge verdicts per filtered sample.")
-    similarity: Literal["match", "embedding", "judge"] = Field(
-        "match", description="Free-text similarity s_i: match = normalised token F1 of whole "
-        "answers; embedding = cosine of the local MiniLM embeddings (long responses); judge = "
-        "the matcher agent's probability that the sampled answer and the response agree. "
-        "Multiple choice always compares letters.")
+    similarity: Literal["auto", "match", "embedding", "judge"] = Field(
+        "auto", description="Free-text similarity s_i of a sampled answer to the response: "
+        "match = normalised token F1 of whole answers; embedding = cosine of the local MiniLM "
+        "embeddings; judge = non-contradiction, 1 − P(the response contradicts the sampled "
+        "answer) from the matcher's correctness verdict (prompt verify.yaml; BSDetector's "
+        "notion: a valid alternative is not a contradiction); auto = judge for long-form "
+        "responses, match for short ones. Multiple choice always compares letters.")
     correct: bool = Field(True, description="Run auto-correct on filtered samples (else they "
                           "are dropped).")
     target_precision: float | None = Field(

@@ -83,5 +83,17 @@ def changed_spans(old: str, new: str) -> list[tuple[int, int]]:
 
 
 def changed_words(old: str, new: str) -> int:
-    """How many words of ``old`` a correction deleted or replaced plus how many it inserted."""
-    return sum(len(t.split()) for kind, t in word_diff(old, new) if kind != "equal")
+    """How many words a correction changed: a run of replaced words counts its longer side
+    (one word for another is 1), a deletion or insertion its words."""
+    n, deleted = 0, 0
+    for kind, text in word_diff(old, new):
+        count = len(text.split())
+        if kind == "delete":
+            deleted = count
+            n += count
+        elif kind == "insert":
+            n += max(count - deleted, 0)
+            deleted = 0
+        else:
+            deleted = 0
+    return n
