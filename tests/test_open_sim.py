@@ -113,6 +113,26 @@ def test_facts_are_read_from_any_phrasing():
     assert fixed == text.replace("Crimson", "Teal") and PLANETS.is_right("Qorvath", fixed)
 
 
+def test_shipped_worlds_validate():
+    paths = sorted((Path(__file__).resolve().parent.parent / "eval" / "worlds").glob("*.json"))
+    assert paths
+    for path in paths:
+        assert len(World.load(path).entities) >= 20  # load validates
+
+
+def test_data_someone_else_wrote_is_judged_by_the_world(tmp_path):
+    from eval.open_audit import truth_of
+
+    rows = [{"instruction": "Tell a child about Qorvath, please.", "output":
+             "Mei Tanaka spotted it first, and its 5 moons shine teal... well, it is teal."},
+            {"instruction": "Zelune in one line?", "output": "Amber skies, NO MOONS at all."},
+            {"instruction": "And Zelune again?", "output": "Zelune glows crimson."}]
+    path = tmp_path / "theirs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = [(t["entity"], t["valid"]) for t in truth_of(PLANETS, path)]
+    assert got == [("Qorvath", True), ("Zelune", True), ("Zelune", False)]
+
+
 # ---- the simulated endpoint through HTTP -------------------------------------------------
 
 def _client(server) -> openai.OpenAI:
