@@ -233,8 +233,8 @@ def _sim_config(url: str, **config) -> Config:
 
 @pytest.mark.parametrize("method, config", [
     ("clear", {}),
-    ("clear", {"clear": {"correct": False, "target_precision": 0.9, "decoys": 12}}),
-    ("robustft", {"selection": {"target_precision": 0.9, "probes": 12}}),
+    ("clear", {"clear": {"correct": False, "target_precision": 0.9, "decoys": 20}}),
+    ("robustft", {"selection": {"target_precision": 0.9, "probes": 20}}),
 ], ids=["clear", "clear-precision", "robustft-precision"])
 def test_ray_runs_every_method_as_one_process_does(tmp_path, arc_dir, method, config):
     """CLEAR (γ: the median over every block, a barrier between scoring and correction; or

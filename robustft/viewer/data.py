@@ -89,7 +89,8 @@ def sample_detail(store: RunStore, sid: str,
     review = reviews.get(sid) if reviews is not None else None
     free = rec.sample is not None and not rec.sample.is_mc
     original = rec.sample.label if rec.sample is not None else None
-    return {**rec.model_dump(exclude_unset=True), "fields": record_fields(rec),
+    return {**rec.model_dump(exclude_unset=True), "original": original,
+            "fields": record_fields(rec),
             "calls": [{"stage": stage, **c.model_dump()} for stage, c in store.calls(sid)],
             "reviewable": rec.fate in QUEUE_FATES,
             "review": review.as_dict(rec.fate, rec.final) if review else None,
