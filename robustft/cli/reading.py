@@ -43,12 +43,16 @@ def trace(run: Path, sample_id: Annotated[str, typer.Argument(help="Sample id.")
 
 
 def summary(run: Path) -> None:
-    """Counts by fate, calls and tokens of a run."""
+    """Counts by fate, calls and tokens of a run, and the blind audit's estimates from the
+    current verdicts (the audit sample is drawn, into RUN/reviews.sqlite, when missing)."""
+    from robustft.pipeline.audit import run_audit_summary
+
     try:
         store = RunStore.open_existing(run)
     except FileNotFoundError as e:
         raise fail(str(e)) from None
-    console.print(summary_table(store.totals()))
+    audit = run_audit_summary(run, store, draw_sample=True)
+    console.print(summary_table({**store.totals(), **({"audit": audit} if audit else {})}))
 
 
 def view(run: Path, port: Annotated[int, typer.Option(help="Port (0: any free).")] = 8765,

@@ -8,7 +8,8 @@ reviews (``RUN/reviews.sqlite``) applied where they are not stale.
   files, the response itself for instruction files);
 - ``decisions.csv``: one row per input row with its fate and why, its review (if any) and the
   label it is exported with;
-- ``summary.json``: counts by fate, calls and tokens.
+- ``summary.json``: counts by fate, calls and tokens (and the blind audit's estimates, where
+  ``RUN/reviews.sqlite`` holds an audit sample: :mod:`robustft.pipeline.audit`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from robustft.data.files import file_format, output_name, write_rows
 from robustft.data.shapes import Shape
 from robustft.llm.prompt_files import Prompt
+from robustft.pipeline.audit import run_audit_summary
 from robustft.pipeline.contract import KEPT
 from robustft.schemas import Decision, Sample
 from robustft.store.reviews import Review, ReviewStore, effective, run_review_summary
@@ -135,6 +137,8 @@ def write_summary(store: RunStore, input_path: Path, shape: Shape, kept: int, me
                            "decisions": str(out / "decisions.csv"),
                            "traces": str(out / "run.sqlite"), **(more_outputs or {})},
                "method": method, **(extra or {})}
+    if (audit := run_audit_summary(out, store)) is not None:  # only where people audited
+        summary["audit"] = audit
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

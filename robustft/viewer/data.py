@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from robustft.methods.diff import changed_words, word_diff
+from robustft.pipeline.audit import run_audit_summary
 from robustft.schemas import Fate
 from robustft.store.reviews import QUEUE_FATES, UNSURE_FATES, ReviewStore
 from robustft.store.runstore import SORTS, RunStore
@@ -48,6 +49,7 @@ def summary(store: RunStore) -> dict[str, Any]:
         "fate_order": [str(f) for f in Fate], "queue_fates": [str(f) for f in QUEUE_FATES],
         "config": _read(store.dir / "config.yaml") or "",
         "prompts": json.loads(prompts) if prompts else {},
+        "audit": run_audit_summary(store.dir, store),  # the blind audit's estimates (or None)
     }
 
 
