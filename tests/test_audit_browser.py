@@ -119,6 +119,7 @@ def test_blind_audit_by_keyboard(browser, run, audited):  # noqa: F811
         browser.get(v.url + "#/")
         wait(browser, lambda d: "2 of 40 judged" in _text(d, "audit-summary-line"))
         rows = browser.find_elements(By.CSS_SELECTOR, "#audit-estimates-table tbody tr")
+        browser.find_element(By.ID, "audit-panel").screenshot(str(ARTIFACTS / "audit-summary.png"))
         assert [r.get_attribute("data-estimate") for r in rows][0] == "precision"
     finally:
         browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument",

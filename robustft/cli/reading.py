@@ -67,7 +67,9 @@ def view(run: Path, port: Annotated[int, typer.Option(help="Port (0: any free)."
              help="Name stored with your reviews (default: the login name).")] = None,
          ) -> None:
     """Browse a run in the web browser: summary, filterable sample table, agent timelines,
-    and the review queue (#/review/0) where you accept, restore, drop or edit decisions."""
+    the review queue (#/review/0) where you accept, restore, drop or edit decisions, and the
+    blind audit (#/audit/0) where you judge a random sample of rows before seeing what the
+    agents decided."""
     from robustft.viewer.server import Viewer
 
     try:
@@ -78,7 +80,8 @@ def view(run: Path, port: Annotated[int, typer.Option(help="Port (0: any free)."
         raise fail(str(e)) from None
     guard = " (password required)" if password else ""
     console.print(f"viewing [bold]{run}[/bold] at {viewer.url}{guard}; review queue at "
-                  f"{viewer.url}#/review/0  (Ctrl-C to stop)")
+                  f"{viewer.url}#/review/0, blind audit at {viewer.url}#/audit/0  "
+                  "(Ctrl-C to stop)")
     try:
         viewer.serve_forever()
     except KeyboardInterrupt:
