@@ -24,6 +24,12 @@ def test_wilson_by_hand():
     lo, hi = wilson(45, 50)
     assert lo == pytest.approx(0.786398, abs=1e-5) and hi == pytest.approx(0.956524, abs=1e-5)
     assert share(0, 0).value is None and share(45, 50).value == 0.9
+    # 1 event in 50: Wilson's lower bound (0.00354) is too high; the exact Poisson one is
+    # -ln(0.975)/50 = 0.000506; the other end stays Wilson's (0.10495); mirrored at 49 of 50
+    lo, hi = wilson(1, 50)
+    assert lo == pytest.approx(0.0253178 / 50, rel=1e-4) and hi == pytest.approx(0.104954, abs=1e-5)
+    assert wilson(49, 50) == pytest.approx((1 - hi, 1 - lo))
+    assert wilson(3, 50)[0] == pytest.approx(0.020615, abs=1e-5)  # 3 in 50: Wilson's own
 
 
 def test_detection_estimates_by_hand():

@@ -4,7 +4,8 @@ The rows the checker flagged (``n_flagged``) and those it did not (``n_unflagged
 strata; a person judged the *original* response of a random sample of each: ``wrong`` of
 ``judged`` (an "unsure" verdict is counted apart: in neither). Then
 
-- detection precision P = w_F / m_F, missed noise q = w_U / m_U (Wilson intervals);
+- detection precision P = w_F / m_F, missed noise q = w_U / m_U (Wilson intervals, modified
+  at 1–3 events: :func:`wilson`);
 - noisy rows ≈ n_F·P + n_U·q, noise rate = noisy / n, recall R = n_F·P / noisy;
 - curated accuracy = Σ kept_d · a_d / Σ kept_d over the parts ``d`` of the curated set, each
   with its own accuracy ``a_d`` = right / judged among its audited rows (rows kept as they
@@ -44,12 +45,33 @@ class Estimate:
 NONE = Estimate(None)
 
 
+def poisson_low(k: int, tail: float = 0.025) -> float:
+    """Exact lower confidence bound of a Poisson mean after ``k`` events: the λ with
+    P(Poisson(λ) ≥ k) = ``tail`` (½·χ²₂ₖ quantile), by bisection."""
+    def at_least_k(lam: float) -> float:
+        return 1 - math.exp(-lam) * sum(lam ** j / math.factorial(j) for j in range(k))
+
+    lo, hi = 0.0, k + 10 * math.sqrt(k) + 10
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if at_least_k(mid) < tail else (lo, mid)
+    return lo
+
+
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of the binomial share k/n (n > 0)."""
+    """Wilson score interval of the binomial share k/n (n > 0). With 1 to 3 events (2 when
+    n ≤ 50) at either end, that end is the exact Poisson bound where it is wider: Wilson's
+    lower bound is too high there (Brown, Cai & DasGupta 2001, the modified Wilson)."""
     p, z2 = k / n, z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    few = 2 if n <= 50 else 3
+    if 1 <= k <= few:
+        lo = min(lo, poisson_low(k) / n)
+    if 1 <= n - k <= few:
+        hi = max(hi, 1 - poisson_low(n - k) / n)
+    return lo, hi
 
 
 def share(k: int, n: int) -> Estimate:

@@ -96,18 +96,18 @@ class AuditStore:
             return {k: json.loads(v) for k, v in self.db.execute("SELECT * FROM audit_meta")}
 
     def add(self, rows: list[tuple[str, str]], meta: dict[str, Any]) -> None:
-        """Append drawn (sample id, stratum) rows after the existing ones, and the draw's
-        ``meta``, in one transaction."""
+        """Append drawn (sample id, stratum) rows after the existing ones (a row drawn
+        already is not added twice), and the draw's ``meta``, in one transaction."""
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                start = self.db.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM "
-                                        "audit_sample").fetchone()[0]
+                at = self.db.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM "
+                                     "audit_sample").fetchone()[0]
                 now = time.time()
-                self.db.executemany(
-                    "INSERT INTO audit_sample (sample_id, position, stratum, drawn_at) "
-                    "VALUES (?,?,?,?)", [(sid, start + i, s, now)
-                                         for i, (sid, s) in enumerate(rows)])
+                for sid, stratum in rows:  # a row another process drew meanwhile: once
+                    at += self.db.execute(
+                        "INSERT OR IGNORE INTO audit_sample (sample_id, position, stratum, "
+                        "drawn_at) VALUES (?,?,?,?)", (sid, at, stratum, now)).rowcount
                 self.db.executemany("INSERT OR REPLACE INTO audit_meta VALUES (?,?)",
                                     [(k, json.dumps(v)) for k, v in meta.items()])
                 self.db.execute("COMMIT")
