@@ -277,3 +277,39 @@ def test_coverage_study_machinery(audited):
     assert p["given"] == 3 and 0 <= p["covered"] <= 3 and 0 < p["width"] < 1
     text = table("tiny", r)
     assert "| precision | 0.727 |" in text and "/3 (" in text
+
+
+def test_every_fate_and_free_text_by_hand(tmp_path):
+    """Free-text rows of every fate (tests.test_display.fate_run), all drawn: flagged long1,
+    conf1, xss1, drop1; unflagged clean1, uns1, unsd1; err1 in neither. Judged by hand:
+    P = 3/4, q = 1/3, noisy = 4·3/4 + 3·1/3 = 4 of 7, recall 3/4; curated accuracy = kept
+    clean1 (right), uns1 (wrong), conf1 (right), long1's final (right), xss1's final (wrong):
+    3/5."""
+    from tests.test_display import ROWS, fate_run
+
+    run = fate_run(tmp_path / "run")
+    wrong = {"uns1", "long1", "xss1", "drop1"}
+    a = _summary(run)
+    assert a["size"] == 7 and a["not_covered"] == 1 and a["kept"] == 5
+    store, audit = RunStore.reader(run), AuditStore(run)
+    try:
+        for i, e in enumerate(audit.entries()):
+            item = viewaudit.blind(store, e)
+            assert item["response"] == ROWS[e.sample_id][0] and item["options"] == []
+            viewaudit.save_verdict(store, audit, {"index": i, "verdict": "wrong" if
+                                                  e.sample_id in wrong else "right"}, "cy")
+            st = viewaudit.story(store, audit.get(e.sample_id))
+            assert st["ask_final"] == (e.sample_id in ("long1", "xss1"))
+            if e.sample_id == "long1":
+                assert st["diff"]["words"] == 2  # north -> south, 1889 -> 1887
+            if st["ask_final"]:
+                viewaudit.save_verdict(store, audit, {"index": i, "question": "final",
+                                                      "verdict": "right" if e.sample_id ==
+                                                      "long1" else "wrong"}, "cy")
+    finally:
+        store.close()
+        audit.close()
+    e = {k: v["value"] for k, v in _summary(run, draw=False)["estimates"].items()}
+    assert e == pytest.approx({"precision": 0.75, "missed_noise": 1 / 3, "noisy": 4,
+                               "noise_rate": 4 / 7, "recall": 0.75, "curated_accuracy": 0.6},
+                              abs=1e-4)
