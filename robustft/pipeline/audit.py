@@ -141,10 +141,6 @@ def _counts(store: RunStore) -> tuple[Counter, Counter]:
     return strata, parts
 
 
-def _est(e: Estimate) -> dict[str, float | None]:
-    return e.as_dict()
-
-
 def _parts(kept: Counter, judged: dict[str, Counter], unflagged: Counter
            ) -> tuple[list[Part], list[dict[str, Any]], list[str]]:
     """The curated set's parts for :func:`curated_accuracy` (and as reported, with notes).
@@ -226,8 +222,8 @@ def audit_summary(store: RunStore, audit: AuditStore, seed: int = 0) -> dict[str
         "finals": {"asked": asked, "judged": sum(judged_parts["kept changed"].values()),
                    "stale": stale},
         "parts": parts_out,
-        "estimates": {**{k: _est(v) for k, v in est.items()},
-                      "curated_accuracy": _est(curated_accuracy(parts_in, seed=seed))},
+        "estimates": {**{k: v.as_dict() for k, v in est.items()},
+                      "curated_accuracy": curated_accuracy(parts_in, seed=seed).as_dict()},
         "notes": notes,
     }
 

@@ -1,7 +1,7 @@
 """``robustft view``: a local web page over a run directory (standard library HTTP server),
 where people also review the agents' decisions.
 
-Routes: ``/`` (the page), ``/static/viewer.js|review.js|viewer.css``, ``/api/summary``,
+Routes: ``/`` (the page), ``/static/viewer.js|review.js|audit.js|viewer.css``, ``/api/summary``,
 ``/api/samples?fate=&changed=&errors=&q=&sort=&order=&page=&size=``, ``/api/sample?id=``,
 ``/api/queue?index=&fate=&q=&unreviewed=`` (the review queue), ``POST /api/review``,
 ``/api/audit?index=`` (the blind audit sample: :mod:`robustft.viewer.audit`) and
