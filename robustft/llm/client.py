@@ -12,6 +12,13 @@ A target may list several replicas of one model (:mod:`robustft.endpoints`): eac
 goes to the least busy healthy replica, and a replica that stops answering is left out (and
 probed) while the request fails over to another one at once.
 
+Outages: when a call fails at the endpoint level (refused or dropped connection, timeout,
+5xx) and no call to the endpoint has succeeded since the call's previous failure, the
+endpoint is down: the call waits with backoff (not counted against ``max_retries``) until the
+endpoint answers again, and once it has been down for ``outage_timeout`` seconds the call
+raises :class:`EndpointOutage` (the run stops resumably). A call that keeps failing while
+other calls succeed is the request's own problem: it fails after ``max_retries``.
+
 Every successful completion goes into the per-request cache (when one is given) before it is
 returned; a cached request is answered from disk and costs nothing. A :class:`Budget` stops
 new calls once a call or token limit is reached. In batch mode (:mod:`robustft.llm.batch`) a
@@ -28,10 +35,12 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from robustft.config import EndpointConfig, base_urls
+from robustft.errors import EndpointOutage
 from robustft.llm.batch import BatchQueue
 from robustft.llm.budget import Budget
 from robustft.llm.cache import RequestCache, request_key
@@ -41,6 +50,7 @@ from robustft.llm.http import (
     HTTPEndpoint,
     HTTPStatusError,
     describe,
+    endpoint_failure,
     replica_down,
     retry_after,
     retryable,
@@ -55,6 +65,9 @@ log = logging.getLogger("robustft")
 # what an endpoint's 400 says when it refuses structured outputs (not some other bad request)
 _REFUSAL = re.compile(r"response_format|json_schema|structured|schema|grammar", re.IGNORECASE)
 MAX_RATE_LIMIT_WAITS = 20  # 429s with Retry-After per request before they count as failures
+OUTAGE_MAX_WAIT_S = 5.0  # longest wait between a waiting call's tries while its endpoint is down
+OUTAGE_NOTE_AFTER_S = 2.0  # an endpoint down this long is reported (not one failed call)
+OUTAGE_NOTE_EVERY_S = 30.0  # how often a continuing outage is reported
 
 
 class CallError(RuntimeError):
@@ -97,8 +110,13 @@ class LLMClient:
     for the whole run."""
 
     def __init__(self, endpoint: EndpointConfig, cache: RequestCache | None = None,
-                 budget: Budget | None = None):
+                 budget: Budget | None = None, outage_timeout: float = 600.0,
+                 notify: Callable[[str], None] | None = None):
+        """``outage_timeout``: seconds an endpoint may be down before its calls raise
+        :class:`EndpointOutage`; ``notify``: where outage notes go (default: the log)."""
         self.cfg, self.cache, self.budget = endpoint, cache, budget or Budget()
+        self.outage_timeout = outage_timeout
+        self.notify = notify or (lambda text: log.warning("%s", text))
         self.batch: BatchQueue | None = None  # batch mode: requests go out as batches
         self._clients: dict[tuple[str, str], HTTPEndpoint] = {}
         self._limiters: dict[tuple[tuple[str, ...], str], RateLimiter] = {}
@@ -170,9 +188,13 @@ class LLMClient:
         """``make_call(client)`` on a replica chosen per attempt, each attempt admitted by the
         endpoint's rate limiter (``tokens``: its estimate); returns ``(result, attempts,
         replica_url)``. A replica that stopped answering is marked down and the next attempt
-        goes to another healthy one without waiting; a 429 pauses the whole endpoint."""
+        goes to another healthy one without waiting; a 429 pauses the whole endpoint; while
+        the endpoint is down (module doc) the call waits instead of counting its retries."""
         pool, attempt, limiter = self.pool(target), 0, self.limiter(target)
+        failures = 0  # failed attempts that count against max_retries
         waits = 0  # 429s with a Retry-After: the endpoint said when to come back
+        outage_tries = 0  # tries made while the endpoint was down
+        since = time.monotonic()  # the call's previous failure (its start before the first)
         while True:
             attempt += 1
             await limiter.acquire(tokens)
@@ -181,7 +203,8 @@ class LLMClient:
             try:
                 result = await make_call(self._client(replica.url, target.api_key_env,
                                                       limiter))
-                pool.succeeded(replica)
+                if note := pool.succeeded(replica):
+                    self.notify(note)
                 return result, attempt, replica.url
             except Exception as err:  # classify, then retry or give up
                 told = (isinstance(err, HTTPStatusError) and err.status == 429
@@ -190,22 +213,67 @@ class LLMClient:
                     waits += 1
                     limiter.pause(retry_after(err))  # every request to the endpoint waits
                     continue
-                if not retryable(err) or attempt - waits > self.cfg.max_retries:
+                if not retryable(err):
                     raise CallError(f"{what} failed after {attempt} attempt(s): "
                                     f"{describe(err)}", attempt) from err
                 if replica_down(err) and pool.failover:
                     pool.failed(replica, describe(err))
                     if pool.healthy():
                         continue  # fail over to another replica now
+                down = endpoint_failure(err)
+                if down:
+                    pool.call_failed(describe(err))
+                if down and not pool.answered_since(since):  # the endpoint is down: wait
+                    since = time.monotonic()
+                    outage_tries += 1
+                    await self._wait_out(pool, target, err, outage_tries)
+                    continue
+                since = time.monotonic()
+                failures += 1
+                if failures > self.cfg.max_retries:
+                    raise CallError(f"{what} failed after {attempt} attempt(s): "
+                                    f"{describe(err)}", attempt) from err
                 delay = retry_after(err)
                 if delay is None:
-                    delay = self.cfg.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
+                    delay = self.cfg.backoff_s * 2 ** (failures - 1) * (0.5 + random.random())
                 if isinstance(err, HTTPStatusError) and err.status == 429:
                     limiter.pause(delay)  # every request to this endpoint waits, not just this
                     continue
                 await asyncio.sleep(delay)
             finally:
                 replica.in_flight -= 1
+
+    async def _wait_out(self, pool: ReplicaPool, target: Target, err: Exception,
+                        tries: int) -> None:
+        """One wait of a call whose endpoint is down: backoff growing to
+        ``OUTAGE_MAX_WAIT_S``; raises :class:`EndpointOutage` once the endpoint has been down
+        for ``outage_timeout``. Notes when the outage starts and every
+        ``OUTAGE_NOTE_EVERY_S`` while it lasts."""
+        o = pool.outage
+        if o.down_since is None:  # another call got through meanwhile
+            return
+        now = time.monotonic()
+        down_for = now - o.down_since
+        since = time.strftime("%H:%M:%S", time.localtime(o.down_wall))
+        model = f" (model {target.model})" if target.model else ""
+        if down_for >= self.outage_timeout:
+            raise EndpointOutage(
+                f"endpoint {pool.name}{model} has not answered since {since} ({down_for:.0f} s"
+                f", client.outage_timeout {self.outage_timeout:g} s); last error: "
+                f"{describe(err)}") from err
+        o.waiting += 1
+        try:
+            if (not o.announced and down_for >= OUTAGE_NOTE_AFTER_S) or (
+                    o.announced and now - o.noted >= OUTAGE_NOTE_EVERY_S):
+                self.notify(f"endpoint {pool.name}{model} down since {since}, {o.waiting} "
+                            f"call(s) waiting ({o.reason}); retrying with backoff, the run "
+                            f"stops after {self.outage_timeout:g} s down")
+                o.announced, o.noted = True, now
+            delay = min(self.cfg.backoff_s * 2 ** (tries - 1), OUTAGE_MAX_WAIT_S)
+            delay *= 0.5 + random.random() / 2
+            await asyncio.sleep(min(delay, max(self.outage_timeout - down_for, 0.01)))
+        finally:
+            o.waiting -= 1
 
     async def chat(self, target: Target, messages: list[dict[str, str]], *, temperature: float,
                    max_tokens: int, top_logprobs: int, stop: tuple[str, ...] = (),

@@ -8,6 +8,11 @@ asks the down replica for ``/models`` every ``health_interval_s`` and puts it ba
 answers. With every replica down, requests still go out (to the one down longest) under the
 client's retry backoff, so a run waits out a short outage instead of failing samples at once.
 With a single URL there is nothing to fail over to and no health tracking.
+
+The pool also tells an outage from a failing request (:class:`Outage`): the endpoint is
+*down* from the first endpoint-level failure (refused or dropped connection, timeout, 5xx)
+after its last successful call until the next success, whatever the replica; the client lets
+calls wait through it (``client.outage_timeout``) instead of counting their retries.
 """
 
 from __future__ import annotations
@@ -19,7 +24,23 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from robustft.errors import EndpointError
+
 log = logging.getLogger("robustft")
+
+
+@dataclass
+class Outage:
+    """The endpoint's state as calls see it: when it last answered, since when it has not
+    (None: it is up), and how many calls are waiting for it."""
+
+    last_ok: float = field(default_factory=time.monotonic)
+    down_since: float | None = None  # monotonic time of the first failure after last_ok
+    down_wall: float = 0.0  # the same moment, wall clock (for messages)
+    reason: str = ""
+    waiting: int = 0
+    noted: float = 0.0  # when the last "down" note went out (monotonic)
+    announced: bool = False  # a "down" note went out for this outage
 
 
 @dataclass
@@ -41,10 +62,27 @@ class ReplicaPool:
     def __init__(self, urls: tuple[str, ...], probe: Callable[[str], Awaitable[bool]],
                  interval_s: float):
         if not urls:
-            raise ValueError("a replica pool needs at least one base URL")
+            raise EndpointError("a replica pool needs at least one base URL")
         self.replicas = [Replica(u) for u in urls]
         self._probe, self.interval_s = probe, interval_s
         self._turn = itertools.count()
+        self.outage = Outage()
+
+    @property
+    def name(self) -> str:
+        return ", ".join(r.url for r in self.replicas)
+
+    def answered_since(self, t: float) -> bool:
+        """Some call to this endpoint succeeded after monotonic time ``t``."""
+        return self.outage.last_ok > t
+
+    def call_failed(self, reason: str) -> None:
+        """An endpoint-level failure (connection, timeout, 5xx): starts an outage unless one
+        is on already."""
+        o = self.outage
+        if o.down_since is None:
+            o.down_since, o.down_wall, o.announced = time.monotonic(), time.time(), False
+        o.reason = reason
 
     @property
     def failover(self) -> bool:
@@ -63,10 +101,17 @@ class ReplicaPool:
         tied = [r for r in up if r.in_flight == least]
         return tied[next(self._turn) % len(tied)]
 
-    def succeeded(self, replica: Replica) -> None:
+    def succeeded(self, replica: Replica) -> str | None:
+        """A call succeeded; returns a note when this ends an outage that was announced."""
         replica.served += 1
+        o, note = self.outage, None
+        if o.down_since is not None and o.announced:
+            note = (f"endpoint {self.name} is back after {time.monotonic() - o.down_since:.0f}"
+                    f" s; {o.waiting} waiting call(s) resume")
+        o.last_ok, o.down_since = time.monotonic(), None
         if not replica.healthy:  # answered while every replica was down
             self._mark_up(replica)
+        return note
 
     def failed(self, replica: Replica, reason: str) -> None:
         """The replica stopped answering: leave it out and probe it until it answers."""

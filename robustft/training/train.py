@@ -17,10 +17,7 @@ import yaml
 
 from robustft.config import TrainConfig
 from robustft.data.shapes import render_turns
-
-
-class TrainError(RuntimeError):
-    """Training cannot start (missing extra, empty data, unloadable model)."""
+from robustft.errors import TrainError as TrainError  # its home is the errors family
 
 
 def resolve_model(ref: str) -> tuple[str, str | None]:

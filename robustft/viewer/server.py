@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from robustft.errors import UsageError
 from robustft.store.reviews import ReviewConflict, ReviewStore, queue_ids
 from robustft.store.runstore import RunStore
 from robustft.viewer import data as viewdata
@@ -46,7 +47,7 @@ class Viewer:
                  password: str | None = None, reviewer: str | None = None):
         RunStore.reader(run_dir).close()  # fail early on a non-run directory
         if host not in LOOPBACK and not password:
-            raise ValueError(f"--host {host} opens the viewer (and its review writes) to the "
+            raise UsageError(f"--host {host} opens the viewer (and its review writes) to the "
                              "network: give --password or set ROBUSTFT_VIEW_PASSWORD")
         self.run_dir, self.password = Path(run_dir), password
         self.reviewer = reviewer or os.environ.get("ROBUSTFT_REVIEWER")
