@@ -28,6 +28,7 @@ from pathlib import Path
 from robustft.errors import RunDirBusy
 
 LOCK_FILE = "writer.lock"
+RELEASE_WAITS = 40  # tries, 50 ms apart, while a holder that emptied its record unlocks
 _held: dict[Path, RunLock] = {}  # this process's locks, by run directory
 _guard = threading.Lock()
 
@@ -97,14 +98,23 @@ def lock_run_dir(run_dir: str | Path, command: str | None = None) -> RunLock:
             return mine
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd) or {}
+        for _ in range(RELEASE_WAITS):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder(fd)
+                if holder is not None:  # held, not being released: refuse at once
+                    os.close(fd)
+                    raise RunDirBusy(
+                        f"{run_dir} is being written by another robustft process "
+                        f"({describe_holder(holder)}); wait for it to finish, stop it, or "
+                        "choose another --output") from None
+                time.sleep(0.05)  # an empty record: the holder is releasing it now
+        else:
             os.close(fd)
-            raise RunDirBusy(f"{run_dir} is being written by another robustft process "
-                             f"({describe_holder(holder)}); wait for it to finish, stop it, "
-                             "or choose another --output") from None
+            raise RunDirBusy(f"{run_dir} is locked by another process that left no record "
+                             f"in {LOCK_FILE}; wait for it to finish")
         try:
             stale = _holder(fd)
             record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
