@@ -383,6 +383,11 @@ class RunStore:
         out = {"fates": fates, "samples": sum(fates.values()), "calls": calls,
                "failed_calls": errs, "cached_calls": cached, "prompt_tokens": pt,
                "completion_tokens": ct, "labels_changed": changed, "by_role": by_role}
+        internal = self.db.execute(  # rows a bug failed (graph/stages.py: "internal: ...")
+            "SELECT COUNT(*) FROM samples WHERE fate='error' AND reason LIKE '%internal: %'"
+        ).fetchone()[0]
+        if internal:
+            out["internal_errors"] = internal
         if (precision := self.get_meta("precision")) is not None:
             out["precision"] = json.loads(precision)
         if (reviews := run_review_summary(self.dir, self.db)) is not None:
