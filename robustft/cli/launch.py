@@ -2,7 +2,9 @@
 server, progress bars, signals, exit codes. Shared by the ``curate`` and ``demo`` commands.
 
 Errors of the :mod:`robustft.errors` family become ``error: message`` (or ``stopped: …``)
-with their exit code; anything else is a bug and keeps its traceback (exit 1)."""
+with their exit code; anything else is a bug and keeps its traceback (exit 1). What only some
+commands need is imported where it is used: the command line starts fast (a second writer
+on a busy run directory is refused in well under a second after start-up)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from robustft.cli.render import summary_table
 from robustft.config import (
     Config,
     RunOptions,
@@ -33,7 +34,6 @@ from robustft.config import (
     prices_of,
     resolved_endpoint,
 )
-from robustft.data.files import load_samples
 from robustft.demo import is_demo_input
 from robustft.errors import (
     EXIT_DISK_FULL,
@@ -46,11 +46,6 @@ from robustft.errors import (
     is_disk_full,
     message_of,
 )
-from robustft.llm.batch import MAX_REQUESTS
-from robustft.llm.prompt_files import builtin_dir, load_prompts
-from robustft.llm.tokens import tokenizer_name
-from robustft.methods.cost import call_cost
-from robustft.pipeline.plan import plan_calls
 from robustft.serving.servers import (
     EMBEDDED_NAME,
     EMBEDDED_WARNING,
@@ -59,7 +54,6 @@ from robustft.serving.servers import (
     start_embedded,
 )
 from robustft.store.lock import lock_run_dir
-from robustft.store.runstore import RunStore
 
 console = Console()
 err = Console(stderr=True)
@@ -159,6 +153,8 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
     finally:
         if server is not None:
             server.stop()
+    from robustft.cli.render import summary_table
+
     console.print(summary_table(summary))
     console.print(f"outputs in [bold]{output}[/bold]: curated{input.suffix.lower()}, sft.jsonl, "
                   f"decisions.csv, summary.json; traces: robustft trace {output} ID")
@@ -185,6 +181,8 @@ def exit_for(summary: dict, output: Path) -> None:
 
 def load_for_retry(run: Path, config: Path | None) -> tuple[Config, Path]:
     """Config and input of an earlier run, for --retry-errors."""
+    from robustft.store.runstore import RunStore
+
     store = RunStore.open_existing(run)
     input_path, embedded = store.get_meta("input_path"), store.get_meta("embedded") == "1"
     store.close()
@@ -197,7 +195,12 @@ def load_for_retry(run: Path, config: Path | None) -> tuple[Config, Path]:
 
 
 def dry_run_table(cfg: Config, input: Path, method: str, batch: bool = False) -> None:
+    from robustft.data.files import load_samples
     from robustft.graph.runner import method_named
+    from robustft.llm.prompt_files import builtin_dir, load_prompts
+    from robustft.llm.tokens import tokenizer_name
+    from robustft.methods.cost import call_cost
+    from robustft.pipeline.plan import plan_calls
 
     m = method_named(method)
     prompts = load_prompts(cfg.prompts_dir or (builtin_dir() / "base"
@@ -259,6 +262,8 @@ def endpoint_table(cfg: Config, roles: tuple[str, ...] | list[str]) -> Table:
 def batch_plan(cfg: Config, rows: list[dict]) -> str:
     """What ``--batch`` sends: per stage, its requests as batch files, one round per step of
     dependent calls (a sample's next call waits for the previous reply)."""
+    from robustft.llm.batch import MAX_REQUESTS
+
     stages: dict[str, list[int]] = {}
     for r in rows:
         stages.setdefault(r["stage"], []).append(r["calls"])

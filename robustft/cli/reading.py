@@ -14,11 +14,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from robustft.cli.launch import console, fail
-from robustft.cli.render import sample_story, summary_table
 from robustft.llm.prompt_files import builtin_dir, load_prompt, load_prompts
-from robustft.store.reviews import ReviewStore
-from robustft.store.runstore import RunStore
-from robustft.viewer.data import sample_detail
 
 
 def trace(run: Path, sample_id: Annotated[str, typer.Argument(help="Sample id.")],
@@ -26,6 +22,11 @@ def trace(run: Path, sample_id: Annotated[str, typer.Argument(help="Sample id.")
           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
           ) -> None:
     """Tell one sample's story: every agent call and every decision."""
+    from robustft.cli.render import sample_story
+    from robustft.store.reviews import ReviewStore
+    from robustft.store.runstore import RunStore
+    from robustft.viewer.data import sample_detail
+
     store = RunStore.open_existing(run)  # a RunDirError is reported by the command line
     if as_json:
         reviews = ReviewStore(run) if ReviewStore.exists(run) else None
@@ -42,6 +43,9 @@ def trace(run: Path, sample_id: Annotated[str, typer.Argument(help="Sample id.")
 
 def summary(run: Path) -> None:
     """Counts by fate, calls and tokens of a run."""
+    from robustft.cli.render import summary_table
+    from robustft.store.runstore import RunStore
+
     store = RunStore.open_existing(run)  # a RunDirError is reported by the command line
     console.print(summary_table(store.totals()))
 
