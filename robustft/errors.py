@@ -148,8 +148,8 @@ def is_disk_full(err: BaseException) -> bool:
             if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR")
                                          and _space_is_short()):
                 return True
-        if _FULL_TEXT.search(str(e)):
-            return True
+        if isinstance(e, (OSError, sqlite3.Error)) and _FULL_TEXT.search(str(e)):
+            return True  # an error from native code (LanceDB, Arrow) that only says it
         e = e.__cause__ or e.__context__
     return False
 
