@@ -92,9 +92,9 @@ async def _curate(config: Config, m: Method, input_path: Path, run_dir: Path, sa
         done = store.stages()
         store.save_input_errors(input_errors)
         cache = RequestCache(opts.cache_path or run_dir / "cache.sqlite")
-        client = LLMClient(config.endpoint, cache, Budget(
-            opts.max_calls, opts.max_tokens, opts.max_cost, prices_of(config)),
-            config.client.outage_timeout, rep.note)
+        client = LLMClient(config.endpoint, cache, Budget(*opts.budgets(config),
+                                                          prices_of(config)),
+                           config.client.outage_timeout, rep.note)
         if opts.batch:  # every sample in flight: each round's requests form one batch
             b = config.batch
             client.batch = BatchQueue(BatchLedger(run_dir / "batches.sqlite"),

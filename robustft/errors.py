@@ -95,7 +95,7 @@ class RunStopped(RobustftError, RuntimeError):
 
 
 class BudgetExceeded(RunStopped):
-    """A --max-calls / --max-tokens / --max-cost limit is reached: no new calls."""
+    """A call, token or cost budget is reached: no new calls; the run stops resumably."""
 
     advice = "rerun the same command (with a larger budget) to continue"
 
