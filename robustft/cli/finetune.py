@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import Progress
 
-from robustft.cli.launch import console, err, fail
+from robustft.cli.launch import console, err
 from robustft.config import Config, load_config
 
 
@@ -16,10 +16,7 @@ def run_train(data: Path, model: str, output: Path, cfg: Config) -> dict:
     from robustft.training.train import train
 
     err.print(f"fine-tuning {model} on {data} -> {output}")
-    try:  # a TrainError is reported by the command line
-        m = train(data, model, output, cfg.train)
-    except OSError as e:  # a model or file that cannot be read
-        raise fail(str(e)) from None
+    m = train(data, model, output, cfg.train)  # a TrainError: reported by the command line
     console.print(f"trained {m['steps']} steps on {m['examples']} examples, final loss "
                   f"{m['losses'][-1] if m['losses'] else float('nan'):.4f}, "
                   f"{m['seconds_per_step']:.2f} s/step ({m['device']}); saved {m['saved']}; "

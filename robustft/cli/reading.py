@@ -35,12 +35,11 @@ def trace(run: Path, sample_id: Annotated[str, typer.Argument(help="Sample id.")
             raise fail(f"{run}: no sample with id {sample_id!r}")
         console.print_json(json.dumps(rec, default=str))
         return
-    try:
-        # without colour (a pipe, NO_COLOR) a correction is marked [-old-]{+new+}
-        plain = console.no_color or console.color_system is None
-        console.print(sample_story(store, sample_id, full, plain))
-    except KeyError:
-        raise fail(f"{run}: no sample with id {sample_id!r}") from None
+    if store.record(sample_id) is None:
+        raise fail(f"{run}: no sample with id {sample_id!r}")
+    # without colour (a pipe, NO_COLOR) a correction is marked [-old-]{+new+}
+    plain = console.no_color or console.color_system is None
+    console.print(sample_story(store, sample_id, full, plain))
 
 
 def summary(run: Path) -> None:
@@ -67,10 +66,7 @@ def view(run: Path, port: Annotated[int, typer.Option(help="Port (0: any free)."
     and the review queue (#/review/0) where you accept, restore, drop or edit decisions."""
     from robustft.viewer.server import Viewer
 
-    try:
-        viewer = Viewer(run, port, host, password, reviewer)
-    except OSError as e:  # the port is taken, say
-        raise fail(str(e)) from None
+    viewer = Viewer(run, port, host, password, reviewer)
     guard = " (password required)" if password else ""
     console.print(f"viewing [bold]{run}[/bold] at {viewer.url}{guard}; review queue at "
                   f"{viewer.url}#/review/0  (Ctrl-C to stop)")

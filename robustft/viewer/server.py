@@ -111,7 +111,11 @@ class Viewer:
                 status, body = viewer.post(self.path, self.headers, self.rfile, user)
                 self._reply(status, "application/json", json.dumps(body, default=str).encode())
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:  # the port is taken, or the address is not this machine's
+            raise UsageError(f"cannot serve on {host}:{port}: {e.strerror or e}; choose "
+                             "another --port (0: any free one) or --host") from e
         self.httpd.daemon_threads = True
 
     @property
