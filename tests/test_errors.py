@@ -76,7 +76,7 @@ def test_documented_user_errors_exit_with_their_code_and_no_traceback(tmp_path, 
         (["summary", str(tmp_path / "empty")], 2, ["not a run directory"]),
         (["trace", str(run), "nope"], 2, ["no sample with id 'nope'"]),
         (["export", str(run), "-o", str(tmp_path / "out.csv")], 2, ["the input's format"]),
-        (["curate", "-i", str(inp), "-o", str(tmp_path / "b"), "--max-calls", "3", *url],
+        (["curate", "-i", str(inp), "-o", str(tmp_path / "b"), "--call-budget", "3", *url],
          4, ["stopped: call budget reached", "rerun the same command"]),
     ]
     (tmp_path / "empty").mkdir()
