@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from robustft.config import Config, RunOptions, load_config
-from robustft.data.files import file_format, iter_raw_rows, open_text, text_encoding
+from robustft.data.files import file_format, iter_raw_rows
 from robustft.data.shapes import Shape
+from robustft.data.text import open_text, text_encoding
 from robustft.demo import is_demo_input
 from robustft.graph.runner import curate as run_curate
 from robustft.pipeline.setup import Reporter

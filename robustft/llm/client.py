@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from robustft.config import EndpointConfig, base_urls
-from robustft.errors import EndpointOutage
 from robustft.llm.batch import BatchQueue
 from robustft.llm.budget import Budget
 from robustft.llm.cache import RequestCache, request_key
@@ -65,9 +64,6 @@ log = logging.getLogger("robustft")
 # what an endpoint's 400 says when it refuses structured outputs (not some other bad request)
 _REFUSAL = re.compile(r"response_format|json_schema|structured|schema|grammar", re.IGNORECASE)
 MAX_RATE_LIMIT_WAITS = 20  # 429s with Retry-After per request before they count as failures
-OUTAGE_MAX_WAIT_S = 5.0  # longest wait between a waiting call's tries while its endpoint is down
-OUTAGE_NOTE_AFTER_S = 2.0  # an endpoint down this long is reported (not one failed call)
-OUTAGE_NOTE_EVERY_S = 30.0  # how often a continuing outage is reported
 
 
 class CallError(RuntimeError):
@@ -226,7 +222,9 @@ class LLMClient:
                 if down and not pool.answered_since(since):  # the endpoint is down: wait
                     since = time.monotonic()
                     outage_tries += 1
-                    await self._wait_out(pool, target, err, outage_tries)
+                    model = f" (model {target.model})" if target.model else ""
+                    await pool.wait_out(describe(err), model, outage_tries,
+                                        self.cfg.backoff_s, self.outage_timeout, self.notify)
                     continue
                 since = time.monotonic()
                 failures += 1
@@ -242,38 +240,6 @@ class LLMClient:
                 await asyncio.sleep(delay)
             finally:
                 replica.in_flight -= 1
-
-    async def _wait_out(self, pool: ReplicaPool, target: Target, err: Exception,
-                        tries: int) -> None:
-        """One wait of a call whose endpoint is down: backoff growing to
-        ``OUTAGE_MAX_WAIT_S``; raises :class:`EndpointOutage` once the endpoint has been down
-        for ``outage_timeout``. Notes when the outage starts and every
-        ``OUTAGE_NOTE_EVERY_S`` while it lasts."""
-        o = pool.outage
-        if o.down_since is None:  # another call got through meanwhile
-            return
-        now = time.monotonic()
-        down_for = now - o.down_since
-        since = time.strftime("%H:%M:%S", time.localtime(o.down_wall))
-        model = f" (model {target.model})" if target.model else ""
-        if down_for >= self.outage_timeout:
-            raise EndpointOutage(
-                f"endpoint {pool.name}{model} has not answered since {since} ({down_for:.0f} s"
-                f", client.outage_timeout {self.outage_timeout:g} s); last error: "
-                f"{describe(err)}") from err
-        o.waiting += 1
-        try:
-            if (not o.announced and down_for >= OUTAGE_NOTE_AFTER_S) or (
-                    o.announced and now - o.noted >= OUTAGE_NOTE_EVERY_S):
-                self.notify(f"endpoint {pool.name}{model} down since {since}, {o.waiting} "
-                            f"call(s) waiting ({o.reason}); retrying with backoff, the run "
-                            f"stops after {self.outage_timeout:g} s down")
-                o.announced, o.noted = True, now
-            delay = min(self.cfg.backoff_s * 2 ** (tries - 1), OUTAGE_MAX_WAIT_S)
-            delay *= 0.5 + random.random() / 2
-            await asyncio.sleep(min(delay, max(self.outage_timeout - down_for, 0.01)))
-        finally:
-            o.waiting -= 1
 
     async def chat(self, target: Target, messages: list[dict[str, str]], *, temperature: float,
                    max_tokens: int, top_logprobs: int, stop: tuple[str, ...] = (),

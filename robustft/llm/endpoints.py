@@ -20,13 +20,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from robustft.errors import EndpointError
+from robustft.errors import EndpointError, EndpointOutage
 
 log = logging.getLogger("robustft")
+OUTAGE_MAX_WAIT_S = 5.0  # longest wait between a waiting call's tries while its endpoint is down
+OUTAGE_NOTE_AFTER_S = 2.0  # an endpoint down this long is reported (not one failed call)
+OUTAGE_NOTE_EVERY_S = 30.0  # how often a continuing outage is reported
 
 
 @dataclass
@@ -100,6 +104,36 @@ class ReplicaPool:
         least = min(r.in_flight for r in up)
         tied = [r for r in up if r.in_flight == least]
         return tied[next(self._turn) % len(tied)]
+
+    async def wait_out(self, error: str, model: str, tries: int, backoff_s: float,
+                       timeout_s: float, notify: Callable[[str], None]) -> None:
+        """One wait of a call while this endpoint is down (``error``: the call's last
+        failure; ``tries``: its tries so far in the outage): backoff growing to
+        ``OUTAGE_MAX_WAIT_S``; raises :class:`EndpointOutage` once the endpoint has been down
+        for ``timeout_s``. Notes when the outage starts and every ``OUTAGE_NOTE_EVERY_S``."""
+        o = self.outage
+        if o.down_since is None:  # another call got through meanwhile
+            return
+        now = time.monotonic()
+        down_for = now - o.down_since
+        since = time.strftime("%H:%M:%S", time.localtime(o.down_wall))
+        if down_for >= timeout_s:
+            raise EndpointOutage(
+                f"endpoint {self.name}{model} has not answered since {since} ({down_for:.0f} s"
+                f", client.outage_timeout {timeout_s:g} s); last error: {error}")
+        o.waiting += 1
+        try:
+            if (not o.announced and down_for >= OUTAGE_NOTE_AFTER_S) or (
+                    o.announced and now - o.noted >= OUTAGE_NOTE_EVERY_S):
+                notify(f"endpoint {self.name}{model} down since {since}, {o.waiting} call(s) "
+                       f"waiting ({o.reason}); retrying with backoff, the run stops after "
+                       f"{timeout_s:g} s down")
+                o.announced, o.noted = True, now
+            delay = min(backoff_s * 2 ** (tries - 1), OUTAGE_MAX_WAIT_S)
+            delay *= 0.5 + random.random() / 2
+            await asyncio.sleep(min(delay, max(timeout_s - down_for, 0.01)))
+        finally:
+            o.waiting -= 1
 
     def succeeded(self, replica: Replica) -> str | None:
         """A call succeeded; returns a note when this ends an outage that was announced."""

@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from robustft.data.files import TextEncoding, file_format, output_name, write_rows
+from robustft.data.files import file_format, output_name, write_rows
 from robustft.data.shapes import Shape
+from robustft.data.text import TextEncoding
 from robustft.errors import RunDirError, UsageError
 from robustft.llm.prompt_files import Prompt
 from robustft.pipeline.contract import KEPT
