@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from eval.scripted_server import Reply, ScriptedServer
+from eval.scripted_server import Fault, Reply, ScriptedServer
 from robustft.config import Config
 from robustft.demo import DEMO_INPUT
 from robustft.errors import EndpointError
@@ -74,6 +74,13 @@ def test_a_refused_key_and_a_missing_list(monkeypatch):
         assert _check(srv.base_url, "m") == [] and len(srv.requests) == 1
         with pytest.raises(EndpointError, match="lists no models: set the model"):
             _check(srv.base_url, None)
+
+
+def test_a_rate_limited_endpoint_passes_with_a_note():
+    with Guarded(429) as srv:
+        srv.script = lambda b: Fault(429, {"Retry-After": "1"})
+        notes = _check(srv.base_url, "m")
+    assert len(notes) == 1 and "rate-limiting (HTTP 429)" in notes[0]
 
 
 def test_one_replica_down_is_a_note_all_down_an_error(serve):

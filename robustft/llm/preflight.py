@@ -144,6 +144,10 @@ class Preflight:
             return None
         if _auth(err):
             return self._key_problem(use, url, err)
+        if isinstance(err, HTTPStatusError) and err.status == 429:  # busy, but it is there
+            self.notes.append(f"{url} is rate-limiting (HTTP 429): {use.model!r} not confirmed "
+                              "before the run; the run's calls wait for the limit")
+            return None
         listed = f"; it lists {ids[:8]}" if ids else ""
         if isinstance(err, HTTPStatusError) and err.status < 500:
             return self._fail(use, url, f"a minimal {use.kind} request for the model was "
