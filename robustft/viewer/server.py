@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from robustft.errors import UsageError
 from robustft.pipeline.audit import audit_config, ensure_sample, summarize
 from robustft.store.audit import AuditConflict, AuditStore
 from robustft.store.reviews import ReviewConflict, ReviewStore, queue_ids
@@ -51,7 +52,7 @@ class Viewer:
                  password: str | None = None, reviewer: str | None = None):
         RunStore.reader(run_dir).close()  # fail early on a non-run directory
         if host not in LOOPBACK and not password:
-            raise ValueError(f"--host {host} opens the viewer (and its review writes) to the "
+            raise UsageError(f"--host {host} opens the viewer (and its review writes) to the "
                              "network: give --password or set ROBUSTFT_VIEW_PASSWORD")
         self.run_dir, self.password = Path(run_dir), password
         self.reviewer = reviewer or os.environ.get("ROBUSTFT_REVIEWER")
@@ -117,7 +118,11 @@ class Viewer:
                 status, body = viewer.post(self.path, self.headers, self.rfile, user)
                 self._reply(status, "application/json", json.dumps(body, default=str).encode())
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:  # the port is taken, or the address is not this machine's
+            raise UsageError(f"cannot serve on {host}:{port}: {e.strerror or e}; choose "
+                             "another --port (0: any free one) or --host") from e
         self.httpd.daemon_threads = True
 
     @property
