@@ -61,7 +61,7 @@ def _curate(data, run, says):
         q = target_question(body)
         return mc_reply(says[q], list("ABCD"), 0.55 + (sum(map(ord, q)) % 40) / 100)
 
-    with ScriptedServer(script) as srv:
+    with ScriptedServer(script, models=["scripted"]) as srv:  # the model: its only one
         cfg = Config()
         cfg.endpoint.base_url, cfg.concurrency = srv.base_url, 8
         cfg.audit.sample_flagged = cfg.audit.sample_unflagged = 100  # the whole run
