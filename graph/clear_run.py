@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from robustft.agents.certainty import reflect_on
-from robustft.config import Config
+from robustft.config import Config, ConfigError
 from robustft.graph.clear import build_clear_graph
 from robustft.graph.nodes import failures
 from robustft.graph.stages import Block, Dataset, Run, run_stage
@@ -61,7 +61,7 @@ def check(data: Dataset, params: Params) -> Params:
     """Barrier before anything is called (``clear.target_precision`` set): decoys are the
     other options of multiple-choice rows."""
     if not all(s.is_mc for s in data.samples()):
-        raise ValueError("clear.target_precision needs multiple-choice rows (decoys are the "
+        raise ConfigError("clear.target_precision needs multiple-choice rows (decoys are the "
                          "other options); this dataset has free-text responses")
     return {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from robustft.errors import UsageError
 from robustft.graph import clear_run, robustft_run
 from robustft.pipeline.contract import Method
 
@@ -10,5 +11,5 @@ METHODS: dict[str, Method] = {m.name: m for m in (robustft_run.METHOD, clear_run
 
 def method_named(name: str) -> Method:
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}: use {' or '.join(METHODS)}")
+        raise UsageError(f"unknown method {name!r}: use {' or '.join(METHODS)}")
     return METHODS[name]

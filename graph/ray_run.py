@@ -36,10 +36,12 @@ from robustft.agents.base import Deps
 from robustft.config import Config, RunOptions
 from robustft.data.files import file_format, iter_raw_rows, output_name, write_rows
 from robustft.data.shapes import Shape
+from robustft.errors import UsageError
 from robustft.graph.methods import method_named
 from robustft.graph.stages import Block, Dataset, Run, Tools
 from robustft.llm.cache import RequestCache
 from robustft.llm.client import LLMClient
+from robustft.llm.preflight import preflight
 from robustft.llm.prompt_files import load_prompts
 from robustft.pipeline.contract import Method, Params, Step
 from robustft.pipeline.outputs import write_files, write_summary
@@ -51,6 +53,7 @@ from robustft.pipeline.setup import (
     prepare_run,
     write_detection,
 )
+from robustft.store.lock import lock_run_dir
 from robustft.store.runstore import RunStore
 from robustft.store.shards import BlockPlan, read_block, shard_dir, write_blocks
 
@@ -69,7 +72,8 @@ class BlockWorker:
         self.prompts = load_prompts(self.config.prompts_dir)
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.client = LLMClient(self.config.endpoint)
+        self.client = LLMClient(self.config.endpoint,
+                                outage_timeout=self.config.client.outage_timeout)
         self.tools = Tools(self.config, self.client)
         self.shared_cache = RequestCache(cache_path) if cache_path else None
         collect_less()  # the actor's process is ours for its whole life
@@ -190,15 +194,22 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
         import ray
         import ray.data
     except ImportError as e:
-        raise ValueError("--ray needs the 'ray' extra: pip install 'robustft[ray]'") from e
+        raise UsageError("--ray needs the 'ray' extra: pip install 'robustft[ray]'") from e
     rep, opts = reporter or QuietReporter(), options or RunOptions()
     m = method or method_named(opts.method)
     if any(b is not None for b in opts.budgets(config)):
-        raise ValueError("call, token and cost budgets count one process; they do not apply "
+        raise UsageError("call, token and cost budgets count one process; they do not apply "
                          "to --ray")
     input_path, run_dir = Path(input_path).resolve(), Path(run_dir).resolve()
-    store = prepare_run(config, m, input_path, run_dir, embedded=opts.embedded,
-                        sharded=True).store
+    lock = lock_run_dir(run_dir)  # re-entrant: the CLI holds it already
+    try:
+        for note in asyncio.run(preflight(config, m.roles)):
+            rep.note(note)
+        store = prepare_run(config, m, input_path, run_dir, embedded=opts.embedded,
+                            sharded=True).store
+    except BaseException:
+        lock.release()
+        raise
     try:
         plan = write_blocks(input_path, config.data, run_dir, block_rows)
         shape = Shape.from_dict(plan.shape)
@@ -226,6 +237,7 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
             more_outputs={"shards": str(run_dir / "shards")})
     finally:
         store.close()
+        lock.release()
 
 
 def _settle_ray_data(timeout_s: float = 30.0) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from robustft.agents.base import Deps
 from robustft.config import Config
-from robustft.llm.budget import BudgetExceeded
+from robustft.errors import RunStopped, as_disk_full, is_disk_full
 from robustft.llm.client import LLMClient
 from robustft.pipeline.records import Record
 from robustft.pipeline.setup import Reporter
@@ -34,24 +34,37 @@ log = logging.getLogger("robustft")
 async def run_stage(graph, states: Iterable[State], deps: Deps,
                     on_done: Callable[[State], None], advance: Callable[[], None]) -> None:
     """Invoke the graph once per state with ``deps`` as its context, at most
-    ``deps.config.concurrency`` at a time."""
+    ``deps.config.concurrency`` at a time. A :class:`RunStopped` (a budget, an endpoint
+    outage, a full disk) stops the stage: no new sample starts, the samples in flight
+    finish or stay unfinished (never error rows), then it is raised."""
     sem = asyncio.Semaphore(deps.config.concurrency)
     tasks: set[asyncio.Task] = set()
-    stopped: list[BudgetExceeded] = []
+    stopped: list[RunStopped] = []
 
     async def one(state: State) -> None:
         try:
-            out = await graph.ainvoke(state, context=deps)
-        except BudgetExceeded as e:  # not an error: the sample stays unfinished, resumable
+            try:
+                out = await graph.ainvoke(state, context=deps)
+            except RunStopped:
+                raise
+            except Exception as e:  # an unexpected failure costs one sample, not the run
+                if is_disk_full(e):
+                    raise as_disk_full(e) from e
+                log.exception("sample %s failed", state["sample"].id)
+                out = {**state, "verdict": state.get("verdict") or Verdict.ERROR,
+                       "errors": [*state.get("errors", []),
+                                  f"internal: {type(e).__name__}: {e}"]}
+            finally:
+                sem.release()
+            on_done(out)
+        except RunStopped as e:  # not an error: the sample stays unfinished, resumable
             stopped.append(e)
             return
-        except Exception as e:  # an unexpected failure costs one sample, not the run
-            log.exception("sample %s failed", state["sample"].id)
-            out = {**state, "verdict": state.get("verdict") or Verdict.ERROR,
-                   "errors": [*state.get("errors", []), f"internal: {type(e).__name__}: {e}"]}
-        finally:
-            sem.release()
-        on_done(out)
+        except Exception as e:  # saving the sample failed
+            if not is_disk_full(e):
+                raise
+            stopped.append(as_disk_full(e))
+            return
         advance()
 
     for state in states:

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from robustft.errors import UsageError
 from robustft.methods.diff import changed_words, word_diff
+from robustft.pipeline.audit import run_audit_summary
 from robustft.pipeline.records import Record, Row, record_of
 from robustft.schemas import Fate, Uncertainty
 from robustft.store.reviews import QUEUE_FATES, UNSURE_FATES, ReviewStore
@@ -63,6 +65,7 @@ def summary(store: RunStore) -> dict[str, Any]:
         "fate_order": [str(f) for f in Fate], "queue_fates": [str(f) for f in QUEUE_FATES],
         "config": _read(store.dir / "config.yaml") or "",
         "prompts": json.loads(prompts) if prompts else {},
+        "audit": run_audit_summary(store.dir, store),  # the blind audit's estimates (or None)
     }
 
 
@@ -70,7 +73,7 @@ def samples_page(store: RunStore, filters: dict[str, str], sort: str = "row",
                  order: str = "asc", page: int = 1, size: int = 50) -> dict[str, Any]:
     """One page of the sample table plus the total matching count."""
     if sort not in SORTS:
-        raise ValueError(f"sort must be one of {sorted(SORTS)}")
+        raise UsageError(f"sort must be one of {sorted(SORTS)}")
     size, page = max(1, min(size, 500)), max(1, page)
     total, rows = store.page(filters, sort, order == "desc", (page - 1) * size, size)
     return {"total": total, "page": page, "size": size, "sort": sort,
@@ -152,10 +155,10 @@ def save_review(store: RunStore, reviews: ReviewStore, req: dict[str, Any],
     against the sample's current decision; returns the stored review."""
     stored = store.record(str(req["id"]))
     if stored is None:
-        raise ValueError(f"no sample with id {req['id']!r}")
+        raise UsageError(f"no sample with id {req['id']!r}")
     rec = run_record(store).read(stored)
     if rec.fate not in QUEUE_FATES:
-        raise ValueError(f"sample {rec.id} is {rec.fate or 'unfinished'}: only the "
+        raise UsageError(f"sample {rec.id} is {rec.fate or 'unfinished'}: only the "
                          f"samples the agents flagged or failed on are reviewed "
                          f"({', '.join(QUEUE_FATES)})")
     action, response = req.get("action"), None
@@ -165,7 +168,7 @@ def save_review(store: RunStore, reviews: ReviewStore, req: dict[str, Any],
         response = str(req.get("response") or "").strip()
         letters = rec.sample.letters if rec.sample is not None else []
         if letters and response.upper() not in letters:
-            raise ValueError(f"an edited answer must be one of the options {letters}")
+            raise UsageError(f"an edited answer must be one of the options {letters}")
         response = response.upper() if letters else response
     note = str(req.get("note") or "")[:2000] or None
     review = reviews.save(rec.id, action, response, note, reviewer[:100], rec.fate,
