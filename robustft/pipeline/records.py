@@ -28,6 +28,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
 from robustft.config import Config
+from robustft.errors import RunDirError
 from robustft.schemas import Fate, Neighbour, Sample, Stage, Uncertainty, Verdict
 
 
@@ -277,7 +278,7 @@ def record_of(method: str | None) -> type[Record]:
     if method is None:
         return next(iter(RECORDS.values()))
     if method not in RECORDS:
-        raise ValueError(f"unknown method {method!r}: use {' or '.join(RECORDS)}")
+        raise RunDirError(f"the run's method {method!r} is not one of {', '.join(RECORDS)}")
     return RECORDS[method]
 
 
