@@ -15,6 +15,7 @@ from typing import Any
 
 from robustft.agents.certainty import reflect_on
 from robustft.config import Config
+from robustft.graph import canaries
 from robustft.graph.clear import build_clear_graph
 from robustft.graph.clear_state import ClearState
 from robustft.graph.nodes import failures
@@ -155,17 +156,17 @@ async def stages(run: Run) -> None:
     else:
         gamma = await _target_gamma(run, deps)
     store.set_meta("gamma", str(gamma))
-    if not c.correct:
-        return
-    by_id = run.by_id()
-    below = [r for r in store.records(stage=Stage.SCORED) if not r.get("errors")
-             and r.get("confidence") is not None and r["confidence"] < gamma]
-    n_below = sum(1 for r in store.records(stage=Stage.CORRECTED)) + len(below)
-    run.start("correct", n_below, len(below))
-    states = ({"sample": by_id[r["id"]], **{k: r[k] for k in FIRST_KEYS if k in r},
-               "threshold": gamma} for r in below)
-    await run_stage(graph, states, deps, lambda st: save(st, Stage.CORRECTED),
-                    lambda: rep.advance("correct"))
+    if c.correct:
+        by_id = run.by_id()
+        below = [r for r in store.records(stage=Stage.SCORED) if not r.get("errors")
+                 and r.get("confidence") is not None and r["confidence"] < gamma]
+        n_below = sum(1 for r in store.records(stage=Stage.CORRECTED)) + len(below)
+        run.start("correct", n_below, len(below))
+        states = ({"sample": by_id[r["id"]], **{k: r[k] for k in FIRST_KEYS if k in r},
+                   "threshold": gamma} for r in below)
+        await run_stage(graph, states, deps, lambda st: save(st, Stage.CORRECTED),
+                        lambda: rep.advance("correct"))
+    await canaries.clear_canaries(run, graph, deps, gamma, FIRST_KEYS)  # hook: planted errors
 
 
 def fates(run: Run) -> list[FateRow]:
@@ -241,5 +242,6 @@ METHOD = Method(
         PlannedCall("correct", "certainty", "clear_reflect", _one, _response, **_CORRECT),
         PlannedCall("correct", "certainty", "clear_reflect_sure", _one, _response,
                     **_CORRECT),
+        *canaries.CLEAR_CALLS,  # hook: planted errors
     ),
     stages=stages, fates=fates)

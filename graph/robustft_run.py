@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from robustft.config import Config
+from robustft.graph import canaries
 from robustft.graph.robustft import build_robustft_graph
 from robustft.graph.stages import Run, run_stage
 from robustft.graph.state import SampleState
@@ -177,6 +178,7 @@ async def stages(run: Run) -> None:
         index = CleanIndex(store.dir / "index", embedder)
         await asyncio.to_thread(index.build, clean, await vectors_of(embedder, clean, known))
     await relabel(run, graph, index, known)
+    await canaries.robustft_canaries(run, graph, index, known)  # hook: planted errors
 
 
 def fates(run: Run) -> list[FateRow]:
@@ -272,5 +274,6 @@ METHOD = Method(
         PlannedCall("probe", "reviewer", "reviewer", _probing,
                     lambda c, s: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
                     upper_bound=True, at_most=_probe_cap),
+        *canaries.ROBUSTFT_CALLS,  # hook: planted errors
     ),
     stages=stages, fates=fates)

@@ -6,6 +6,7 @@ the blocks run.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from robustft.llm.batch import BatchLedger, BatchQueue
 from robustft.llm.budget import Budget
 from robustft.llm.cache import RequestCache
 from robustft.llm.client import LLMClient
+from robustft.methods.pilot import pilot_rows
 from robustft.pipeline.contract import Method
 from robustft.pipeline.outputs import write_outputs
 from robustft.pipeline.setup import (
@@ -52,11 +54,17 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
     input_path, run_dir = Path(input_path), Path(run_dir)
     check_endpoints(config, m.roles)  # before reading the input, as prepare_run does
     samples, input_errors, shape = load_samples(input_path, config.data)
+    drawn = None
+    if opts.pilot:  # hook: curate --pilot N runs a seeded draw of the rows (graph/pilot.py)
+        samples, input_errors, drawn = pilot_rows(samples, input_errors, opts.pilot,
+                                                  config.audit.seed)
     rep.note(f"detected {shape.describe()}; {len(samples)} rows"
              + (f", {len(input_errors)} invalid" if input_errors else ""))
     prepared = prepare_run(config, m, input_path, run_dir, embedded=opts.embedded)
     store, prompts = prepared.store, prepared.prompts
     try:
+        if drawn is not None:
+            store.set_meta("pilot", json.dumps(drawn))
         write_detection(run_dir, shape, len(samples), len(input_errors))
         if opts.retry_errors:
             n = store.reopen_errors(m.first_stage, m.first_keys)

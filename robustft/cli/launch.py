@@ -36,6 +36,7 @@ from robustft.llm.budget import BudgetExceeded
 from robustft.llm.prompt_files import PromptError, builtin_dir, load_prompts
 from robustft.llm.tokens import tokenizer_name
 from robustft.methods.cost import call_cost
+from robustft.methods.pilot import describe_pilot
 from robustft.pipeline.plan import plan_calls
 from robustft.serving.servers import ManagedServer, ServeError, needs_embedded, start_embedded
 from robustft.store.runstore import RunStore
@@ -109,6 +110,11 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
 
                 summary = curate_ray(cfg, input, output, options.ray, options.workers,
                                      options.block_rows, RichReporter(progress), options)
+            elif options.pilot:  # curate --pilot N: a run of N rows in RUN/pilot
+                from robustft.graph.pilot import run_pilot
+
+                summary = asyncio.run(run_pilot(cfg, input, output, RichReporter(progress),
+                                                options))
             else:
                 summary = asyncio.run(run_curate(cfg, input, output, RichReporter(progress),
                                                  options))
@@ -124,6 +130,12 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
     finally:
         if server is not None:
             server.stop()
+    if "pilot" in summary:
+        console.print("\n".join(describe_pilot(summary["pilot"])), soft_wrap=True)
+        console.print(f"[bold]pilot done[/bold]: its run is in {output}/pilot (robustft "
+                      f"summary {output}/pilot). Run the same command without --pilot to "
+                      f"curate the whole file: the pilot's calls come from the cache.")
+        return summary
     console.print(summary_table(summary))
     console.print(f"outputs in [bold]{output}[/bold]: curated{input.suffix.lower()}, sft.jsonl, "
                   f"decisions.csv, summary.json; traces: robustft trace {output} ID")

@@ -389,6 +389,8 @@ class RunStore:
                "completion_tokens": ct, "labels_changed": changed, "by_role": by_role}
         if (precision := self.get_meta("precision")) is not None:
             out["precision"] = json.loads(precision)
+        if (canaries := self.get_meta("canaries")) is not None:  # planted errors' report
+            out["canaries"] = json.loads(canaries)
         if (reviews := run_review_summary(self.dir, self.db)) is not None:
             out["reviews"] = reviews
         prices = self._prices()
