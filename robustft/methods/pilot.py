@@ -64,8 +64,6 @@ def describe_pilot(r: dict) -> list[str]:
 
     p = r["projected"]
     cost = f"; cost {p['cost']:.4f}" if r.get("priced") else ""
-    cached = (f" ({r['cache_hits']} of the pilot's calls came from the cache: the time is an "
-              "underestimate)" if r.get("cache_hits") else "")
     lines = [f"pilot: {r['rows']} random rows of {r['of']} (seed {r['seed']}), run end to end "
              f"in {r['dir']}",
              f"  estimated noise rate: {fig(r['noise'])} (rows whose relabel differs from the "
@@ -75,7 +73,8 @@ def describe_pilot(r: dict) -> list[str]:
              f"  the run would keep: {fig(r['kept'])} of the rows",
              f"  projected to all {r['of']} rows: {p['calls']:,.0f} calls, "
              f"{p['prompt_tokens'] + p['completion_tokens']:,.0f} tokens{cost}, about "
-             f"{r['projected_s']:,.0f} s at concurrency {r['concurrency']}{cached}"]
+             f"{r['projected_s']:,.0f} s at concurrency {r['concurrency']} (the pilot's "
+             f"{r['elapsed_s']:.0f} s scaled, start-up included: rough)"]
     return lines
 
 
