@@ -259,3 +259,31 @@ def test_clear_canaries_come_from_rows_above_gamma(tmp_path):
         src = store.record(x["source"])
         assert src["confidence"] >= gamma and src["fate"] == "clean"
         assert x["confidence"] < gamma
+
+
+def test_viewer_and_report_show_the_canaries_and_list_none(browser, serve, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from robustft.viewer.server import Viewer, write_report
+
+    from .conftest import ARTIFACTS, wait
+
+    srv = serve(mc_truth)
+    asyncio.run(curate(cfg_for(srv.base_url, audit={"canaries": 0.1}), mc_file(tmp_path),
+                       tmp_path / "run"))
+    v = Viewer(tmp_path / "run", 0).start()
+    try:
+        browser.get(v.url)
+        wait(browser, lambda d: d.find_elements(By.ID, "canary-recall"))
+        assert browser.find_element(By.ID, "canary-recall").text.startswith("1.000 (6/6; 95% CI")
+        assert browser.find_element(By.ID, "canary-fixed").text.startswith("1.000 (6/6;")
+        assert "upper bound" in browser.find_element(By.ID, "canaries").text
+        assert browser.find_element(By.ID, "count-samples").text.startswith("60")
+        browser.save_screenshot(str(ARTIFACTS / "viewer-canaries.png"))
+    finally:
+        v.stop()
+    write_report(tmp_path / "run", tmp_path / "report.html")
+    browser.get((tmp_path / "report.html").as_uri())
+    wait(browser, lambda d: d.find_elements(By.ID, "canary-recall"))
+    assert browser.find_element(By.ID, "canary-recall").text.startswith("1.000 (6/6;")
+    assert "canary:" not in (tmp_path / "report.html").read_text()  # no canary sample in it
