@@ -66,7 +66,8 @@ _STOP = re.compile(r"^[ \t]*(?:" + "|".join(re.escape(h) for h in HEADERS) + ")"
 REASONED = ("reasoning", "reflection", "reviewer")  # roles whose replies reason first
 
 
-LAST = ("Response to correct:", "Response under audit:", "Correct response:")  # sections that end the message
+# sections that end the message
+LAST = ("Response to correct:", "Response under audit:", "Correct response:")
 
 
 def section(text: str, header: str) -> str | None:

@@ -104,12 +104,18 @@ async def plant(run: Run, sources: list[str]) -> dict[str, dict[str, Any]]:
 
 
 async def _drawn(run: Run, pool: list[str]) -> dict[str, dict[str, Any]] | None:
-    """The run's canaries planted from ``pool`` (None: canaries off)."""
-    n = planned(run)
+    """The run's canaries planted from ``pool`` (None: canaries off): a source that could
+    not be made wrong is replaced by the next row of the seeded draw."""
+    n = m = planned(run)
     if n == 0:
         run.store.delete_meta("canaries")
         return None
-    canaries = await plant(run, draw_sources(pool, n, run.config.audit.seed))
+    while True:
+        canaries = await plant(run, draw_sources(pool, m, run.config.audit.seed))
+        short = sum(c["stage"] == UNPLANTED for c in canaries.values()) - (m - n)
+        if short <= 0 or m >= len(pool):
+            break
+        m += short
     if len(pool) < n:
         run.rep.note(f"{len(pool)} confirmed-clean row(s): fewer canaries than the {n} planned")
     return canaries

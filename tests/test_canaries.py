@@ -224,6 +224,25 @@ def test_long_form_canaries_carry_one_changed_fact_from_the_corruptor(tmp_path, 
     assert summary["by_role"]["corruptor"]["calls"] == 3
 
 
+def test_a_source_the_corruptor_cannot_change_is_replaced_by_the_next_draw(tmp_path, serve):
+    def script(body):
+        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        box = int(user.split("Describe box ", 1)[1].split(".", 1)[0])
+        if "Correct response:" in user and box % 2 == 0:
+            return Reply("I would rather not change anything.")  # malformed: not planted
+        return long_script(body)
+
+    srv = serve(script)
+    rows = [{"id": f"d{i}", "question": q, "answer": a} for i, (q, a) in enumerate(LONG.items())]
+    summary = asyncio.run(curate(cfg_for(srv.base_url, audit={"canaries": 0.2}),
+                                 write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "run"))
+    c = summary["canaries"]
+    assert c["planned"] == c["planted"] == c["recall"]["n"] == 6 and c["unplanted"] >= 1
+    store = RunStore.open_existing(tmp_path / "run")
+    kept = [x for x in CanaryStore(store).all().values() if x["stage"] == "done"]
+    assert all(int(x["source"][1:]) % 2 == 1 for x in kept)
+
+
 def test_short_answer_canaries_get_another_rows_answer(tmp_path, serve):
     capitals = {f"What is the capital of country {i}?": f"City{i}" for i in range(40)}
 
