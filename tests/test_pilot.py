@@ -45,13 +45,15 @@ def test_pilot_projects_the_full_run_which_resends_nothing(tmp_path):
         cfg = tmp_path / "cfg.yaml"
         cfg.write_text(yaml.safe_dump({"endpoint": {"base_url": srv.base_url},
                                        "roles": {r: {"model": m}
-                                                 for r, m in sim_models().items()}}))
+                                                 for r, m in sim_models().items()},
+                                       "prices": {"sim-": {"input": 0.5, "output": 2.0}}}))
         run = tmp_path / "run"
         common = ("curate", "-i", str(path), "-o", str(run), "-c", str(cfg),
                   "--concurrency", "32")
         p = run_cli(*common, "--pilot", "150")
         assert p.returncode == 0, p.stderr
         assert "pilot done" in p.stdout and "estimated noise rate" in p.stdout
+        assert "; cost " in p.stdout
         assert not (run / "decisions.csv").exists()  # nothing of the full run's yet
         in_pilot = list(srv.delivered)
         report = json.loads((run / "pilot" / "pilot.json").read_text())
@@ -72,4 +74,5 @@ def test_pilot_projects_the_full_run_which_resends_nothing(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["samples"] == 600 and summary["canaries"]["planted"] == 12
     assert abs(report["projected"]["calls"] / summary["calls"] - 1) < 0.10
+    assert abs(report["projected"]["cost"] / summary["cost"]["total"] - 1) < 0.10
     assert refused.returncode == 2 and "different input" in refused.stderr
