@@ -230,3 +230,30 @@ def test_correction_entropy_spans_are_the_changed_words():
     spans = correction_focus(WRONG)(p)
     assert [reply[s:e] for s, e in spans] == ["41,000"]
     assert changed_spans(WRONG, WRONG) == []
+
+
+def test_clear_confirms_a_filtered_response_its_corrector_leaves(tmp_path, serve):
+    """Filtered (γ above every confidence), the corrector finds nothing wrong and the judges
+    of the sampled answers found none: confirmed, kept as it was. Where the judges said
+    wrong, the same unchanged correction leaves the sample dropped."""
+    def script(body: dict) -> Reply:
+        system = body["messages"][0]["content"] if body["messages"][0]["role"] == "system" else ""
+        user = body["messages"][-1]["content"]
+        if system.startswith("You check training data"):
+            return Reply("Answer: B" if "Calder" in user else "Other true facts.\nAnswer: A")
+        if system.startswith("You correct errors"):
+            return Reply("Nothing is wrong.\nAnswer: UNCHANGED")
+        if "Proposed response:" in user:
+            return Reply("Answer: C")
+        return Reply(f"Let me write it.\nAnswer: {town_of(user)} is worth a visit.")
+
+    srv = serve(script)
+    inp = write_jsonl(tmp_path / "in.jsonl", [r for r in rows() if r["id"] in ("valid", "wrong")])
+    cfg = cfg_for(srv.base_url, clear={"gamma": 0.99})
+    summary = asyncio.run(curate(cfg, inp, tmp_path / "run", options=_clear()))
+    assert summary["fates"] == {"confirmed": 1, "relabeled-dropped": 1}
+    with (tmp_path / "run" / "decisions.csv").open() as f:
+        d = {r["id"]: r for r in csv.DictReader(f)}
+    assert "6 of 6 agents found nothing wrong" in d["valid"]["reason"]
+    assert d["valid"]["final_label"] == ROWS["valid"][1]
+    assert "only 1 of 6" in d["wrong"]["reason"]

@@ -141,17 +141,29 @@ def _why_dropped(r: dict[str, Any], eta: float) -> str:
         return "auto-correct off"
     if r.get("candidate") is None:
         return "no parseable candidate"
+    long_form = (r.get("sample") or {}).get("long_form")
+    candidate = (f"the correction ({changed_words(r['sample']['label'], r['candidate'])} "
+                 "words changed)" if long_form else f"candidate {r['candidate']!r}")
     if r.get("judge_confidence") is None:
-        if (r.get("sample") or {}).get("long_form"):
-            return "the corrector found nothing wrong in it (stays filtered)"
-        return f"candidate {r['candidate']!r} is the same answer"
-    return (f"candidate {r['candidate']!r} not adopted: judge confidence "
-            f"{r['judge_confidence']:.3f} ≤ η {eta}")
+        return f"{candidate} is the same answer"
+    return f"{candidate} not adopted: judge confidence {r['judge_confidence']:.3f} ≤ η {eta}"
+
+
+def _clear_confirmed(r: dict[str, Any]) -> tuple[bool, str]:
+    """A filtered long-form response the corrector returned unchanged: confirmed when most of
+    the agents that looked at it (the judges of its sampled answers, the corrector) found
+    nothing wrong, as RobustFT confirms (:func:`_not_corrected`)."""
+    ok, wrong, right = confirmation([j.get("verdict") for j in r.get("judgements") or []],
+                                    [False])
+    votes = f"{right} of {wrong + right} agents found nothing wrong"
+    return ok, (f"the corrector found nothing wrong and {votes}: confirmed as it was" if ok
+                else f"the corrector found nothing to fix, but only {votes}: dropped")
 
 
 def clear_fates(records: Iterable[dict[str, Any]], gamma: float, eta: float,
                 gamma_text: str | None = None) -> list[FateRow]:
-    """clean (C ≥ γ), relabeled-kept (corrected: judge confidence > η), relabeled-dropped.
+    """clean (C ≥ γ), relabeled-kept (corrected: judge confidence > η), confirmed (a
+    long-form response the corrector left unchanged, most agents agreeing), relabeled-dropped.
     ``gamma_text`` says where γ came from (default "γ <value>")."""
     g = gamma_text or f"γ {gamma:.3f}"
     out = []
@@ -162,12 +174,20 @@ def clear_fates(records: Iterable[dict[str, Any]], gamma: float, eta: float,
         parts = (f"confidence {conf:.3f} (O={r.get('observed') or 0:.3f}, "
                  f"S={r.get('certainty') or 0:.3f})" if conf is not None else
                  "confidence unknown")
+        unchanged = (r["stage"] == Stage.CORRECTED and r.get("candidate") is not None
+                     and r.get("judge_confidence") is None)
         if conf is not None and conf >= gamma:
             out.append((r["id"], Fate.CLEAN, f"{parts} ≥ {g}", label))
         elif r.get("judge_confidence") is not None and r["judge_confidence"] > eta:
-            out.append((r["id"], Fate.RELABELED_KEPT, f"{parts} < {g}; corrected "
-                        f"{label!r} -> {r['candidate']!r}: judge confidence "
-                        f"{r['judge_confidence']:.3f} > η {eta}", r["candidate"]))
+            change = (f"({changed_words(label, r['candidate'])} words changed)"
+                      if r["sample"].get("long_form") else f"{label!r} -> {r['candidate']!r}")
+            out.append((r["id"], Fate.RELABELED_KEPT, f"{parts} < {g}; corrected {change}: "
+                        f"judge confidence {r['judge_confidence']:.3f} > η {eta}",
+                        r["candidate"]))
+        elif unchanged and r["sample"].get("long_form"):
+            ok, why = _clear_confirmed(r)
+            out.append((r["id"], Fate.CONFIRMED if ok else Fate.RELABELED_DROPPED,
+                        f"{parts} < {g}; {why}", label if ok else None))
         else:
             out.append((r["id"], Fate.RELABELED_DROPPED, f"{parts} < {g}; "
                         + _why_dropped(r, eta), None))
