@@ -156,16 +156,18 @@ async def stages(run: Run) -> None:
     else:
         gamma = await _target_gamma(run, deps)
     store.set_meta("gamma", str(gamma))
-    if c.correct:
-        by_id = run.by_id()
-        below = [r for r in store.records(stage=Stage.SCORED) if not r.get("errors")
-                 and r.get("confidence") is not None and r["confidence"] < gamma]
-        n_below = sum(1 for r in store.records(stage=Stage.CORRECTED)) + len(below)
-        run.start("correct", n_below, len(below))
-        states = ({"sample": by_id[r["id"]], **{k: r[k] for k in FIRST_KEYS if k in r},
-                   "threshold": gamma} for r in below)
-        await run_stage(graph, states, deps, lambda st: save(st, Stage.CORRECTED),
-                        lambda: rep.advance("correct"))
+    if not c.correct:
+        await canaries.clear_canaries(run, graph, deps, gamma, FIRST_KEYS)  # hook: canaries
+        return
+    by_id = run.by_id()
+    below = [r for r in store.records(stage=Stage.SCORED) if not r.get("errors")
+             and r.get("confidence") is not None and r["confidence"] < gamma]
+    n_below = sum(1 for r in store.records(stage=Stage.CORRECTED)) + len(below)
+    run.start("correct", n_below, len(below))
+    states = ({"sample": by_id[r["id"]], **{k: r[k] for k in FIRST_KEYS if k in r},
+               "threshold": gamma} for r in below)
+    await run_stage(graph, states, deps, lambda st: save(st, Stage.CORRECTED),
+                    lambda: rep.advance("correct"))
     await canaries.clear_canaries(run, graph, deps, gamma, FIRST_KEYS)  # hook: planted errors
 
 

@@ -265,13 +265,15 @@ def test_short_answer_canaries_get_another_rows_answer(tmp_path, serve):
         assert x["sample"]["label"] != x["original"]
 
 
-def test_clear_canaries_come_from_rows_above_gamma(tmp_path):
+@pytest.mark.parametrize("correct", [True, False])
+def test_clear_canaries_come_from_rows_above_gamma(tmp_path, correct):
     path, _, truth = noisy_mc_file(tmp_path, 80, 3, lambda i: i % 5 == 0)
     with SimServer(Simulator(truth, SimParams(accuracy=1.0, unsure=0.0))) as srv:
         summary = sim_curate(path, tmp_path / "run", srv.base_url, RunOptions(method="clear"),
-                             audit={"canaries": 0.1})
+                             audit={"canaries": 0.1}, clear={"correct": correct})
     c = summary["canaries"]
-    assert c["planted"] == 8 and c["recall"]["share"] == 1.0 and c["fixed"]["share"] == 1.0
+    assert c["planted"] == 8 and c["recall"]["share"] == 1.0
+    assert (c["fixed"]["k"], c["fixed"]["n"]) == ((8, 8) if correct else (0, 0))
     store = RunStore.open_existing(tmp_path / "run")
     gamma = float(store.get_meta("gamma"))
     for x in CanaryStore(store).all().values():
