@@ -14,7 +14,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from robustft.agents.certainty import reflect_on
-from robustft.config import Config
+from robustft.config import Config, ConfigError
 from robustft.graph import canaries
 from robustft.graph.clear import build_clear_graph
 from robustft.graph.clear_state import ClearState
@@ -132,7 +132,7 @@ async def stages(run: Run) -> None:
     store, deps, rep, c = run.store, run.deps, run.rep, run.config.clear
     graph = build_clear_graph()
     if c.target_precision is not None and not all(s.is_mc for s in run.samples):
-        raise ValueError("clear.target_precision needs multiple-choice rows (decoys are the "
+        raise ConfigError("clear.target_precision needs multiple-choice rows (decoys are the "
                          "other options); this dataset has free-text responses")
     if c.similarity == "embedding":
         deps = replace(deps, embedder=await load_embedder(run.config, deps.client))

@@ -27,6 +27,7 @@ from robustft.pipeline.fates import final_by
 from robustft.pipeline.setup import Reporter, claim_run_dir, input_digest
 from robustft.store.canaries import STAGE as CANARY
 from robustft.store.canaries import CanaryStore, calls_by_stage
+from robustft.store.lock import lock_run_dir
 from robustft.store.runstore import RunStore
 
 FLAGGED = (Fate.RELABELED_KEPT, Fate.RELABELED_DROPPED, Fate.CONFIRMED)
@@ -115,13 +116,14 @@ async def run_pilot(config: Config, input_path: str | Path, run_dir: str | Path,
     the pilot's summary with its report under ``pilot``."""
     input_path, run_dir = Path(input_path), Path(run_dir)
     n, where = options.pilot, pilot_dir(run_dir)
-    _claim(run_dir, input_path, options.method)
-    _fresh(where, n, config.audit.seed, reporter)
-    t0 = time.perf_counter()
-    summary = await curate(config, input_path, where, reporter,
-                           replace(options, cache_path=options.cache_path
-                                   or run_dir / "cache.sqlite"))
-    elapsed = time.perf_counter() - t0
+    with lock_run_dir(run_dir):  # the whole run's directory: one writer at a time
+        _claim(run_dir, input_path, options.method)
+        _fresh(where, n, config.audit.seed, reporter)
+        t0 = time.perf_counter()
+        summary = await curate(config, input_path, where, reporter,
+                               replace(options, cache_path=options.cache_path
+                                       or run_dir / "cache.sqlite"))
+        elapsed = time.perf_counter() - t0
     store = RunStore.open_existing(where)
     try:
         return {**summary, "pilot": pilot_report(store, config, options.method, summary,

@@ -1,8 +1,11 @@
 """``robustft`` command line.
 
-Exit codes: 0 success; 1 unexpected failure; 2 bad usage, config, prompt or input file;
-3 the run completed but some rows ended as errors (see decisions.csv); 4 a call, token or
-cost budget stopped the run (rerun to continue); 130 interrupted.
+Exit codes (:mod:`robustft.errors`): 0 success; 1 unexpected failure (a bug: with its
+traceback); 2 bad usage, config, prompt, input file, endpoint (pre-flight) or run directory
+(e.g. held by another writer); 3 the run completed but some rows ended as errors (see
+decisions.csv); 4 a call, token or cost budget stopped the run; 5 an endpoint stopped
+answering for client.outage_timeout; 6 the disk is full; 130 interrupted. After 4, 5, 6 and
+130 the same command continues the run.
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ from robustft.cli.launch import (
     err,
     exit_for,
     fail,
+    failure,
     load_for_retry,
     on_sigterm,
     run_curate_cli,
 )
-from robustft.config import Config, ConfigError, RunOptions, load_config, resolved_endpoint
-from robustft.data.files import InputFileError
+from robustft.config import Config, RunOptions, load_config, resolved_endpoint
 from robustft.demo import DEMOS, score_run
-from robustft.llm.prompt_files import PromptError
+from robustft.errors import RobustftError
 from robustft.serving.servers import (
     EMBEDDED_NAME,
     ManagedServer,
@@ -46,8 +49,21 @@ from robustft.serving.servers import (
     vllm_command,
 )
 
-app = typer.Typer(help="Noise-robust LLM fine-tuning: find, relabel or drop wrong labels.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+class Robustft(typer.Typer):
+    """The ``robustft`` Typer app: an error of the :mod:`robustft.errors` family that a
+    command did not report itself becomes ``error: message`` and its exit code; any other
+    exception is a bug and ends with its traceback (exit 1)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except RobustftError as e:
+            raise SystemExit(failure(e).exit_code) from None
+
+
+app = Robustft(help="Noise-robust LLM fine-tuning: find, relabel or drop wrong labels.",
+               no_args_is_help=True, pretty_exceptions_enable=False)
 prompts_app = typer.Typer(help="List, show and check prompt files.", no_args_is_help=True)
 app.add_typer(prompts_app, name="prompts")
 
@@ -119,22 +135,16 @@ def curate(
     same command on the same run directory continues it; completed calls come from the cache.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
-    try:
-        if retry_errors is not None:
-            cfg, saved_input = load_for_retry(retry_errors, config)
-            input, output = input or saved_input, output or retry_errors
-        else:
-            cfg = load_config(config)
-    except ConfigError as e:
-        raise fail(str(e)) from None
+    if retry_errors is not None:
+        cfg, saved_input = load_for_retry(retry_errors, config)
+        input, output = input or saved_input, output or retry_errors
+    else:
+        cfg = load_config(config)
     if input is None or output is None:
         raise fail("--input and --output are required (or --retry-errors RUN)")
     cfg.override(base_url, model, concurrency, prompts)
     if dry_run:
-        try:
-            return dry_run_table(cfg, input, method, batch or batch_files)
-        except (InputFileError, PromptError, ValueError) as e:
-            raise fail(str(e)) from None
+        return dry_run_table(cfg, input, method, batch or batch_files)
     if method not in ("robustft", "clear"):
         raise fail(f"unknown method {method!r}: use robustft or clear")
     if batch and (ray is not None or needs_embedded(cfg)):
@@ -157,10 +167,7 @@ def curate(
                          method=method, ray=ray, workers=workers, block_rows=block_rows,
                          batch="files" if batch_files else "api" if batch else None,
                          pilot=pilot)
-    try:
-        options.budgets(cfg)  # a cost budget needs prices
-    except ConfigError as e:
-        raise fail(str(e)) from None
+    options.budgets(cfg)  # a cost budget needs prices (a ConfigError: exit 2)
     summary = run_curate_cli(cfg, input, output, slots, options)
     if pilot is not None:
         return  # the pilot's figures are printed; exit 0

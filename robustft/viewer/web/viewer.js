@@ -21,7 +21,10 @@ function h(tag, attrs, ...kids) {
   }
   return el;
 }
-if (STATIC) document.getElementById("review-link")?.remove();  // a report is read-only
+if (STATIC) {  // a report is read-only
+  document.getElementById("review-link")?.remove();
+  document.getElementById("audit-nav")?.remove();
+}
 const fmt = (x, d = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
 const fateTag = (f) => h("span", { class: `fate fate-${f}` }, f || "pending");
 const clip = (t, n = 120) => (t && t.length > n ? t.slice(0, n - 1) + "…" : t);
@@ -217,6 +220,7 @@ function summaryView(s) {
       histogram(`CLEAR confidence${s.gamma ? ` (γ = ${fmt(s.gamma, 3)})` : ""}`,
         s.confidence_hist),
       precisionPanel(s.precision), canaryPanel(s.canaries), reviewStatsPanel(s.reviews),
+      auditPanel(s.audit),
       h("div", { class: "panel" }, h("h2", {}, "Calls by role"), roles),
       h("div", { class: "panel" }, h("h2", {}, "Prompts used (hash)"), prompts)),
     h("details", { class: "panel" }, h("summary", {}, "Config snapshot"), h("pre", {}, s.config)));
@@ -433,9 +437,13 @@ function showError(e) {
 async function render() {
   const m = location.hash.match(/^#\/sample\/(.+)$/);
   const queued = location.hash.match(/^#\/review\/(\d+)$/);
+  const audited = location.hash.match(/^#\/audit\/(\d+)$/);
   try {
     if (queued && !STATIC) {
       await reviewView(Number(queued[1]));
+      window.scrollTo(0, 0);
+    } else if (audited && !STATIC) {
+      await auditView(Number(audited[1]));
       window.scrollTo(0, 0);
     } else if (m) {
       const d = await api("/api/sample", { id: decodeURIComponent(m[1]) });
