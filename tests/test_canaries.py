@@ -68,9 +68,9 @@ def test_other_answer_never_matches_the_label():
 
 
 def test_wilson_interval_by_hand():
-    # 8/10: centre (0.8 + z²/20)/(1 + z²/10) = 0.716738, half-width 0.226578
-    lo, hi = wilson_interval(8, 10)
-    assert lo == pytest.approx(0.49016, abs=1e-5) and hi == pytest.approx(0.94332, abs=1e-5)
+    # 20/40: centre (0.5 + z²/80)/(1 + z²/40) = 0.5, half-width 1.788227·0.0827662 = 0.148004
+    lo, hi = wilson_interval(20, 40)
+    assert lo == pytest.approx(0.351996, abs=1e-5) and hi == pytest.approx(0.648004, abs=1e-5)
     lo, hi = wilson_interval(0, 5)  # (z²/10)/(1 + z²/5) = 0.217241 either side
     assert lo == 0.0 and hi == pytest.approx(0.43448, abs=1e-5)
     assert wilson_interval(3, 3)[1] == 1.0 and wilson_interval(0, 0) is None

@@ -15,9 +15,9 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from robustft.methods.estimates import wilson
 from robustft.methods.matching import answers_match, exact_match
 
-Z95 = 1.959964  # two-sided 95% normal quantile
 UPPER_BOUND = ("an upper bound: planted errors are easier to find and fix than real ones "
                "(canaries come from rows the experts already answered right)")
 
@@ -58,14 +58,10 @@ def other_answer(label: str, answers: Sequence[str], seed: int, source: str,
     return _rng(seed, source).choice(wrong) if wrong else None
 
 
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
-    """Two-sided Wilson score interval of the proportion k / n (None when n = 0)."""
-    if n <= 0:
-        return None
-    p, z2 = k / n, z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - spread), min(1.0, centre + spread)
+def wilson_interval(k: int, n: int) -> tuple[float, float] | None:
+    """95% interval of the share k / n: :func:`robustft.methods.estimates.wilson` (the
+    modified Wilson interval the blind audit uses too); None when n = 0."""
+    return wilson(k, n) if n > 0 else None
 
 
 @dataclass(frozen=True)
