@@ -33,6 +33,40 @@ from robustft.store.runstore import RunStore
 FLAGGED = (Fate.RELABELED_KEPT, Fate.RELABELED_DROPPED, Fate.CONFIRMED)
 
 
+INDEXING = "indexing "  # the note RobustFT gives at its barrier (graph/robustft_run.py)
+
+
+class TimedReporter:
+    """Passes progress on to ``inner`` and notes when each stage starts: a stage lasts until
+    the next one starts (or the run ends). RobustFT's barrier counts as a stage of its own
+    (``index``): waiting for the embedder to load is start-up, whatever the rows."""
+
+    def __init__(self, inner: Reporter):
+        self.inner, self.t0, self.starts = inner, time.perf_counter(), []
+
+    def start(self, stage: str, total: int) -> None:
+        self.starts.append((stage, time.perf_counter() - self.t0))
+        self.inner.start(stage, total)
+
+    def advance(self, stage: str) -> None:
+        self.inner.advance(stage)
+
+    def note(self, text: str) -> None:
+        if text.startswith(INDEXING):  # RobustFT's barrier: the embedder's load, the index
+            self.starts.append(("index", time.perf_counter() - self.t0))
+        self.inner.note(text)
+
+    def spans(self, end_s: float) -> dict[str, float]:
+        """Seconds per stage (the last one until ``end_s``); ``""``: before the first."""
+        if not self.starts:
+            return {"": end_s}
+        out = {"": self.starts[0][1]}
+        ends = [t for _, t in self.starts[1:]] + [end_s]
+        for (stage, t), until in zip(self.starts, ends, strict=True):
+            out[stage] = out.get(stage, 0.0) + until - t
+        return out
+
+
 def pilot_dir(run_dir: Path) -> Path:
     return run_dir / "pilot"
 
@@ -75,7 +109,7 @@ def _changed(r: dict[str, Any], config: Config, method: str) -> bool:
 
 
 def pilot_report(store: RunStore, config: Config, method: str, summary: dict[str, Any],
-                 elapsed_s: float) -> dict[str, Any]:
+                 spans: dict[str, float]) -> dict[str, Any]:
     """The pilot's estimates and its calls, tokens, cost and time projected to the file."""
     drawn = json.loads(store.get_meta("pilot"))
     rows, total = drawn["rows"], drawn["of"]
@@ -96,7 +130,9 @@ def pilot_report(store: RunStore, config: Config, method: str, summary: dict[str
     sent, path = inv.get("endpoint_calls", 0), store.dir / "pilot.json"
     earlier = json.loads(path.read_text()) if path.is_file() else {}
     if earlier.get("sent", -1) > sent:  # a rerun served from the cache: keep the first time
-        elapsed_s, sent = earlier["elapsed_s"], earlier["sent"]
+        spans, sent = earlier["stage_s"], earlier["sent"]
+    # time: set-up as it is; each stage as its calls grow (the row stages with the rows)
+    by_stage = {"canaries": scales[CANARY], "decoys": scales["decoy"], "": 1.0, "index": 1.0}
     report = {
         "rows": rows, "of": total, "seed": drawn["seed"], "dir": str(store.dir),
         "noise": share(sum(_changed(r, config, method) for r in done), len(done)),
@@ -104,7 +140,8 @@ def pilot_report(store: RunStore, config: Config, method: str, summary: dict[str
         "kept": share(sum(fates.get(f, 0) for f in KEPT), rows),
         "canary_recall": (summary.get("canaries") or {}).get("recall"),
         "calls": summary["calls"], "projected": project(stage_rows, ratio, scales),
-        "priced": bool(prices), "elapsed_s": elapsed_s, "projected_s": elapsed_s * ratio,
+        "priced": bool(prices), "elapsed_s": sum(spans.values()), "stage_s": spans,
+        "projected_s": sum(t * by_stage.get(st, ratio) for st, t in spans.items()),
         "concurrency": config.concurrency, "sent": sent}
     path.write_text(json.dumps(report, indent=1))
     return report
@@ -119,14 +156,14 @@ async def run_pilot(config: Config, input_path: str | Path, run_dir: str | Path,
     with lock_run_dir(run_dir):  # the whole run's directory: one writer at a time
         _claim(run_dir, input_path, options.method)
         _fresh(where, n, config.audit.seed, reporter)
-        t0 = time.perf_counter()
-        summary = await curate(config, input_path, where, reporter,
+        timed = TimedReporter(reporter)
+        summary = await curate(config, input_path, where, timed,
                                replace(options, cache_path=options.cache_path
                                        or run_dir / "cache.sqlite"))
-        elapsed = time.perf_counter() - t0
+        spans = timed.spans(time.perf_counter() - timed.t0)
     store = RunStore.open_existing(where)
     try:
         return {**summary, "pilot": pilot_report(store, config, options.method, summary,
-                                                 elapsed)}
+                                                 spans)}
     finally:
         store.close()

@@ -38,6 +38,18 @@ def test_projection_scales_rows_and_capped_steps_apart():
     assert unit_scale(0, 7) == 1.0
 
 
+def test_stage_spans_run_until_the_next_stage_starts():
+    from robustft.graph.pilot import TimedReporter
+    from robustft.pipeline.setup import QuietReporter
+
+    t = TimedReporter(QuietReporter())
+    t.starts = [("detect", 2.0), ("relabel", 10.0), ("canaries", 14.0)]
+    assert t.spans(15.5) == {"": 2.0, "detect": 8.0, "relabel": 4.0, "canaries": 1.5}
+    assert TimedReporter(QuietReporter()).spans(3.0) == {"": 3.0}
+    t.note("indexing 120 clean samples")
+    assert t.starts[-1][0] == "index"
+
+
 @pytest.mark.e2e
 def test_pilot_projects_the_full_run_which_resends_nothing(tmp_path):
     path, _, truth = noisy_mc_file(tmp_path, 600, 5, lambda i: i % 10 < 3)

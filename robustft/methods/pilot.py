@@ -73,8 +73,8 @@ def describe_pilot(r: dict) -> list[str]:
              f"  the run would keep: {fig(r['kept'])} of the rows",
              f"  projected to all {r['of']} rows: {p['calls']:,.0f} calls, "
              f"{p['prompt_tokens'] + p['completion_tokens']:,.0f} tokens{cost}, about "
-             f"{r['projected_s']:,.0f} s at concurrency {r['concurrency']} (the pilot's "
-             f"{r['elapsed_s']:.0f} s scaled, start-up included: rough)"]
+             f"{r['projected_s']:,.0f} s at concurrency {r['concurrency']} (the pilot took "
+             f"{r['elapsed_s']:.0f} s: its stages scaled, start-up as it was)"]
     return lines
 
 
