@@ -17,6 +17,7 @@ from typing import Any
 
 from robustft.agents.certainty import reflect_on
 from robustft.config import Config, ConfigError
+from robustft.graph import canaries
 from robustft.graph.clear import build_clear_graph
 from robustft.graph.nodes import failures
 from robustft.graph.stages import Block, Dataset, Run, run_stage
@@ -253,6 +254,7 @@ METHOD = Method(
         PlannedCall("correct", "certainty", "clear_reflect", _one, _response, **_CORRECT),
         PlannedCall("correct", "certainty", "clear_reflect_sure", _one, _response,
                     **_CORRECT),
+        *canaries.CLEAR_CALLS,  # hook: planted errors
     ),
     steps=(Step("check", check, sharded=False, applies=_targeted),
            Step("score", score, sharded=True),
@@ -260,5 +262,7 @@ METHOD = Method(
            Step("draw decoys", draw_decoys, sharded=False, applies=_targeted),
            Step("decoys", decoys, sharded=True, applies=_targeted),
            Step("decoy gamma", decoy_gamma, sharded=False, applies=_targeted),
-           Step("correct", correct, sharded=True, applies=_correcting)),
+           Step("correct", correct, sharded=True, applies=_correcting),
+           Step("canaries", canaries.clear_step, sharded=True, whole=True,
+                applies=canaries.planting)),
     fates=fates)

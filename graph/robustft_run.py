@@ -10,6 +10,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from robustft.config import Config
+from robustft.graph import canaries
 from robustft.graph.robustft import build_robustft_graph
 from robustft.graph.stages import Block, Dataset, Run, run_stage
 from robustft.graph.state import SampleState
@@ -24,11 +25,9 @@ from robustft.pipeline.fates import (
 )
 from robustft.pipeline.records import RobustftRecord
 from robustft.retrieval.embedder import BackgroundEmbedder, vectors_of
-from robustft.retrieval.index import CleanIndex, import_lancedb
+from robustft.retrieval.index import INDEX_DIR, CleanIndex, import_lancedb
 from robustft.retrieval.vectors import clean_batches, read_vectors, write_vectors
 from robustft.schemas import KEPT, Fate, Sample, Stage, Verdict
-
-INDEX = "index"  # the clean rows' LanceDB table, in the run directory
 
 
 def _saver(run: Run):
@@ -83,6 +82,9 @@ async def detect(run: Run, params: Params) -> None:
     if background is not None:
         by_id, detected = run.by_id(), run.store.verdicts(Verdict.CLEAN, Verdict.NOISY)
         samples = [by_id[sid] for sid, _, _ in detected]
+        # from here the index is on the way (a pilot times that stage from this note)
+        run.rep.note(f"indexing {sum(v == Verdict.CLEAN for _, v, _ in detected)} clean "
+                     "samples")
         # (samples detected before a restart are embedded now)
         known = await vectors_of(await run.tools.embedder(), samples, await background.finish())
         write_vectors(run.store.dir, samples, known, [v for _, v, _ in detected])
@@ -92,8 +94,7 @@ async def detect(run: Run, params: Params) -> None:
 
 def index(data: Dataset, params: Params) -> Params:
     """Barrier: the clean rows of every block, streamed into one LanceDB table."""
-    n = CleanIndex(data.root / INDEX, None).build_from(clean_batches(data.dirs))
-    data.rep.note(f"indexed {n} clean samples")
+    CleanIndex(data.root / INDEX_DIR, None).build_from(clean_batches(data.dirs))
     return {}
 
 
@@ -121,7 +122,7 @@ def probes(data: Dataset, params: Params) -> Params:
 
 def _save_probe(run: Run, state: SampleState) -> None:
     rec = run.record.from_state(state, Stage.RELABELED)
-    answer = rec.relabel(run.config)
+    answer = rec.proposal(run.config)
     probe = {k: v for k, v in rec.data().items()
              if k not in ("sample", *run.record.written_at(Stage.DETECTED))}
     probe |= {"answer": answer, "correct": None if answer is None
@@ -142,7 +143,7 @@ async def relabel(run: Run, params: Params) -> None:
               if sid in by_id and "probe" not in store.data(sid)]
     index = None
     if run.config.relabel.context:
-        index = CleanIndex(run.root / INDEX, await run.tools.embedder()).open()
+        index = CleanIndex(run.root / INDEX_DIR, await run.tools.embedder()).open()
         known = read_vectors(store.dir, [*noisy, *probes])
         for ids, own in ((noisy, False), (probes, True)):
             queries = [by_id[sid] for sid in ids]
@@ -284,10 +285,13 @@ METHOD = Method(
         PlannedCall("probe", "reviewer", "reviewer", _probing,
                     lambda c, s: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
                     upper_bound=True, at_most=_probe_cap),
+        *canaries.ROBUSTFT_CALLS,  # hook: planted errors
     ),
     steps=(Step("detect", detect, sharded=True),
            Step("index", index, sharded=False, applies=_context),
            Step("probes", probes, sharded=False, applies=_targeted),
            Step("relabel", relabel, sharded=True),
-           Step("select", select, sharded=False)),
+           Step("select", select, sharded=False),
+           Step("canaries", canaries.robustft_step, sharded=True, whole=True,
+                applies=canaries.planting)),
     fates=fates)

@@ -7,6 +7,7 @@ sharded ones on Ray's workers.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from robustft.llm.budget import Budget
 from robustft.llm.cache import RequestCache
 from robustft.llm.client import LLMClient
 from robustft.llm.preflight import preflight
+from robustft.methods.pilot import pilot_rows
 from robustft.pipeline.contract import Method
 from robustft.pipeline.outputs import write_outputs
 from robustft.pipeline.setup import (
@@ -55,6 +57,10 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
         if note := lock.take_stale_note():
             rep.note(note)
         samples, input_errors, shape = load_samples(input_path, config.data)
+        drawn = None
+        if opts.pilot:  # hook: curate --pilot N runs a seeded draw of the rows (graph/pilot.py)
+            samples, input_errors, drawn = pilot_rows(samples, input_errors, opts.pilot,
+                                                      config.audit.seed)
         rep.note(f"detected {shape.describe()}; {len(samples)} rows"
                  + (f", {len(input_errors)} invalid" if input_errors else ""))
         if opts.batch != "files":  # offline batch files need no endpoint to answer now
@@ -63,7 +69,7 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
         rows = len(samples) + len(input_errors)
         try:
             return await _curate(config, m, input_path, run_dir, samples, input_errors,
-                                 shape, rep, opts)
+                                 shape, rep, opts, drawn)
         except DiskFull as e:
             raise disk_full_stop(e, run_dir, input_path, rows) from e
         except RunStopped:
@@ -75,10 +81,13 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
 
 
 async def _curate(config: Config, m: Method, input_path: Path, run_dir: Path, samples,
-                  input_errors, shape, rep: Reporter, opts: RunOptions) -> dict[str, Any]:
+                  input_errors, shape, rep: Reporter, opts: RunOptions,
+                  drawn: dict[str, Any] | None = None) -> dict[str, Any]:
     prepared = prepare_run(config, m, input_path, run_dir, embedded=opts.embedded)
     store, prompts = prepared.store, prepared.prompts
     try:
+        if drawn is not None:  # a pilot's draw: how many canaries the whole run plants
+            store.set_meta("pilot", json.dumps(drawn))
         write_detection(run_dir, shape, len(samples), len(input_errors))
         if opts.retry_errors:
             n = store.reopen_errors(m.first_stage, m.first_keys)

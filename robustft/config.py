@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from robustft.errors import ConfigError as ConfigError  # its home is the errors family
 
 ROLES = ("direct", "reasoning", "reflection", "context", "reviewer", "matcher",
-         "sampler", "certainty", "corrector", "judge")
+         "sampler", "certainty", "corrector", "judge", "corruptor")
 
 
 class _Strict(BaseModel):
@@ -91,6 +91,8 @@ def _default_roles() -> dict[str, RoleConfig]:
         "certainty": RoleConfig(max_tokens=256, top_logprobs=0),
         "corrector": RoleConfig(max_tokens=768, top_logprobs=0),
         "judge": RoleConfig(temperature=1.0, max_tokens=256, top_logprobs=0),
+        # planted errors (audit.canaries): a long-form response with one fact changed
+        "corruptor": RoleConfig(max_tokens=1024, top_logprobs=0),
     }
 
 
@@ -478,6 +480,7 @@ class RunOptions:
     workers: int = 2  # Ray actors per stage
     block_rows: int = 1000  # rows per block (one shard, one Ray task) under --ray
     batch: str | None = None  # "api": the Batch API (/files + /batches); "files": offline
+    pilot: int | None = None  # curate --pilot N: N random rows end to end, in RUN/pilot
 
     def budgets(self, cfg: Config) -> tuple[int | None, int | None, float | None]:
         """(calls, tokens, cost) this invocation may spend: each option's, else the config's.

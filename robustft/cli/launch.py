@@ -134,6 +134,11 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
 
                     summary = curate_ray(cfg, input, output, options.ray, options.workers,
                                          options.block_rows, RichReporter(progress), options)
+                elif options.pilot:  # curate --pilot N: a run of N rows in RUN/pilot
+                    from robustft.graph.pilot import run_pilot
+
+                    summary = asyncio.run(run_pilot(cfg, input, output,
+                                                    RichReporter(progress), options))
                 else:
                     summary = asyncio.run(run_curate(cfg, input, output,
                                                      RichReporter(progress), options))
@@ -153,6 +158,14 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
     finally:
         if server is not None:
             server.stop()
+    if "pilot" in summary:
+        from robustft.methods.pilot import describe_pilot
+
+        console.print("\n".join(describe_pilot(summary["pilot"])), soft_wrap=True)
+        console.print(f"[bold]pilot done[/bold]: its run is in {output}/pilot (robustft "
+                      f"summary {output}/pilot). Run the same command without --pilot to "
+                      f"curate the whole file: the pilot's calls come from the cache.")
+        return summary
     from robustft.cli.render import summary_table
 
     console.print(summary_table(summary))

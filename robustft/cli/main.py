@@ -124,6 +124,11 @@ def curate(
                                          "runs --concurrency samples at once).")] = 2,
     block_rows: Annotated[int, typer.Option(min=1, help="--ray: input rows per block (one "
                                             "shard, one Ray task).")] = 1000,
+    pilot: Annotated[int | None, typer.Option(
+        min=1, metavar="N", help="Curate N random rows end to end (in RUN/pilot), print the "
+        "estimated noise rate, detection recall, the share kept and the calls, tokens, cost "
+        "and time projected to the whole file, then stop; the full run reuses its calls "
+        "from the cache.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Detect noisy labels, relabel them, select by entropy; write the curated dataset.
@@ -152,15 +157,22 @@ def curate(
         raise fail("--batch-files needs --model (the model the batch runner serves) and "
                    "--base-url (where requests a batch file leaves unanswered go), in one "
                    "process: not --ray")
+    if pilot is not None and (ray is not None or batch or batch_files or train_after
+                              or retry_errors is not None):
+        raise fail("--pilot runs in one process and stops after the pilot: not with --ray, "
+                   "--batch, --batch-files, --train or --retry-errors")
     call_budget = _renamed_budget(call_budget, max_calls, "--call-budget", "--max-calls")
     token_budget = _renamed_budget(token_budget, max_tokens, "--token-budget", "--max-tokens")
     cost_budget = _renamed_budget(cost_budget, max_cost, "--cost-budget", "--max-cost")
     options = RunOptions(cache_path=cache, call_budget=call_budget, token_budget=token_budget,
                          cost_budget=cost_budget, retry_errors=retry_errors is not None,
                          method=method, ray=ray, workers=workers, block_rows=block_rows,
-                         batch="files" if batch_files else "api" if batch else None)
+                         batch="files" if batch_files else "api" if batch else None,
+                         pilot=pilot)
     options.budgets(cfg)  # a cost budget needs prices (a ConfigError: exit 2)
     summary = run_curate_cli(cfg, input, output, slots, options)
+    if pilot is not None:
+        return  # the pilot's figures are printed; exit 0
     if train_after:
         finetune.run_train(output / "sft.jsonl", train_model, output / "model", cfg)
         if evaluate_on is not None:

@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from robustft.methods.canaries import describe
 from robustft.pipeline.records import Record, Row, record_of
 from robustft.schemas import AgentCall, Fate, Stage
 from robustft.store.reviews import ReviewStore
@@ -251,6 +252,8 @@ def summary_table(summary: dict[str, Any]) -> Group:
     if "precision" in summary:
         p = summary["precision"]
         parts.append(decoy_table(p) if p.get("kind") == "decoys" else precision_table(p))
+    if summary.get("canaries"):  # planted errors: recall and share fixed, an upper bound
+        parts.append(Text("\n".join(describe(summary["canaries"]))))
     if summary.get("reviews"):
         parts.append(review_table(summary["reviews"]))
     if summary.get("audit"):

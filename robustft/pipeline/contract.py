@@ -62,12 +62,16 @@ class Step:
     - otherwise a barrier: ``run(dataset, params)`` once (a
       :class:`robustft.graph.stages.Dataset`: every block's store, the run's own store for
       meta), returning parameters merged into ``params`` for the steps after it;
+    - ``whole``: a sharded step that needs every row in one block (a draw over the dataset
+      and calls on what it drew, e.g. planted errors): a single-process run runs it, a Ray
+      run leaves it out and says so;
     - ``applies(config)``: whether the step runs under this config.
     """
 
     name: str
     run: Callable[[Any, Params], Awaitable[None] | Params]
     sharded: bool
+    whole: bool = False
     applies: Callable[[Config], bool] = always
 
 

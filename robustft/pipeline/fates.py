@@ -86,7 +86,7 @@ def relabel_candidates(records: Iterable[RobustftRecord], config: Config
     by = final_by(config)
     out, candidates = [], []
     for r in records:
-        answer = r.relabel(config)
+        answer = r.proposal(config)
         if r.errors:
             out.append((r.id, Fate.ERROR, "relabel: " + "; ".join(r.errors), None))
         elif answer is None:

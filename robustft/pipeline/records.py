@@ -155,6 +155,10 @@ class Record(Row):
         for ``json.dumps``)."""
         return self.model_dump(include=set(self.state_fields()), exclude_unset=True)
 
+    def proposal(self, config: Config) -> str | None:
+        """The response the agents propose instead of the given one (None: none)."""
+        return None
+
     def state(self, *stages: Stage) -> dict[str, Any]:
         """The graph state to resume from: the sample, and what ``stages`` wrote."""
         return {n: getattr(self, n) for n in self.state_fields()
@@ -217,7 +221,7 @@ class RobustftRecord(Record):
         None, description="a clean row relabeled with its label hidden (precision target): "
         "its relabel fields, answer and whether that is the label")
 
-    def relabel(self, config: Config) -> str | None:
+    def proposal(self, config: Config) -> str | None:
         """The relabel: the reviewer's answer, or the context answer without reviewer."""
         return self.reviewer_answer if config.relabel.reviewer else self.context_answer
 
@@ -268,6 +272,10 @@ class ClearRecord(Record):
     decoy: dict[str, Any] | None = Field(
         None, description="the row's other options scored as its response (precision "
         "target)")
+
+    def proposal(self, config: Config) -> str | None:
+        """The corrector's candidate."""
+        return self.candidate
 
 
 RECORDS: dict[str, type[Record]] = {r.method: r for r in (RobustftRecord, ClearRecord)}

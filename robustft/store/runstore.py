@@ -400,6 +400,8 @@ class RunStore:
             out["internal_errors"] = internal
         if (precision := self.get_meta("precision")) is not None:
             out["precision"] = json.loads(precision)
+        if (canaries := self.get_meta("canaries")) is not None:  # planted errors' report
+            out["canaries"] = json.loads(canaries)
         if (reviews := run_review_summary(self.dir, self.db)) is not None:
             out["reviews"] = reviews
         prices = self._prices()

@@ -171,6 +171,22 @@ function precisionPanel(p) {
     ["entropy up to", "probe accuracy", "90% lower bound", "probes"], p.curve, 4);
 }
 
+// Planted errors (canaries): recall and share fixed with 95% Wilson intervals, an upper bound.
+function canaryPanel(c) {
+  if (!c) return null;
+  const fig = (x) => (x.n ? `${fmt(x.share, 3)} (${x.k}/${x.n}; 95% CI ` +
+    `${fmt(x.ci95[0], 3)}–${fmt(x.ci95[1], 3)})` : "n/a");
+  const kinds = Object.entries(c.by_kind || {}).map(([k, n]) => `${n} ${k}`).join(", ");
+  return h("div", { class: "panel", id: "canaries" },
+    h("h2", {}, `Planted errors: ${c.planted} canaries${kinds ? ` (${kinds})` : ""}`),
+    h("table", {}, h("tbody", {},
+      h("tr", {}, h("td", {}, "recall (share flagged)"), h("td", { id: "canary-recall" },
+        fig(c.recall))),
+      h("tr", {}, h("td", {}, "fixed by the relabel"), h("td", { id: "canary-fixed" },
+        fig(c.fixed))))),
+    h("p", { class: "muted" }, `These figures are ${c.note}.`));
+}
+
 function summaryView(s) {
   document.getElementById("run-path").textContent = `${s.run} · ${s.method}`;
   const card = (k, v, id) => h("div", { class: "card", id }, h("div", { class: "v" }, v),
@@ -203,7 +219,8 @@ function summaryView(s) {
       histogram("Entropy of relabeled samples (lower = surer)", s.entropy_hist),
       histogram(`CLEAR confidence${s.gamma ? ` (γ = ${fmt(s.gamma, 3)})` : ""}`,
         s.confidence_hist),
-      precisionPanel(s.precision), reviewStatsPanel(s.reviews), auditPanel(s.audit),
+      precisionPanel(s.precision), canaryPanel(s.canaries), reviewStatsPanel(s.reviews),
+      auditPanel(s.audit),
       h("div", { class: "panel" }, h("h2", {}, "Calls by role"), roles),
       h("div", { class: "panel" }, h("h2", {}, "Prompts used (hash)"), prompts)),
     h("details", { class: "panel" }, h("summary", {}, "Config snapshot"), h("pre", {}, s.config)));
