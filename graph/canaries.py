@@ -44,11 +44,6 @@ from robustft.store.canaries import STAGE, CanaryStore, calls_by_stage
 PLANTED, UNPLANTED, SCORED, DONE = "planted", "unplanted", "scored", "done"
 
 
-def planting(config: Config) -> bool:
-    """Whether a run under ``config`` plants canaries at all."""
-    return config.audit.canaries > 0 and config.audit.max_canaries > 0
-
-
 def kind_of(s: Sample) -> str:
     return "choice" if s.is_mc else "long" if s.long_form else "short"
 

@@ -263,6 +263,5 @@ METHOD = Method(
            Step("decoys", decoys, sharded=True, applies=_targeted),
            Step("decoy gamma", decoy_gamma, sharded=False, applies=_targeted),
            Step("correct", correct, sharded=True, applies=_correcting),
-           Step("canaries", canaries.clear_step, sharded=True, whole=True,
-                applies=canaries.planting)),
+           Step("canaries", canaries.clear_step, sharded=True, whole=True)),
     fates=fates)

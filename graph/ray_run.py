@@ -308,8 +308,8 @@ def _steps(m: Method, config: Config, store: RunStore, input_path: Path, plan: B
     first = True
     for step in m.steps_for(config):
         if step.whole:
-            rep.note(f"{m.name}'s step {step.name!r} needs every row in one process: not run "
-                     "under --ray")
+            rep.note(f"{m.name}'s step {step.name!r} runs on every row in one process: left "
+                     "out under --ray")
             continue
         if not step.sharded:
             t0 = time.perf_counter()

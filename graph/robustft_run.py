@@ -292,6 +292,5 @@ METHOD = Method(
            Step("probes", probes, sharded=False, applies=_targeted),
            Step("relabel", relabel, sharded=True),
            Step("select", select, sharded=False),
-           Step("canaries", canaries.robustft_step, sharded=True, whole=True,
-                applies=canaries.planting)),
+           Step("canaries", canaries.robustft_step, sharded=True, whole=True)),
     fates=fates)
