@@ -20,6 +20,10 @@ from .test_viewer import _sums
 
 pytest.importorskip("ray")
 
+# planted errors run on every row in one process (a Ray run leaves them out): off, so that
+# both runs make the same calls
+ONE_PROCESS_ONLY = {"canaries": 0}
+
 
 def _outputs(run) -> dict[str, bytes]:
     return {f: (run / f).read_bytes() for f in ("curated.jsonl", "sft.jsonl", "decisions.csv")}
@@ -38,7 +42,7 @@ def test_ray_run_matches_single_process_and_resumes(tmp_path, serve):
         return mc_reply(truth[q], list("ABCD"), conf, reasoning="Add the two numbers.")
 
     srv = serve(script)
-    cfg = Config()
+    cfg = Config(audit=ONE_PROCESS_ONLY)
     cfg.endpoint.base_url, cfg.endpoint.model, cfg.concurrency = srv.base_url, "m", 8
     ref = tmp_path / "ref"
     ref_summary = asyncio.run(curate(cfg, inp, ref))
@@ -77,7 +81,7 @@ def test_ray_refuses_what_it_cannot_honour(tmp_path, serve):
     from robustft.graph.ray_run import curate_ray
 
     inp = write_jsonl(tmp_path / "in.jsonl", _sums(4)[0])
-    cfg = Config()
+    cfg = Config(audit=ONE_PROCESS_ONLY)
     cfg.endpoint.base_url, cfg.endpoint.model = "http://127.0.0.1:9/v1", "m"
     with pytest.raises(ValueError, match="budgets count one process"):
         curate_ray(cfg, inp, tmp_path / "r", "local", options=RunOptions(call_budget=5))
@@ -114,7 +118,7 @@ def test_killed_worker_is_restarted_and_its_block_resumes(tmp_path, serve):
     from eval.scripted_server import parity
 
     ref_srv = serve(parity)
-    cfg = Config()
+    cfg = Config(audit=ONE_PROCESS_ONLY)
     cfg.endpoint.base_url, cfg.endpoint.model, cfg.concurrency = ref_srv.base_url, "m", 4
     asyncio.run(curate(cfg, inp, tmp_path / "ref"))
 
@@ -153,7 +157,7 @@ def test_ray_retry_errors_reruns_only_the_failed_rows(tmp_path, serve):
 
     good, bad = serve(script), serve(script)
     bad.faults.extend([Fault(400)] * 1000)  # the reviewer's endpoint rejects everything
-    cfg = Config()
+    cfg = Config(audit=ONE_PROCESS_ONLY)
     cfg.endpoint.base_url, cfg.endpoint.model, cfg.concurrency = good.base_url, "m", 4
     ref = asyncio.run(curate(cfg, inp, tmp_path / "ref"))
     cfg.roles["reviewer"].base_url = bad.base_url
@@ -186,7 +190,7 @@ def test_ray_on_a_chat_json_array_matches_single_process(tmp_path, serve):
     inp = tmp_path / "chat.json"
     inp.write_text(json.dumps(rows))
     srv = serve(truthful_script(truth))
-    cfg = Config(selection={"beta": 1.0})
+    cfg = Config(selection={"beta": 1.0}, audit=ONE_PROCESS_ONLY)
     cfg.endpoint.base_url, cfg.endpoint.model, cfg.concurrency = srv.base_url, "m", 4
     ref = asyncio.run(curate(cfg, inp, tmp_path / "ref"))
     s = curate_ray(cfg, inp, tmp_path / "ray", "local", workers=2, block_rows=6)
@@ -224,7 +228,7 @@ def _arc60(tmp_path, arc_dir):
 def _sim_config(url: str, **config) -> Config:
     from eval.sim_server import sim_models
 
-    cfg = Config(concurrency=8, **config)
+    cfg = Config(concurrency=8, audit=ONE_PROCESS_ONLY, **config)
     cfg.endpoint.base_url = url
     for role, model in sim_models().items():
         cfg.roles[role] = cfg.role(role).model_copy(update={"model": model})
