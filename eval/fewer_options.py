@@ -8,11 +8,11 @@ Each row loses one option that is neither its true answer (``--clean``) nor, in 
 drops the same option where it can); the remaining options keep their order and are re-lettered
 A, B, C, ...; the true and noisy labels follow their options. A row with no removable option
 (every other option is some file's label) or with a label that is no option's letter (the
-run makes it an error row, as it does the original) is left whole and counted. Writes ``labeled.csv`` and
-each noisy file under its own name into ``--out`` (keep it outside the repository: the shared
-data is never copied into it). Columns: ``id``, ``question``, ``answer`` (a letter),
-``options`` (a JSON list), as in the RobustFT benchmark files; the rows must be in the same
-order in every file.
+run makes it an error row, as it does the original) is left whole and counted. Writes
+``labeled.csv`` and each noisy file under its own name into ``--out`` (keep it outside the
+repository: the shared data is never copied into it). Columns: ``id``, ``question``,
+``answer`` (a letter), ``options`` (a JSON list), as in the RobustFT benchmark files; the rows
+must be in the same order in every file.
 """
 
 from __future__ import annotations

@@ -4,16 +4,21 @@ cutoff applied to the relabels not drawn (as in a run, where probes are other ro
 relabels they judge), the estimate compared with the precision achieved on them.
 
     python -m eval.probe_draws RUN --clean labeled.csv [--probes 200 400] [--targets 0.9 0.95]
-                               [--draws 40] [--label-noise 0.02]
+                               [--draws 40] [--label-noise 0.02 [--options 3] [--assume 0.02]]
+                               [--gap 0.03] [--min-correct 0.75] [--min-curated 0.955]
 
 RUN: a run directory of ``eval.audit`` (a ``precision-*`` method). ``--label-noise``: share of
-probes judged wrong whatever their answer (a clean row whose label is a repeated flip). Prints,
-per probe count and target: share of draws that keep relabels; share of those whose estimate
-is within 0.03 of the achieved precision, and share of all draws whose estimate misses by
-more; mean estimate and achieved precision; mean curated accuracy and correct rows kept ÷
-input rows (the run's clean rows plus the kept relabels), with the share of draws whose
-curated set is within 0.01 of β = 0.5's (the lowest-entropy half of the same relabels) and
-whose correct rows kept reach 0.75. Asserts nothing.
+probes whose label is wrong (a clean row whose label is a repeated flip): such a probe is
+judged right only when its relabel is wrong and lands on that wrong label (1 in ``--options``
+− 1); ``--assume``: the label-error share the estimator is told and corrects for (default:
+the true ``--label-noise``; 0: uncorrected). Prints, per probe count and target: share of
+draws that keep relabels; share of those whose estimate is within ``--gap`` of the achieved
+precision, and share of all draws whose estimate misses by more; mean estimate and achieved
+precision; mean curated accuracy and correct rows kept ÷ input rows (the run's clean rows
+plus the kept relabels), with the share of draws whose curated set is within 0.01 of β =
+0.5's (the lowest-entropy half of the same relabels) and whose correct rows kept reach
+``--min-correct`` (and, with ``--min-curated``, whose curated accuracy reaches it too).
+Asserts nothing.
 """
 
 from __future__ import annotations
@@ -51,7 +56,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--targets", type=float, nargs="+", default=[0.90, 0.95])
     ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--label-noise", type=float, default=0.0)
+    ap.add_argument("--options", type=int, default=4)
+    ap.add_argument("--assume", type=float, default=None)
+    ap.add_argument("--gap", type=float, default=0.03)
+    ap.add_argument("--min-correct", type=float, default=0.75)
+    ap.add_argument("--min-curated", type=float, default=None)
     a = ap.parse_args(argv)
+    assume = a.label_noise if a.assume is None else a.assume
+    chance = 1 / (a.options - 1)
     rows, n_clean, right_clean, e, y = outcome(a.run, a.clean)
     half = y[np.argsort(e, kind="stable")[: round(e.size / 2)]]
     beta_right = right_clean + half.sum()
@@ -65,8 +77,12 @@ def main(argv: list[str] | None = None) -> None:
             est, ach, curated, correct = [], [], [], []
             for d in range(a.draws):
                 i = rng.choice(e.size, n, replace=False)
-                py = y[i] * (rng.random(i.size) >= a.label_noise)
-                cut = precision_cutoff(e[i], py.astype(bool), e, t, seed=d)
+                wrong = rng.random(i.size) < a.label_noise
+                lands = (rng.random(i.size) < chance if a.label_noise
+                         else np.zeros(i.size, bool))  # the draws of before when 0
+                py = np.where(wrong, (1 - y[i]) * lands, y[i])
+                cut = precision_cutoff(e[i], py.astype(bool), e, t, seed=d,
+                                       label_error=assume, chance=chance)
                 kept = e <= cut.cutoff if cut.cutoff is not None else np.zeros(e.size, bool)
                 right = right_clean + y[kept].sum()
                 curated.append(right / (n_clean + kept.sum()))
@@ -77,15 +93,19 @@ def main(argv: list[str] | None = None) -> None:
                     est.append(cut.estimate)
                     ach.append(float(y[rest & kept].mean()))
             est_a, ach_a, cur_a, cor_a = map(np.array, (est, ach, curated, correct))
-            off = np.abs(est_a - ach_a) > 0.03
+            off = np.abs(est_a - ach_a) > a.gap
             close = float(np.mean(~off)) if est else float("nan")
             print(f"probes {n}, target {t:.2f}: kept in {len(est) / a.draws:.2f} of draws; "
-                  f"estimate within 0.03 in {close:.2f} of those, more than 0.03 off in "
+                  f"estimate within {a.gap} in {close:.2f} of those, more than {a.gap} off in "
                   f"{off.sum() / a.draws:.2f} of all draws; mean estimate "
                   f"{est_a.mean() if est else float('nan'):.3f}, achieved "
                   f"{ach_a.mean() if est else float('nan'):.3f}; curated {cur_a.mean():.3f} "
                   f"(within 0.01 of β's in {np.mean(cur_a >= beta - 0.01):.2f}), correct kept "
-                  f"{cor_a.mean():.3f} (≥ 0.75 in {np.mean(cor_a >= 0.75):.2f})")
+                  f"{cor_a.mean():.3f} (≥ {a.min_correct} in "
+                  f"{np.mean(cor_a >= a.min_correct):.2f})"
+                  + ("" if a.min_curated is None else
+                     f"; both that and curated ≥ {a.min_curated} in "
+                     f"{np.mean((cor_a >= a.min_correct) & (cur_a >= a.min_curated)):.2f}"))
 
 
 if __name__ == "__main__":

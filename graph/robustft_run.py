@@ -14,6 +14,7 @@ from robustft.config import Config
 from robustft.graph.robustft import build_robustft_graph
 from robustft.graph.stages import Run, run_stage
 from robustft.graph.state import SampleState
+from robustft.methods.label_error import fit_label_model
 from robustft.methods.matching import answers_match, match_mode
 from robustft.methods.precision import finite, precision_cutoff
 from robustft.methods.selection import cutoff_key
@@ -104,6 +105,39 @@ def _save_probe(run: Run, state: SampleState) -> None:
     run.store.save_probe(s.id, probe, state.get("calls", []))
 
 
+def probe_label_error(run: Run, probes: list[dict[str, Any]]
+                      ) -> tuple[float, list[float], dict[str, Any] | None]:
+    """(share of the probes' labels estimated wrong, per probe the chance a wrong relabel
+    lands on a wrong label, the label model for the meta): the one-coin latent-class model of
+    :mod:`robustft.methods.label_error` fitted on every detected multiple-choice row's label
+    and detection answers (direct, first reasoning, each reflection: one source each), the
+    share the mean of the probes' posteriors. Free-text probes count as right-labelled (no
+    options to count) and get chance 0."""
+    by_id = run.by_id()
+    chance = [1 / (len(by_id[p["id"]].letters) - 1) if by_id[p["id"]].is_mc else 0.0
+              for p in probes]
+    rows = [by_id[sid] for sid, _, _ in run.store.verdicts("clean", "noisy")]
+    rows = [s for s in rows if s.is_mc and s.label in s.letters]
+    if not rows or not probes:
+        return 0.0, chance, None
+    sources = {r: run.store.call_answers(Stage.DETECTED, (r,))
+               for r in ("direct", "reasoning", "reflection")}
+    width = 2 + run.config.detect.reflection_rounds
+    answers = np.full((len(rows), width), -1)
+    for i, s in enumerate(rows):
+        given = [*sources["direct"].get(s.id, [None])[:1],
+                 *sources["reasoning"].get(s.id, [None])[:1],
+                 *sources["reflection"].get(s.id, [])][:width]
+        for j, a in enumerate(given):
+            answers[i, j] = s.letters.index(a) if a in s.letters else -1
+    model = fit_label_model([s.letters.index(s.label) for s in rows], answers,
+                            [len(s.letters) for s in rows])
+    at = {s.id: i for i, s in enumerate(rows)}
+    wrong = [float(model.wrong[at[p["id"]]]) if p["id"] in at else 0.0 for p in probes]
+    meta = {"noise": model.noise, "accuracy": model.accuracy.tolist(), "rows": len(rows)}
+    return float(np.mean(wrong)), chance, meta
+
+
 async def relabel(run: Run, graph, index: CleanIndex | None,
                   known: dict[str, np.ndarray] | None) -> None:
     """Every noisy sample not yet relabeled, with its neighbours from ``index`` (searched in
@@ -172,10 +206,12 @@ def fates(run: Run) -> list[FateRow]:
     sel = run.config.selection
     if sel.target_precision is not None:
         probes = [p for p in run.store.probes() if p.get("correct") is not None]
+        label_error, chance, model = probe_label_error(run, probes)
         cut = precision_cutoff([finite(p.get("entropy")) for p in probes],
                                [bool(p["correct"]) for p in probes],
-                               [finite(c.entropy) for c in candidates], sel.target_precision)
-        run.store.set_meta("precision", json.dumps(asdict(cut)))
+                               [finite(c.entropy) for c in candidates], sel.target_precision,
+                               label_error=label_error, chance=chance)
+        run.store.set_meta("precision", json.dumps({**asdict(cut), "label_model": model}))
         run.rep.note(f"precision target {sel.target_precision}: {cut.reason}")
         out += precision_fates(candidates, cut)
     else:

@@ -91,7 +91,9 @@ def precision_fates(candidates: Iterable[Candidate], cut: PrecisionCut) -> list[
         elif c.entropy is not None and c.entropy <= cut.cutoff:
             out.append((c.id, Fate.RELABELED_KEPT, f"{c.story} ≤ cutoff {cut.cutoff:.4f} "
                         f"(kept relabels' estimated precision {cut.estimate:.3f} ≥ target "
-                        f"{cut.target:.2f}; 10% bootstrap quantile {cut.lower:.3f})",
+                        f"{cut.target:.2f}; 10% bootstrap quantile {cut.lower:.3f}"
+                        + (f"; probe labels {cut.label_error:.2%} wrong, corrected for)"
+                           if cut.label_error else ")"),
                         c.answer))
         else:
             out.append((c.id, Fate.RELABELED_DROPPED, f"{c.story} above the cutoff "
