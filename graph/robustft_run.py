@@ -112,7 +112,10 @@ def probe_label_error(run: Run, probes: list[dict[str, Any]]
     :mod:`robustft.methods.label_error` fitted on every detected multiple-choice row's label
     and detection answers (direct, first reasoning, each reflection: one source each), the
     share the mean of the probes' posteriors. Free-text probes count as right-labelled (no
-    options to count) and get chance 0."""
+    options to count) and get chance 0. The meta also holds the model's share among all
+    confirmed rows (``clean``): a blind audit's missed noise q is measured on those, and the
+    probes (rows every answer confirms) carry fewer wrong labels, so q stands in for the
+    probes' share as q · probes/clean — used as it is, it would over-correct (over-claim)."""
     by_id = run.by_id()
     chance = [1 / (len(by_id[p["id"]].letters) - 1) if by_id[p["id"]].is_mc else 0.0
               for p in probes]
@@ -134,7 +137,10 @@ def probe_label_error(run: Run, probes: list[dict[str, Any]]
                             [len(s.letters) for s in rows])
     at = {s.id: i for i, s in enumerate(rows)}
     wrong = [float(model.wrong[at[p["id"]]]) if p["id"] in at else 0.0 for p in probes]
-    meta = {"noise": model.noise, "accuracy": model.accuracy.tolist(), "rows": len(rows)}
+    clean = [at[sid] for sid, _, _ in run.store.verdicts("clean") if sid in at]
+    meta = {"noise": model.noise, "accuracy": model.accuracy.tolist(), "rows": len(rows),
+            "probes": float(np.mean(wrong)),
+            "clean": float(model.wrong[clean].mean()) if clean else None}
     return float(np.mean(wrong)), chance, meta
 
 

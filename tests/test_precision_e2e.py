@@ -44,6 +44,13 @@ def test_precision_target_against_fixed_beta(tmp_path, calibration):
     n_target, p_target = _kept_relabels(tmp_path / "target", truth)
     est = summary["precision"]
     assert est["probes"] == 100 and est["target"] == 0.95
+    # the probes' label-error share, from the label model fitted on the detection answers:
+    # 40% of the labels flipped, three detection answers per row (direct, reasoning,
+    # reflection); a flip all three repeat is rare (5 options: ~6e-5 of the probes)
+    model = est["label_model"]
+    assert model["noise"] == pytest.approx(0.4, abs=0.04) and len(model["accuracy"]) == 3
+    assert all(a == pytest.approx(0.85, abs=0.04) for a in model["accuracy"])
+    assert 0 < est["label_error"] < 0.001
     if calibration == 1.0:  # confidence separates right from wrong: keep more, at the target
         assert n_target > 1.5 * n_beta and p_beta >= 0.95 and p_target >= 0.95 - 0.03
         assert est["kept"] == n_target and est["estimate"] >= 0.95 and est["lower"] >= 0.92
