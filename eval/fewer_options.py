@@ -82,13 +82,13 @@ def _write(path: Path, rows: list[dict[str, str]]) -> None:
         w.writerows(rows)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clean", required=True, help="CSV with the true labels")
     ap.add_argument("--noisy", required=True, action="append", help="noisy CSV (repeatable)")
     ap.add_argument("--out", required=True, help="output directory (outside the repository)")
     ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     clean, whole_noisy = _read(a.clean), [_read(p) for p in a.noisy]
     out_clean, out_noisy, whole = fewer(clean, whole_noisy, a.seed)
     out = Path(a.out)
