@@ -30,7 +30,11 @@ class Deps:
     phase: Literal["detect", "relabel"] = "detect"  # RobustFT: relabel once all are detected
 
 
-def _logprob_summary(call: AgentCall, completion: Completion, start: int, end: int) -> None:
+def _logprob_summary(call: AgentCall, completion: Completion, start: int,
+                     spans: list[tuple[int, int]]) -> None:
+    """Mean NLL of the reply, the top logprobs at the answer's first token (at ``start``) and
+    the mean token entropy over ``spans`` of the reply (the answer, or what a correction
+    changed)."""
     lps = completion.logprobs
     if not lps:
         return
@@ -41,18 +45,21 @@ def _logprob_summary(call: AgentCall, completion: Completion, start: int, end: i
     i = token_at(tokens, start)
     if i is not None:
         call.answer_top_logprobs = lps[i].top or [(lps[i].token, lps[i].logprob)]
-    span = tokens_in_span(tokens, start, end)
-    if span:
-        call.answer_token_entropy = mean_token_entropy([lps[j].top for j in span])
+    covered = sorted({j for s, e in spans for j in tokens_in_span(tokens, s, e)})
+    if covered:
+        call.answer_token_entropy = mean_token_entropy([lps[j].top for j in covered])
 
 
 async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample, *,
                     parser: Callable[[str], Parsed] | None = None, sample_index: int = 0,
+                    focus: Callable[[Parsed], list[tuple[int, int]]] | None = None,
                     **values: Any) -> AgentCall:
     """Render ``prompt_name`` for ``sample``, call ``role``'s endpoint, parse the reply.
 
     ``parser`` defaults to the sample's answer parser (option letter or short answer);
-    ``sample_index`` numbers repeated samples of one sampled request (cache key only).
+    ``sample_index`` numbers repeated samples of one sampled request (cache key only);
+    ``focus`` gives the character spans of the reply whose tokens the answer's entropy is
+    taken over (default: the parsed answer).
     Never raises on a failed call or bad model text: the AgentCall carries the error or the
     "unparsed" status next to the raw reply.
     """
@@ -90,5 +97,6 @@ async def run_agent(deps: Deps, role: str, prompt_name: str, sample: Sample, *,
     call.usage_source, call.latency_s = completion.usage_source, completion.latency_s
     call.attempts, call.cached = completion.attempts, completion.cached
     call.endpoint = completion.endpoint or call.endpoint
-    _logprob_summary(call, completion, parsed.start, parsed.end)
+    spans = focus(parsed) if focus and parsed.answer is not None else [(parsed.start, parsed.end)]
+    _logprob_summary(call, completion, parsed.start, spans)
     return call

@@ -35,6 +35,10 @@ class Reply:
     thinking: str | None = None
     inline: bool = False
     truncated: bool = False
+    # character ranges [start, end) of ``text`` whose tokens carry probability p (the
+    # chosen token gets p, two stand-in alternatives share 1 − p): how sure the model is of
+    # the words there (e.g. the words a correction changed). Other tokens stay near-certain.
+    spans: list[tuple[int, int, float]] | None = None
 
 
 @dataclass
@@ -59,7 +63,16 @@ def tokens_of(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def _logprobs(text: str, dist: dict[str, float] | None, top_n: int) -> dict[str, Any]:
+_ALTS = ("~alt1", "~alt2")  # stand-in alternatives of a token in a span
+
+
+def _span_prob(spans: list[tuple[int, int, float]], start: int, end: int) -> float | None:
+    """The probability of the first span the token [start, end) overlaps (None: none)."""
+    return next((p for s, e, p in spans if start < e and s < end), None)
+
+
+def _logprobs(text: str, dist: dict[str, float] | None, top_n: int,
+              spans: list[tuple[int, int, float]] | None = None) -> dict[str, Any]:
     toks = tokens_of(text)
     answer_at = None
     m = list(re.finditer(r'(?:Answer:\s*|"answer":\s*")([A-Za-z])\b', text))
@@ -69,14 +82,21 @@ def _logprobs(text: str, dist: dict[str, float] | None, top_n: int) -> dict[str,
             if pos <= offset < pos + len(t):
                 answer_at = i
             pos += len(t)
-    content = []
+    content, pos = [], 0
     for i, t in enumerate(toks):
+        pos, at = pos + len(t), pos
+        p = _span_prob(spans, at, at + len(t)) if spans and t.strip() else None
         if i == answer_at:
             letter = t.strip()
             alts = sorted(dist.items(), key=lambda kv: -kv[1])
             top = [{"token": (" " if t.startswith(" ") else "") + k, "logprob": math.log(p),
                     "bytes": None} for k, p in alts if p > 0][:top_n]
             lp = math.log(dist.get(letter, 1e-9))
+        elif p is not None:
+            lp = math.log(p)
+            top = [{"token": tok, "logprob": q, "bytes": None}
+                   for tok, q in ((t, lp), *((a, math.log(max((1 - p) / 2, 1e-9)))
+                                             for a in _ALTS))][:top_n]
         else:
             lp = -0.01
             top = [{"token": t, "logprob": lp, "bytes": None}][:top_n]
@@ -258,21 +278,24 @@ class ScriptedServer:
         if fmt is not None and self.structured == "accept":
             reply = held_to_schema(reply, fmt)
         content, generated, extra = reply.text, reply.text, {}
+        shift = 0  # where reply.text starts in the generated text (for its spans)
         if reply.thinking is not None:
             answer = "" if reply.truncated else reply.text
             if reply.inline:
                 content = f"<think>{reply.thinking}" + ("" if reply.truncated else
                                                          f"</think>{answer}")
-                generated = content
+                generated, shift = content, len(f"<think>{reply.thinking}</think>")
             else:
                 content, extra = answer, {"reasoning_content": reply.thinking}
-                generated = reply.thinking + answer
+                generated, shift = reply.thinking + answer, len(reply.thinking)
         choice: dict[str, Any] = {
             "index": 0, "finish_reason": "length" if reply.truncated else "stop",
             "message": {"role": "assistant", "content": content, **extra}}
         if body.get("logprobs"):
+            spans = None if reply.truncated or not reply.spans else [
+                (s + shift, e + shift, p) for s, e, p in reply.spans]
             choice["logprobs"] = _logprobs(generated, None if reply.truncated else reply.dist,
-                                           body.get("top_logprobs") or 1)
+                                           body.get("top_logprobs") or 1, spans)
         out = {"id": "chatcmpl-test", "object": "chat.completion", "created": 0,
                "model": body.get("model", self.models[0]), "choices": [choice]}
         if reply.usage:

@@ -13,50 +13,68 @@ from robustft.agents.base import Deps
 from robustft.agents.certainty import reflect_on
 from robustft.agents.corrector import propose
 from robustft.agents.judge import judge
-from robustft.agents.matcher import compare, p_same
+from robustft.agents.matcher import judge_response, judgement
 from robustft.agents.sampler import sample_answers
 from robustft.graph.clear_state import ClearState
 from robustft.graph.nodes import failures
 from robustft.methods.confidence import combine, cosine, observed_consistency, reflection_certainty
-from robustft.methods.matching import exact_match, normalise, token_f1
+from robustft.methods.matching import exact_match, normalise, similarity_mode, token_f1
 from robustft.schemas import AgentCall, Sample
 
 
+async def _judged(deps: Deps, s: Sample, answers: list[str | None], matches: list[float]
+                  ) -> tuple[list[float], list[AgentCall], list[dict]]:
+    """s_i = 1 − P(the response contradicts sampled answer i), from the matcher's
+    correctness verdict (BSDetector's non-contradiction); an answer with the same normalised
+    text needs no judge (s_i = 1), an unparsed verdict counts as unsure (0.5)."""
+    asked = [i for i, a in enumerate(answers) if a and not matches[i]]
+    calls = list(await asyncio.gather(*(judge_response(deps, s, answers[i], sample_index=i)
+                                        for i in asked)))
+    judged = {i: judgement(f"sample {i + 1}", c) for i, c in zip(asked, calls, strict=True)}
+    sims, kept = [], []
+    for i, a in enumerate(answers):
+        if i in judged:
+            j = judged[i]
+        elif a:
+            j = {"ref": f"sample {i + 1}", "verdict": "consistent", "how": "exact",
+                 "p_contradiction": 0.0, "reason": "the same normalised text"}
+        else:
+            sims.append(0.0)
+            continue
+        sims.append(1.0 - j["p_contradiction"])
+        kept.append(j)
+    return sims, calls, kept
+
+
 async def _similarities(deps: Deps, s: Sample, answers: list[str | None]
-                        ) -> tuple[list[float], list[float], list[AgentCall]]:
-    """(s_i, r_i, matcher calls) of each sampled answer against the dataset's response.
-    Embeddings compare normalised texts, so case and punctuation do not lower the similarity;
-    the judge similarity is the matcher's probability that the two agree (its verdict, 1 or
-    0, without logprobs; 0 when unparsed)."""
+                        ) -> tuple[list[float], list[float], list[AgentCall], list[dict]]:
+    """(s_i, r_i, matcher calls, judgements) of each sampled answer against the dataset's
+    response. Embeddings compare normalised texts, so case and punctuation do not lower the
+    similarity; the judge similarity is non-contradiction (:func:`_judged`)."""
     matches = [float(exact_match(a, s.label, s.is_mc)) for a in answers]
-    if s.is_mc:
-        return matches, matches, []
-    if deps.config.clear.similarity == "judge":
-        calls = list(await asyncio.gather(*(compare(deps, s, a, sample_index=i)
-                                            for i, a in enumerate(answers) if a)))
-        it = iter(calls)
-        sims = []
-        for a in answers:
-            c = next(it) if a else None
-            p = p_same(c) if c is not None else None
-            sims.append(p if p is not None else float(c is not None and c.answer == "same"))
-        return sims, matches, calls
-    if deps.config.clear.similarity == "embedding" and deps.embedder is not None:
+    mode = similarity_mode(deps.config.clear.similarity, s.is_mc, s.long_form)
+    if mode == "letter":
+        return matches, matches, [], []
+    if mode == "judge":
+        sims, calls, judgements = await _judged(deps, s, answers, matches)
+        return sims, matches, calls, judgements
+    if mode == "embedding" and deps.embedder is not None:
         texts = [" ".join(normalise(t)) for t in [s.label, *(a or "" for a in answers)]]
         vecs = await deps.embedder.aembed(texts)
         sims = [cosine(vecs[0], v) if a else 0.0 for a, v in zip(answers, vecs[1:],
                                                                   strict=True)]
-        return sims, matches, []
-    return [token_f1(a, s.label) if a else 0.0 for a in answers], matches, []
+        return sims, matches, [], []
+    return [token_f1(a, s.label) if a else 0.0 for a in answers], matches, [], []
 
 
 async def sample_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
     deps, s = runtime.context, state["sample"]
     calls = await sample_answers(deps, s, deps.config.clear.k)
     answers = [c.answer for c in calls if not c.error]
-    sims, matches, judged = await _similarities(deps, s, answers)
+    sims, matches, judged, judgements = await _similarities(deps, s, answers)
     return {"calls": [*calls, *judged], "errors": failures([*calls, *judged]),
-            "sampled": answers, "similarities": sims, "matches": matches}
+            "sampled": answers, "similarities": sims, "matches": matches,
+            **({"judgements": judgements} if judgements else {})}
 
 
 async def reflect_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
@@ -77,7 +95,10 @@ def start(state: ClearState) -> list[str] | Literal["propose"]:
 
 
 async def propose_node(state: ClearState, runtime: Runtime[Deps]) -> ClearState:
-    call = await propose(runtime.context, state["sample"])
+    """A candidate: a fresh answer, or the long-form response minimally corrected with the
+    sampled answers as references."""
+    call = await propose(runtime.context, state["sample"],
+                         [a for a in state.get("sampled") or [] if a])
     return {"calls": [call], "errors": failures([call]), "candidate": call.answer}
 
 

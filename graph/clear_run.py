@@ -26,14 +26,14 @@ from robustft.methods.confidence import (
     threshold,
 )
 from robustft.methods.decoys import decoy_cutoff, signal_z
-from robustft.methods.matching import exact_match
+from robustft.methods.matching import exact_match, similarity_mode
 from robustft.pipeline.contract import Fate, FateRow, Method, PlannedCall, Stage
 from robustft.pipeline.fates import clear_fates
 from robustft.retrieval.embedder import load_embedder
 from robustft.schemas import Sample
 
-FIRST_KEYS = ("sampled", "similarities", "matches", "verdicts", "observed", "certainty",
-              "confidence")
+FIRST_KEYS = ("sampled", "similarities", "matches", "judgements", "verdicts", "observed",
+              "certainty", "confidence")
 _KEEP = (*FIRST_KEYS, "threshold", "candidate", "judge_votes", "candidate_verdicts",
          "judge_confidence", "errors")
 
@@ -193,7 +193,18 @@ def _one(config: Config, s: Sample) -> int:
 
 def _judged(config: Config, s: Sample) -> int:
     """Matcher calls of the judge similarity: one per sampled answer (free text)."""
-    return config.clear.k if config.clear.similarity == "judge" and not s.is_mc else 0
+    judged = similarity_mode(config.clear.similarity, s.is_mc, s.long_form) == "judge"
+    return config.clear.k if judged else 0
+
+
+def _fresh(config: Config, s: Sample) -> int:
+    """A fresh candidate: multiple choice and short answers."""
+    return int(not s.long_form)
+
+
+def _corrected(config: Config, s: Sample) -> int:
+    """A minimal correction: long-form responses."""
+    return int(s.long_form)
 
 
 def _decoying(config: Config, s: Sample) -> int:
@@ -213,15 +224,18 @@ METHOD = Method(
     name="clear", first_stage=Stage.SCORED, first_keys=FIRST_KEYS,
     calls=(
         PlannedCall("score", "sampler", "reasoning", lambda c, s: c.clear.k, _none),
-        PlannedCall("score", "matcher", "match", _judged,
-                    lambda c, s: {"reference": s.label, "candidate": s.label},
+        PlannedCall("score", "matcher", "verify", _judged,
+                    lambda c, s: {"reference": s.label, "response": s.label},
                     upper_bound=True),
         PlannedCall("score", "certainty", "clear_reflect", _one, _response),
         PlannedCall("score", "certainty", "clear_reflect_sure", _one, _response),
         PlannedCall("decoy", "certainty", "clear_reflect", _decoying, _response, **_DECOY),
         PlannedCall("decoy", "certainty", "clear_reflect_sure", _decoying, _response,
                     **_DECOY),
-        PlannedCall("correct", "corrector", "reasoning", _one, _none, **_CORRECT),
+        PlannedCall("correct", "corrector", "reasoning", _fresh, _none, **_CORRECT),
+        PlannedCall("correct", "corrector", "correct_context", _corrected,
+                    lambda c, s: {"response": s.label, "references": [s.label] * c.clear.k,
+                                  "problems": [], "examples": []}, **_CORRECT),
         PlannedCall("correct", "judge", "clear_judge", lambda c, s: c.clear.judge_k,
                     lambda c, s: {"original": s.label, "candidate": s.label}, **_CORRECT),
         PlannedCall("correct", "certainty", "clear_reflect", _one, _response, **_CORRECT),

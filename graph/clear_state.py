@@ -15,6 +15,7 @@ class ClearState(TypedDict, total=False):
     sampled: list[str | None]  # the k sampled answers
     similarities: list[float]  # s_i of each sampled answer to the response
     matches: list[float]  # r_i: exact (normalised) match, 0 or 1
+    judgements: list[dict]  # free text judged: per sampled answer {ref, verdict, reason, ...}
     verdicts: list[str | None]  # self-reflection verdicts: correct / incorrect / unsure
     observed: float
     certainty: float

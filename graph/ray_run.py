@@ -284,9 +284,9 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
     if opts.method != "robustft":
         raise ValueError("--ray runs the robustft method only (CLEAR's γ needs every "
                          "sample's confidence before correction: not sharded yet)")
-    if opts.max_calls is not None or opts.max_tokens is not None or opts.max_cost is not None:
-        raise ValueError("--max-calls/--max-tokens/--max-cost count one process; they do not "
-                         "apply to --ray")
+    if any(b is not None for b in opts.budgets(config)):
+        raise ValueError("call, token and cost budgets count one process; they do not apply "
+                         "to --ray")
     if config.selection.target_precision is not None:
         raise ValueError("selection.target_precision runs in one process for now (the probes "
                          "are not sharded yet): drop --ray or use selection.beta")

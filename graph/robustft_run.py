@@ -18,7 +18,7 @@ from robustft.methods.label_error import fit_label_model
 from robustft.methods.matching import answers_match, match_mode
 from robustft.methods.precision import finite, precision_cutoff
 from robustft.methods.selection import cutoff_key
-from robustft.pipeline.contract import Fate, FateRow, Method, PlannedCall, Stage
+from robustft.pipeline.contract import FateRow, Method, PlannedCall, Stage
 from robustft.pipeline.fates import (
     final_by,
     precision_fates,
@@ -27,10 +27,10 @@ from robustft.pipeline.fates import (
 )
 from robustft.retrieval.embedder import BackgroundEmbedder, load_embedder, vectors_of
 from robustft.retrieval.index import CleanIndex, import_lancedb
-from robustft.schemas import Sample
+from robustft.schemas import KEPT, Fate, Sample, Verdict
 
 FIRST_KEYS = ("experts", "reasoning_text", "reasoning_answer", "verdict", "verdict_reason",
-              "match_verdicts")
+              "judgements")
 _KEEP = (*FIRST_KEYS, "neighbours", "context_answer", "reviewer_answer", "reviewer_reasoning",
          "entropy", "entropy_source", "answer_distribution", "errors")
 
@@ -50,14 +50,29 @@ def _saver(run: Run):
         s, err = state["sample"], state.get("errors")
         data = {"sample": s.model_dump(), **_plain(state)}
         fate = reason = None
-        if stage == Stage.DETECTED and (err or state.get("verdict") != "noisy"):
-            fate = Fate.ERROR if err else Fate.CLEAN
-            reason = ("detect: " + "; ".join(err)) if err else state.get("verdict_reason")
+        if stage == Stage.DETECTED and (err or state.get("verdict") != Verdict.NOISY):
+            fate, reason = _detected_fate(run.config, state)
         store.save(s.id, s.row, s.source, stage, data, state.get("calls", []),
                    verdict=state.get("verdict"), original=s.label,
-                   final=s.label if fate == Fate.CLEAN else None, entropy=state.get("entropy"),
+                   final=s.label if fate in KEPT else None, entropy=state.get("entropy"),
                    entropy_source=state.get("entropy_source"), fate=fate, reason=reason)
     return save
+
+
+def _detected_fate(config: Config, state: SampleState) -> tuple[Fate, str]:
+    """The fate of a sample that detection leaves not noisy: an error, clean, or unsure
+    (kept as it was, or held out by ``detect.unsure``)."""
+    if state.get("errors"):
+        return Fate.ERROR, "detect: " + "; ".join(state["errors"])
+    reason = state.get("verdict_reason") or ""
+    if state.get("verdict") != Verdict.UNSURE:
+        return Fate.CLEAN, reason
+    how = config.detect.unsure
+    if how == "keep":
+        return Fate.UNSURE, f"{reason}; kept as it was (detect.unsure: keep)"
+    held = ("held out until a person reviews it (detect.unsure: review)" if how == "review"
+            else "dropped (detect.unsure: drop)")
+    return Fate.UNSURE_DROPPED, f"{reason}; {held}"
 
 
 async def detect(run: Run, graph, background: BackgroundEmbedder | None) -> None:
@@ -237,6 +252,27 @@ def _judged(config: Config, s: Sample) -> int:
     return len(config.detect.experts) if mode == "judge" else 0
 
 
+def _answered(config: Config, s: Sample) -> int:
+    """Relabels with an answer prompt: multiple choice and short answers."""
+    return int(not s.long_form)
+
+
+def _corrected(config: Config, s: Sample) -> int:
+    """Relabels that correct a long-form response."""
+    return int(s.long_form)
+
+
+def _correction(config: Config, s: Sample) -> dict[str, Any]:
+    k = config.retrieval.k if config.relabel.context else 0
+    return {"response": s.label, "references": [s.label] * len(config.detect.experts),
+            "problems": [], "examples": [{"question": s.question, "answer": s.label}] * k}
+
+
+def _review_of_correction(config: Config, s: Sample) -> dict[str, Any]:
+    return {"response": s.label, "proposal": s.label,
+            "references": [s.label] * len(config.detect.experts), "problems": []}
+
+
 def _none(config: Config, s: Sample) -> dict[str, Any]:
     return {}
 
@@ -262,13 +298,17 @@ METHOD = Method(
         PlannedCall("detect", "reflection", "reflection",
                     lambda c, s: c.detect.reflection_rounds,
                     lambda c, s: {"reasoning": "", "round": 1}),
-        PlannedCall("detect", "matcher", "match", _judged,
-                    lambda c, s: {"reference": s.label, "candidate": s.label},
+        PlannedCall("detect", "matcher", "verify", _judged,
+                    lambda c, s: {"reference": s.label, "response": s.label},
                     upper_bound=True),
-        PlannedCall("relabel", "context", "context", _one, None, upper_bound=True),
-        PlannedCall("relabel", "reviewer", "reviewer", _one,
+        PlannedCall("relabel", "context", "context", _answered, None, upper_bound=True),
+        PlannedCall("relabel", "context", "correct_context", _corrected, _correction,
+                    upper_bound=True),
+        PlannedCall("relabel", "reviewer", "reviewer", _answered,
                     lambda c, s: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
                     upper_bound=True),
+        PlannedCall("relabel", "reviewer", "correct_review", _corrected,
+                    _review_of_correction, upper_bound=True),
         PlannedCall("probe", "context", "context", _probing, None, upper_bound=True,
                     at_most=_probe_cap),
         PlannedCall("probe", "reviewer", "reviewer", _probing,

@@ -64,8 +64,8 @@ async def curate(config: Config, input_path: str | Path, run_dir: str | Path,
         done = store.stages()
         store.save_input_errors(input_errors)
         cache = RequestCache(opts.cache_path or run_dir / "cache.sqlite")
-        client = LLMClient(config.endpoint, cache, Budget(
-            opts.max_calls, opts.max_tokens, opts.max_cost, prices_of(config)))
+        client = LLMClient(config.endpoint, cache, Budget(*opts.budgets(config),
+                                                          prices_of(config)))
         if opts.batch:  # every sample in flight: each round's requests form one batch
             b = config.batch
             client.batch = BatchQueue(BatchLedger(run_dir / "batches.sqlite"),

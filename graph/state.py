@@ -19,9 +19,9 @@ class SampleState(TypedDict, total=False):
     experts: Annotated[dict[str, str | None], merge]  # role -> parsed answer
     reasoning_text: str  # the reasoning expert's final reply (after reflection)
     reasoning_answer: str | None
-    verdict: str  # "clean" | "noisy" | "error"
+    verdict: str  # a Verdict: clean | noisy | unsure | error
     verdict_reason: str
-    match_verdicts: dict[str, dict]  # long-form: role -> the matcher's verdict and p_same
+    judgements: list[dict]  # free text: per expert {ref, verdict, reason, p_contradiction, how}
     neighbours: list[Neighbour]
     context_answer: str | None
     reviewer_answer: str | None

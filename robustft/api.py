@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import csv
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,15 +114,24 @@ async def acurate(data: Any, *, output: str | Path, method: str = "robustft",
                   base_url: str | None = None, model: str | None = None,
                   config: Config | str | Path | None = None, prompts: str | Path | None = None,
                   concurrency: int | None = None, cache: str | Path | None = None,
-                  max_calls: int | None = None, max_tokens: int | None = None,
-                  slots: int = 4, reporter: Reporter | None = None) -> CurateResult:
+                  call_budget: int | None = None, token_budget: int | None = None,
+                  cost_budget: float | None = None, slots: int = 4,
+                  reporter: Reporter | None = None, max_calls: int | None = None,
+                  max_tokens: int | None = None) -> CurateResult:
     """Curate ``data`` into the run directory ``output`` (rerunning continues it). With no
-    endpoint configured anywhere, the embedded llama-server runs for the call."""
+    endpoint configured anywhere, the embedded llama-server runs for the call.
+
+    ``call_budget``, ``token_budget`` and ``cost_budget`` cap what this call may spend on the
+    endpoint, all calls together (override the config's); once reached, the run stops
+    (:class:`~robustft.llm.budget.BudgetExceeded`) and calling again continues it.
+    ``max_calls`` and ``max_tokens`` are their deprecated names (a FutureWarning)."""
+    budgets = _renamed_budgets(call_budget, token_budget, max_calls, max_tokens, 2)
     run_dir = Path(output)
     cfg = _config(config, base_url, model, concurrency, prompts)
     path, kind = _materialise(data, run_dir)
-    opts = RunOptions(cache_path=Path(cache) if cache else None, max_calls=max_calls,
-                      max_tokens=max_tokens, method=method)
+    opts = RunOptions(cache_path=Path(cache) if cache else None, call_budget=budgets[0],
+                      token_budget=budgets[1], cost_budget=cost_budget, method=method)
+    opts.budgets(cfg)  # a cost budget without prices is refused before anything starts
     server = None
     try:
         if needs_embedded(cfg):
@@ -135,9 +145,42 @@ async def acurate(data: Any, *, output: str | Path, method: str = "robustft",
     return CurateResult(run_dir, summary, shape, kind)
 
 
+_RENAMED = {
+    "max_calls": ("call_budget", "robustft.curate(max_calls=...) is deprecated: use "
+                  "call_budget=... (the endpoint calls the whole run may make); max_calls will "
+                  "be removed in the next release."),
+    "max_tokens": ("token_budget", "robustft.curate(max_tokens=...) is deprecated and is NOT "
+                   "the per-reply token limit: it is a WHOLE-RUN budget (prompt + completion "
+                   "tokens of all calls together; the run stops once it is spent), now named "
+                   "token_budget=.... To limit the length of each reply, set "
+                   "roles.<role>.max_tokens in the config. max_tokens= will be removed in the "
+                   "next release."),
+}
+
+
+def _renamed_budgets(call_budget: int | None, token_budget: int | None,
+                     max_calls: int | None, max_tokens: int | None,
+                     stacklevel: int) -> tuple[int | None, int | None]:
+    """The call and token budgets, taking the deprecated names (with a FutureWarning that
+    names the new one) when the new ones are not given."""
+    out = [call_budget, token_budget]
+    for i, (old, value) in enumerate((("max_calls", max_calls), ("max_tokens", max_tokens))):
+        if value is None:
+            continue
+        new, message = _RENAMED[old]
+        if out[i] is not None:
+            raise TypeError(f"give {new}= only: {old}= is its deprecated name")
+        warnings.warn(message, FutureWarning, stacklevel=stacklevel + 1)
+        out[i] = value
+    return out[0], out[1]
+
+
 def curate(data: Any, *, output: str | Path, **kwargs: Any) -> CurateResult:
-    """Synchronous :func:`acurate`; inside a running event loop (a notebook) it runs on a
-    worker thread with its own loop."""
+    """Synchronous :func:`acurate` (same keyword arguments); inside a running event loop (a
+    notebook) it runs on a worker thread with its own loop."""
+    budgets = _renamed_budgets(kwargs.pop("call_budget", None), kwargs.pop("token_budget", None),
+                               kwargs.pop("max_calls", None), kwargs.pop("max_tokens", None), 2)
+    kwargs.update(call_budget=budgets[0], token_budget=budgets[1])
     try:
         asyncio.get_running_loop()
     except RuntimeError:

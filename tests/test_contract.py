@@ -80,17 +80,21 @@ def test_robustft_plan_matches_a_scripted_run(tmp_path, serve, rounds):
 
 def test_long_form_plan_counts_matcher_calls(tmp_path, serve):
     """Long responses: each expert's answer that differs from the given text is judged by
-    the matcher (planned: 2 per sample, an upper bound; identical text needs no judge)."""
+    the matcher (planned: 2 per sample, an upper bound; identical text needs no judge), and
+    a flagged response gets a minimal correction (correct_context, correct_review)."""
     truth = {f"Describe item {i}.": f"Item {i} is a small red box made of wood." for i in
              range(4)}
     given = {**truth, "Describe item 1.": "Item 1 is a large blue box made of steel."}
 
     def script(body):
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
-        if "Response 2:" in user:
-            one = user.split("Response 1:", 1)[1].split("Response 2:", 1)[0].strip()
-            two = user.split("Response 2:", 1)[1].split("Do the two", 1)[0].strip()
-            return Reply(f"Compared.\nAnswer: {'A' if one == two else 'B'}")
+        if "Response under audit:" in user:
+            ref = user.split("Reference response:", 1)[1].split("Response under audit:")[0]
+            audited = user.split("Response under audit:", 1)[1]
+            return Reply(f"Compared.\nAnswer: {'A' if ref.strip() == audited.strip() else 'B'}")
+        if "Response to correct:" in user:
+            q = user.split("Prompt:\n", 1)[1].split("\n", 1)[0].strip()
+            return Reply(f"Fixed.\nAnswer: {truth[q]}")
         q = user.rsplit("Question: ", 1)[-1].split("\n", 1)[0].strip()
         return Reply(f"Thinking.\nAnswer: {truth[q]}")
 
@@ -102,15 +106,16 @@ def test_long_form_plan_counts_matcher_calls(tmp_path, serve):
     assert summary["fates"] == {"clean": 3, "relabeled-kept": 1}
     calls, samples = _actual(tmp_path / "run")
     per_sample = _planned(cfg, inp, "robustft")
-    assert per_sample["detect", "matcher", "match"] == 2
+    assert per_sample["detect", "matcher", "verify"] == 2
+    assert ("relabel", "context", "context") not in per_sample  # corrected, not answered
     for (step, role, prompt), n in per_sample.items():
         if role != "matcher":
             assert calls[step, role, prompt] == n * samples[step], (step, role, prompt)
-    assert calls["detect", "matcher", "match"] == 2  # the one flipped row's two answers
+    assert calls["detect", "matcher", "verify"] == 2  # the one flipped row's two answers
     rec = RunStore.open_existing(tmp_path / "run").record("d1")
-    assert rec["match_verdicts"] == {"direct": {"verdict": "different", "p_same": 0.0},
-                                     "reasoning": {"verdict": "different", "p_same": 0.0}}
-    assert rec["final"] == truth["Describe item 1."] and "judge" in rec["verdict_reason"]
+    assert [(j["ref"], j["verdict"], j["p_contradiction"]) for j in rec["judgements"]] == [
+        ("direct", "contradicts", 1.0), ("reasoning", "contradicts", 1.0)]
+    assert rec["final"] == truth["Describe item 1."] and "judged" in rec["verdict_reason"]
 
 
 def test_selection_cutoff_keeps_what_select_lowest_keeps():

@@ -1,5 +1,5 @@
 """Cost at configured prices: the arithmetic by hand, the dry run's estimate, the summary's cost
-per role, and --max-cost stopping a CLI run resumably (exit 4) against a real scripted server."""
+per role, and --cost-budget stopping a CLI run resumably (exit 4) against a real scripted server."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "OPENAI_API_KEY": "x", "COLUMNS": "200"})
 
 
-def test_dry_run_summary_and_max_cost(tmp_path):
+def test_dry_run_summary_and_cost_budget(tmp_path):
     inp = tmp_path / "in.jsonl"
     write_parity_rows(inp, 12)
     cfg = tmp_path / "cfg.yaml"
@@ -47,7 +47,7 @@ def test_dry_run_summary_and_max_cost(tmp_path):
         dry = _cli("curate", *common, "-o", str(tmp_path / "dry"), "--dry-run")
         assert dry.returncode == 0 and "estimated cost at most" in dry.stdout
         assert not server.requests  # the dry run calls nothing
-        stopped = _cli("curate", *common, "-o", str(tmp_path / "run"), "--max-cost", "0.5")
+        stopped = _cli("curate", *common, "-o", str(tmp_path / "run"), "--cost-budget", "0.5")
         assert stopped.returncode == 4, stopped.stderr[-2000:]
         assert "cost budget reached" in stopped.stderr + stopped.stdout
         sent = len(server.requests)
@@ -63,5 +63,5 @@ def test_dry_run_summary_and_max_cost(tmp_path):
     shown = _cli("summary", str(tmp_path / "run"))
     assert f"{summary['cost']['total']:.4f}" in shown.stdout
     no_prices = _cli("curate", "-i", str(inp), "-o", str(tmp_path / "x"), "--base-url",
-                     "http://127.0.0.1:9/v1", "--model", "m", "--max-cost", "1")
+                     "http://127.0.0.1:9/v1", "--model", "m", "--cost-budget", "1")
     assert no_prices.returncode != 0 and "needs prices" in no_prices.stderr + no_prices.stdout

@@ -10,12 +10,10 @@ import math
 import pytest
 
 from eval.scripted_server import Reply
-from robustft.agents.matcher import p_same, parse_match
 from robustft.graph.runner import curate
 from robustft.methods.matching import match_mode
 from robustft.methods.parsing import parse_answer, parse_long
 from robustft.methods.scoring import mean_token_entropy, tokens_in_span
-from robustft.schemas import AgentCall
 from robustft.store.runstore import RunStore
 
 from .conftest import write_jsonl
@@ -42,23 +40,6 @@ def test_long_parser_empty_is_unparsed(text):
     assert p.answer is None and p.status == "unparsed"
 
 
-@pytest.mark.parametrize("text, verdict", [
-    ("They say the same.\nAnswer: A", "same"), ("Answer: B (different numbers)", "different"),
-    (" A", "same"), ("They agree.\nAnswer: A\n\nResponse 1: noise", "same"),
-    ("", None), ("I cannot decide.", None), ("Answer: C", None),
-])
-def test_match_parser(text, verdict):
-    assert parse_match(text).answer == verdict
-
-
-def test_p_same_from_verdict_logprobs():
-    call = AgentCall(role="matcher", prompt="match", prompt_hash="h", answer="same",
-                     answer_top_logprobs=[(" A", math.log(0.6)), (" B", math.log(0.2)),
-                                          ("maybe", math.log(0.2))])
-    assert p_same(call) == pytest.approx(0.75)  # 0.6 / (0.6 + 0.2)
-    assert p_same(AgentCall(role="matcher", prompt="match", prompt_hash="h", answer=None)) is None
-
-
 def test_match_mode():
     assert match_mode("auto", True, True) == "letter"
     assert match_mode("auto", False, False) == "f1"
@@ -81,25 +62,30 @@ def test_free_text_entropy_over_the_response_span():
     assert h == pytest.approx((math.log(2) + math.log(4)) / 4) == pytest.approx(0.519860, 1e-5)
 
 
-PARAPHRASES = {  # given response -> does it agree with the truth (the scripted judge's view)
+PARAPHRASES = {  # given response -> is it right (the scripted judge's view)
     "Water boils at 100 °C at sea level, so the pasta water is ready then.": True,
     "At sea level the pasta water is ready once it boils, at 100 degrees Celsius.": True,
     "Water boils at 90 °C at sea level, so the pasta water is ready then.": False,
 }
 TRUTH = "At sea level water boils at 100 degrees Celsius, which is when pasta water is ready."
+FIXED = "Water boils at 100 °C at sea level, so the pasta water is ready then."
 
 
 def test_judge_mode_paraphrases_contradictions_and_garbage(tmp_path, serve):
+    """Paraphrases are valid alternatives, a wrong number is corrected in place, a judge
+    reply that does not parse leaves the sample unsure (kept), never noisy."""
     questions = {f"When is pasta water ready (version {i})?": given
                  for i, given in enumerate([*PARAPHRASES, "UNPARSEABLE judge, please"])}
 
     def script(body):
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
-        if "Response 2:" in user:
-            given = user.split("Response 1:", 1)[1].split("Response 2:", 1)[0].strip()
+        if "Response under audit:" in user:
+            given = user.split("Response under audit:", 1)[1].strip()
             if given.startswith("UNPARSEABLE"):
                 return Reply("Hmm, hard to say, both have merits.")
             return Reply("Compared.\nAnswer: " + ("A" if PARAPHRASES[given] else "B"))
+        if "Response to correct:" in user:
+            return Reply(f"The temperature is wrong.\nAnswer: {FIXED}")
         return Reply(f"Thinking it over.\nAnswer: {TRUTH}")
 
     srv = serve(script)
@@ -107,11 +93,12 @@ def test_judge_mode_paraphrases_contradictions_and_garbage(tmp_path, serve):
                                               for i, (q, a) in enumerate(questions.items())])
     summary = asyncio.run(curate(cfg_for(srv.base_url, selection={"beta": 1.0}), inp,
                                  tmp_path / "run"))
-    assert summary["fates"] == {"clean": 2, "relabeled-kept": 2}
+    assert summary["fates"] == {"clean": 2, "relabeled-kept": 1, "unsure": 1}
     store = RunStore.open_existing(tmp_path / "run")
     recs = {r["id"]: r for r in store.records()}
-    assert [recs[f"w{i}"]["verdict"] for i in range(4)] == ["clean", "clean", "noisy", "noisy"]
-    assert recs["w3"]["match_verdicts"]["direct"] == {"verdict": None, "p_same": None}
-    assert recs["w2"]["final"] == recs["w3"]["final"] == TRUTH  # complete responses kept whole
+    assert [recs[f"w{i}"]["verdict"] for i in range(4)] == ["clean", "clean", "noisy", "unsure"]
+    assert [j["verdict"] for j in recs["w3"]["judgements"]] == [None, None]
+    assert recs["w2"]["final"] == FIXED  # the complete response, corrected in place
+    assert recs["w3"]["final"] == "UNPARSEABLE judge, please"  # kept as it was
     roles = [c.role for _, c in store.calls("w0")]
     assert roles.count("matcher") == 2  # the trace shows the judge's verdicts

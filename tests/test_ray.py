@@ -78,8 +78,10 @@ def test_ray_refuses_what_it_cannot_honour(tmp_path, serve):
     inp = write_jsonl(tmp_path / "in.jsonl", _sums(4)[0])
     cfg = Config()
     cfg.endpoint.base_url, cfg.endpoint.model = "http://127.0.0.1:9/v1", "m"
-    with pytest.raises(ValueError, match="max-calls"):
-        curate_ray(cfg, inp, tmp_path / "r", "local", options=RunOptions(max_calls=5))
+    with pytest.raises(ValueError, match="budgets count one process"):
+        curate_ray(cfg, inp, tmp_path / "r", "local", options=RunOptions(call_budget=5))
+    with pytest.raises(ValueError, match="budgets count one process"):  # the config's too
+        curate_ray(cfg.model_copy(update={"token_budget": 100}), inp, tmp_path / "r", "local")
     with pytest.raises(ValueError, match="robustft method only"):
         curate_ray(cfg, inp, tmp_path / "r", "local", options=RunOptions(method="clear"))
 

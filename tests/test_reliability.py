@@ -190,7 +190,7 @@ def test_call_budget_stops_resumably(tmp_path, serve):
     inp = write_jsonl(tmp_path / "in.jsonl", parity_rows(20))
     args = ["curate", "-i", str(inp), "-o", str(tmp_path / "run"), "--base-url", srv.base_url,
             "--model", "m"]
-    res = run_cli(*args, "--max-calls", "25")
+    res = run_cli(*args, "--call-budget", "25")
     assert res.returncode == 4 and "resumable" in res.stderr
     assert len(srv.delivered) == 25
     res = run_cli(*args)

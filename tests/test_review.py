@@ -187,7 +187,7 @@ def test_writes_need_the_token_our_origin_json_and_a_small_body(run):
         assert status == 409 and "conflict" in reply["error"]
         assert review(v, id=sid, action="edit", response="Z", base_version=1)[0] == 400
         clean = next(r["id"] for r in _request(v, "/api/samples?fate=clean")[1]["rows"])
-        assert "only changed, dropped and error rows" in review(
+        assert "only the samples the agents flagged or failed on" in review(
             v, id=clean, action="drop")[1]["error"]
     finally:
         v.stop()

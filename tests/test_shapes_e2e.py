@@ -116,20 +116,23 @@ def _convert(fmt: str, rows: list[dict], d: Path) -> tuple[Path, str]:
     raise AssertionError(fmt)
 
 
-def same_responses(matcher_prompt: str) -> bool:
-    one = matcher_prompt.split("Response 1:", 1)[1].split("Response 2:", 1)[0]
-    two = matcher_prompt.split("Response 2:", 1)[1].rsplit("Do the two", 1)[0]
-    return normalise(one) == normalise(two)
+def same_responses(judge_prompt: str) -> bool:
+    reference, audited = judge_prompt.split("Reference response:", 1)[1].split(
+        "Response under audit:", 1)
+    return normalise(reference) == normalise(audited)
 
 
 def truthful_script(truth: dict[str, tuple[int, list[str]]]):
     """Answers the target question (after the last 'Question: ') truthfully: the letter when
-    the prompt lists lettered options, the option's text otherwise."""
+    the prompt lists lettered options, the option's text otherwise; a judge calls a response
+    wrong when it differs from the reference, a correction returns the true option."""
     def script(body: dict) -> Reply:
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
-        if "Response 2:" in user:  # the matcher: same text, same answer
+        if "Response under audit:" in user:  # the judge: another option's text is wrong
             return Reply("Compared.\nAnswer: " + ("A" if same_responses(user) else "B"))
-        target = user.rsplit("Question: ", 1)[-1]
+        correcting = "Response to correct:" in user
+        target = (user.split("Prompt:\n", 1)[1] if correcting
+                  else user.rsplit("Question: ", 1)[-1])
         q = max((q for q in truth if q in target), key=len)
         i, opts = truth[q]
         if f"\nA. {opts[0]}" in target:

@@ -1,8 +1,8 @@
 """``robustft`` command line.
 
 Exit codes: 0 success; 1 unexpected failure; 2 bad usage, config, prompt or input file;
-3 the run completed but some rows ended as errors (see decisions.csv); 4 a --max-calls /
---max-tokens budget stopped the run (rerun to continue); 130 interrupted.
+3 the run completed but some rows ended as errors (see decisions.csv); 4 a call, token or
+cost budget stopped the run (rerun to continue); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -67,13 +67,18 @@ def curate(
     slots: Annotated[int, typer.Option(help="Embedded server slots (no endpoint).")] = 4,
     cache: Annotated[Path | None, typer.Option(help="Request cache file shared across runs "
                                                "(default: RUN/cache.sqlite).")] = None,
-    max_calls: Annotated[int | None, typer.Option(help="Stop (resumably) after this many "
-                                                  "endpoint calls.")] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Stop (resumably) after this many "
-                                                   "prompt+completion tokens.")] = None,
-    max_cost: Annotated[float | None, typer.Option(help="Stop (resumably) once the calls "
-                                                   "cost this much at the config's prices."
-                                                   )] = None,
+    call_budget: Annotated[int | None, typer.Option(min=0, help="Stop (resumably) after "
+                                                    "this many endpoint calls.")] = None,
+    token_budget: Annotated[int | None, typer.Option(min=0, help="Stop (resumably) after this "
+                                                     "many prompt+completion tokens, all calls "
+                                                     "together (a reply's length is "
+                                                     "roles.<role>.max_tokens).")] = None,
+    cost_budget: Annotated[float | None, typer.Option(min=0, help="Stop (resumably) once the "
+                                                      "calls cost this much at the config's "
+                                                      "prices.")] = None,
+    max_calls: Annotated[int | None, typer.Option(hidden=True)] = None,  # deprecated names
+    max_tokens: Annotated[int | None, typer.Option(hidden=True)] = None,
+    max_cost: Annotated[float | None, typer.Option(hidden=True)] = None,
     retry_errors: Annotated[Path | None, typer.Option(
         help="Rerun only the rows of this run directory that ended as endpoint errors.")
                             ] = None,
@@ -135,13 +140,17 @@ def curate(
         raise fail("--batch-files needs --model (the model the batch runner serves) and "
                    "--base-url (where requests a batch file leaves unanswered go), in one "
                    "process: not --ray")
-    if max_cost is not None and not cfg.prices:
-        raise fail("--max-cost needs prices: set 'prices' in the config (per model, per "
-                   "million input/output tokens)")
-    options = RunOptions(cache_path=cache, max_calls=max_calls, max_tokens=max_tokens,
-                         max_cost=max_cost, retry_errors=retry_errors is not None,
+    call_budget = _renamed_budget(call_budget, max_calls, "--call-budget", "--max-calls")
+    token_budget = _renamed_budget(token_budget, max_tokens, "--token-budget", "--max-tokens")
+    cost_budget = _renamed_budget(cost_budget, max_cost, "--cost-budget", "--max-cost")
+    options = RunOptions(cache_path=cache, call_budget=call_budget, token_budget=token_budget,
+                         cost_budget=cost_budget, retry_errors=retry_errors is not None,
                          method=method, ray=ray, workers=workers, block_rows=block_rows,
                          batch="files" if batch_files else "api" if batch else None)
+    try:
+        options.budgets(cfg)  # a cost budget needs prices
+    except ConfigError as e:
+        raise fail(str(e)) from None
     summary = run_curate_cli(cfg, input, output, slots, options)
     if train_after:
         finetune.run_train(output / "sft.jsonl", train_model, output / "model", cfg)
@@ -149,6 +158,20 @@ def curate(
             finetune.run_evaluate(train_model, str(output / "model" / "adapter"), evaluate_on,
                       output / "eval", cfg, None, None)
     exit_for(summary, output)
+
+
+def _renamed_budget(value: float | None, old_value: float | None, new: str, old: str
+                    ) -> float | None:
+    """A budget option, or its deprecated --max-* name with a deprecation line."""
+    if old_value is None:
+        return value
+    if value is not None:
+        raise fail(f"give {new} only: {old} is its deprecated name")
+    note = (" (a whole-run budget, all calls together; a reply's length is "
+            "roles.<role>.max_tokens in the config)" if old == "--max-tokens" else "")
+    err.print(f"[yellow]deprecated:[/yellow] {old} is now {new}{note}; {old} will be removed "
+              "in the next release")
+    return old_value
 
 
 @app.command()

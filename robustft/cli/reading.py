@@ -35,7 +35,9 @@ def trace(run: Path, sample_id: Annotated[str, typer.Argument(help="Sample id.")
         console.print_json(json.dumps(rec, default=str))
         return
     try:
-        console.print(sample_story(store, sample_id, full))
+        # without colour (a pipe, NO_COLOR) a correction is marked [-old-]{+new+}
+        plain = console.no_color or console.color_system is None
+        console.print(sample_story(store, sample_id, full, plain))
     except KeyError:
         raise fail(f"{run}: no sample with id {sample_id!r}") from None
 
@@ -102,16 +104,17 @@ def review_note(stats: dict | None) -> str:
 
 
 def report(run: Path, html: Annotated[Path, typer.Option("--html", help="Output file.")],
-           limit: Annotated[int, typer.Option(help="Most changed samples to include.")] = 5000,
+           limit: Annotated[int, typer.Option(help="Most samples to include.")] = 5000,
            ) -> None:
-    """One self-contained HTML file: the run summary and every sample whose label changed."""
+    """One self-contained HTML file: the run summary and every sample whose label changed,
+    that the judges were unsure of or the correction confirmed, or that a person reviewed."""
     from robustft.viewer.server import write_report
 
     try:
         n = write_report(run, html, limit)
     except FileNotFoundError as e:
         raise fail(str(e)) from None
-    console.print(f"wrote {html} ({n} changed samples, {html.stat().st_size / 1e6:.1f} MB)")
+    console.print(f"wrote {html} ({n} samples, {html.stat().st_size / 1e6:.1f} MB)")
 
 
 def prompts_list(override: Annotated[Path | None, typer.Option("--prompts")] = None) -> None:

@@ -9,9 +9,12 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from robustft.schemas import AgentCall
+from robustft.schemas import AgentCall, Fate
 from robustft.store.reviews import ReviewStore
 from robustft.store.runstore import RunStore
+from robustft.viewer.data import response_diff
+
+VERDICT_STYLES = {"consistent": "green", "contradicts": "bold red", "unsure": "magenta"}
 
 
 def _call_panel(stage: str, c: AgentCall, full: bool) -> Panel:
@@ -45,8 +48,62 @@ def _call_panel(stage: str, c: AgentCall, full: bool) -> Panel:
     return Panel(Group(*parts), title=f"{stage} · {c.role}", title_align="left")
 
 
-def sample_story(store: RunStore, sid: str, full: bool = False) -> Group:
-    """Everything that happened to one sample, in order, and a person's review of it."""
+def diff_text(diff: dict[str, Any], plain: bool = False) -> Text:
+    """A response's word diff against the original, whole: deleted words red and struck
+    through, inserted ones green, the rest plain; ``plain`` (no colour): ``[-old-]{+new+}``."""
+    t = Text()
+    for kind, text in diff["ops"]:
+        if kind == "equal":
+            t.append(text)
+            continue
+        core = text.strip()  # the whitespace around a change is not marked
+        t.append(text[:len(text) - len(text.lstrip())])
+        if core and plain:
+            t.append(f"[-{core}-]" if kind == "delete" else f"{{+{core}+}}")
+        elif core:
+            t.append(core, style="red strike" if kind == "delete" else "bold green")
+        t.append(text[len(text.rstrip()):] if core else "")
+    return t
+
+
+def diff_summary(diff: dict[str, Any], plain: bool = False, shown: int = 6) -> Text:
+    """One line: how many words changed, then each change (removed → inserted)."""
+    n = diff["words"]
+    t = Text(f"{n} word{'s' if n != 1 else ''} changed", style="bold")
+    t.append(": " if diff["changes"] else " (whitespace only)")
+    for i, (old, new) in enumerate(diff["changes"][:shown]):
+        t.append(" · " if i else "")
+        if old:
+            t.append(f"[-{old}-]" if plain else old, style="" if plain else "red strike")
+        t.append(" → " if old and new else "")
+        if new:
+            t.append(f"{{+{new}+}}" if plain else new, style="" if plain else "bold green")
+    if len(diff["changes"]) > shown:
+        t.append(f" · and {len(diff['changes']) - shown} more")
+    return t
+
+
+def _diff_panel(diff: dict[str, Any], title: str, plain: bool) -> Panel:
+    return Panel(Group(diff_summary(diff, plain), Text(""), diff_text(diff, plain)),
+                 title=title, title_align="left")
+
+
+def _judgements_table(judgements: list[dict[str, Any]]) -> Table:
+    """The judges' verdicts on a free-text response, one per reference."""
+    t = Table("reference", "verdict", "P(contradicts)", "how", "reason",
+              title="judges' verdicts", title_justify="left")
+    for j in judgements:
+        p = j.get("p_contradiction")
+        verdict = str(j.get("verdict") or "–")
+        t.add_row(str(j.get("ref") or "–"), Text(verdict, style=VERDICT_STYLES.get(verdict, "")),
+                  "–" if p is None else f"{p:.2f}", str(j.get("how") or ""),
+                  Text(str(j.get("reason") or "")))
+    return t
+
+
+def sample_story(store: RunStore, sid: str, full: bool = False, plain: bool = False) -> Group:
+    """Everything that happened to one sample, in order, and a person's review of it;
+    a changed free-text response as a word diff (``plain``: marked ``[-old-]{+new+}``)."""
     r = store.record(sid)
     if r is None:
         raise KeyError(sid)
@@ -56,27 +113,40 @@ def sample_story(store: RunStore, sid: str, full: bool = False) -> Group:
         review = reviews.get(sid)
         reviews.close()
     s = r.get("sample") or {}
+    free = bool(s) and not s.get("options")
+    original = r.get("original") if r.get("original") is not None else s.get("label")
+    diff = response_diff(original, r.get("final")) if free else None
     parts: list[Any] = []
     head = Table.grid(padding=(0, 2))
     head.add_row("id", str(r["id"]))
     head.add_row("source", str(s.get("source") or r.get("row")))
     if s:
-        head.add_row("question", s["question"])
+        head.add_row("question", Text(s["question"]))
         for i, o in enumerate(s.get("options") or []):
-            head.add_row("", f"{chr(65 + i)}. {o}")
-        head.add_row("given label", str(s["label"]))
+            head.add_row("", Text(f"{chr(65 + i)}. {o}"))
+        head.add_row("given response" if free else "given label",
+                     "(in the correction below)" if diff else Text(str(s["label"])))
     head.add_row("fate", Text(str(r.get("fate")), style="bold magenta"))
-    head.add_row("reason", str(r.get("reason")))
-    head.add_row("final label", str(r.get("final")))
+    head.add_row("reason", Text(str(r.get("reason"))))
+    head.add_row("final response" if free else "final label",
+                 diff_summary(diff, plain) if diff else Text(str(r.get("final"))))
     if review is not None:
         rv = review.as_dict(r.get("fate"), r.get("final"))
+        edit = response_diff(original, review.response) if free and (
+            review.action == "edit") else None
         head.add_row("review", Text(
             f"{rv['reviewer'] or 'someone'}: {rv['action']}"
-            + (f" → {rv['response']}" if rv["response"] is not None else "")
+            + (f" → {rv['response']}" if rv["response"] is not None and not edit else "")
+            + (" (the edit below)" if edit else "")
             + (f" (note: {rv['note']})" if rv["note"] else "")
             + (" — STALE: the agents decided otherwise since; not applied" if rv["stale"]
                else ""), style="bold yellow" if rv["stale"] else "bold green"))
     parts.append(Panel(head, title="sample", title_align="left"))
+    if diff:
+        parts.append(_diff_panel(diff, "correction (kept)" if r.get("fate") == Fate.RELABELED_KEPT
+                                 else f"proposed correction ({r.get('fate')}: not kept)", plain))
+    if review is not None and edit:
+        parts.append(_diff_panel(edit, "the reviewer's edit against the original", plain))
     calls = store.calls(sid)
     for stage, c in calls:
         if stage == "detected":
@@ -87,10 +157,13 @@ def sample_story(store: RunStore, sid: str, full: bool = False) -> Group:
             f"{k}: {m.get('verdict') or 'unparsed'}"
             + (f" (p_same {m['p_same']:.2f})" if m.get("p_same") is not None else "")
             for k, m in (r.get("match_verdicts") or {}).items())
-        parts.append(Panel(f"verdict: {r['verdict']}\nexpert answers: {experts}\n"
-                           + (f"matcher: {judged}\n" if judged else "")
-                           + (r.get('verdict_reason') or ''), title="checker",
-                           title_align="left"))
+        checker: list[Any] = [Text(f"verdict: {r['verdict']}\nexpert answers: {experts}"
+                                   + (f"\nmatcher: {judged}" if judged else "")
+                                   + (f"\n{r['verdict_reason']}" if r.get("verdict_reason")
+                                      else ""))]
+        if r.get("judgements"):
+            checker.append(_judgements_table(r["judgements"]))
+        parts.append(Panel(Group(*checker), title="checker", title_align="left"))
     if r.get("neighbours"):
         t = Table("rank", "id", "distance", "label", "question")
         for i, n in enumerate(r["neighbours"], 1):
@@ -103,12 +176,15 @@ def sample_story(store: RunStore, sid: str, full: bool = False) -> Group:
         dist = r.get("answer_distribution")
         dist_txt = f"\nanswer distribution: {dist}" if dist else ""
         ent = r.get("entropy")
-        parts.append(Panel(
+        parts.append(Panel(Text(
             f"context answer: {r.get('context_answer')}\nreviewer answer: "
             f"{r.get('reviewer_answer')}\nreviewer reasoning: {r.get('reviewer_reasoning')}\n"
             f"entropy: {'n/a' if ent is None else f'{ent:.4f}'} ({r.get('entropy_source')})"
-            f"{dist_txt}\nselection: {r.get('fate')} — {r.get('reason')}",
+            f"{dist_txt}\nselection: {r.get('fate')} — {r.get('reason')}"),
             title="relabel decision", title_align="left"))
+    if r.get("judgements") and not r.get("verdict"):  # CLEAR: one per sampled answer
+        parts.append(Panel(_judgements_table(r["judgements"]), title="judges",
+                           title_align="left"))
     if "confidence" in r:
         parts.append(_clear_panel(r))
     for e in r.get("errors") or []:
@@ -132,15 +208,15 @@ def _clear_panel(r: dict[str, Any]) -> Panel:
                   f"{r.get('candidate_verdicts')}",
                   f"judge confidence: {num(r.get('judge_confidence'))}"]
     lines.append(f"fate: {r.get('fate')} — {r.get('reason')}")
-    return Panel("\n".join(lines), title="CLEAR confidence", title_align="left")
+    return Panel(Text("\n".join(lines)), title="CLEAR confidence", title_align="left")
 
 
 def summary_table(summary: dict[str, Any]) -> Group:
     fates = Table("fate", "samples", title="curation summary")
-    for f in ("clean", "relabeled-kept", "relabeled-dropped", "error"):
+    for f in Fate:
         fates.add_row(f, str(summary["fates"].get(f, 0)))
     for f, n in summary["fates"].items():
-        if f not in ("clean", "relabeled-kept", "relabeled-dropped", "error"):
+        if f not in tuple(Fate):
             fates.add_row(f"{f} (unfinished)", str(n))
     fates.add_row("total", str(summary["samples"]), style="bold")
     cost = summary.get("cost")

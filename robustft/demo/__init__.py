@@ -11,6 +11,8 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
+from robustft.schemas import KEPT, Fate
+
 DATA = Path(str(files("robustft.demo")))
 DEMO_INPUT = DATA / "demo_capitals.jsonl"
 DEMO_TRUTH = DATA / "demo_capitals_truth.jsonl"
@@ -37,10 +39,11 @@ def score_run(run_dir: Path, truth_path: Path = DEMO_TRUTH) -> dict[str, float]:
     truth = {r["id"]: r for r in map(json.loads, truth_path.open())}
     with (run_dir / "decisions.csv").open(newline="") as f:
         decisions = [d for d in csv.DictReader(f) if d["id"] in truth]
-    flagged = {d["id"] for d in decisions if d["fate"].startswith("relabeled")}
+    flagged = {d["id"] for d in decisions  # flagged by the checker: relabeled or confirmed
+               if d["fate"].startswith("relabeled") or d["fate"] == Fate.CONFIRMED}
     noisy = {i for i, r in truth.items() if r["noisy"]}
     scores = detection_scores(flagged, noisy, len(decisions))
-    kept = [d for d in decisions if d["fate"] in ("clean", "relabeled-kept")]
+    kept = [d for d in decisions if d["fate"] in KEPT]
     from robustft.methods.matching import answers_match, exact_match, normalise
 
     def right(given: str, true: str) -> bool:

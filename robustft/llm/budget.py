@@ -1,5 +1,6 @@
-"""Call budgets of one invocation: calls, tokens and cost (``--max-calls``, ``--max-tokens``,
-``--max-cost``)."""
+"""Budgets of one invocation: endpoint calls, tokens and cost (``call_budget``,
+``token_budget``, ``cost_budget`` in the config; ``--call-budget``, ``--token-budget``,
+``--cost-budget`` on the command line)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,35 @@ from robustft.schemas import Completion
 
 
 class BudgetExceeded(RuntimeError):
-    """A --max-calls / --max-tokens limit is reached: no new calls; the run stops resumably."""
+    """A call, token or cost budget is reached: no new calls; the run stops resumably."""
 
 
 class Budget:
     """Counts endpoint calls, tokens and cost of this invocation (cache hits are free).
 
-    A call is counted when it is issued, so ``max_calls`` is exact under concurrency; tokens
-    are known only when replies arrive, so calls already in flight may pass ``max_tokens``.
+    A call is counted when it is issued, so ``call_budget`` is exact under concurrency; tokens
+    are known only when replies arrive, so calls already in flight may pass ``token_budget``
+    (and ``cost_budget``).
     When a limit is reached, the refused caller first waits for the calls in flight to finish
     (their replies reach the cache), so stopping wastes no call that was paid for.
     """
 
-    def __init__(self, max_calls: int | None = None, max_tokens: int | None = None,
-                 max_cost: float | None = None,
+    def __init__(self, call_budget: int | None = None, token_budget: int | None = None,
+                 cost_budget: float | None = None,
                  prices: dict[str, tuple[float, float]] | None = None):
-        self.max_calls, self.max_tokens, self.max_cost = max_calls, max_tokens, max_cost
+        self.call_budget, self.token_budget = call_budget, token_budget
+        self.cost_budget = cost_budget
         self.prices = prices or {}
         self.calls = self.tokens = self.in_flight = 0
         self.cost = 0.0
         self._idle: asyncio.Event | None = None
 
     def _exhausted(self) -> str | None:
-        if self.max_calls is not None and self.calls >= self.max_calls:
+        if self.call_budget is not None and self.calls >= self.call_budget:
             return f"call budget reached ({self.calls} calls)"
-        if self.max_tokens is not None and self.tokens >= self.max_tokens:
+        if self.token_budget is not None and self.tokens >= self.token_budget:
             return f"token budget reached ({self.tokens} tokens)"
-        if self.max_cost is not None and self.cost >= self.max_cost:
+        if self.cost_budget is not None and self.cost >= self.cost_budget:
             return f"cost budget reached ({self.cost:.4f} at the configured prices)"
         return None
 

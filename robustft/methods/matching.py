@@ -69,6 +69,16 @@ def match_mode(setting: str, is_mc: bool, long_form: bool) -> str:
     return setting
 
 
+def similarity_mode(setting: str, is_mc: bool, long_form: bool) -> str:
+    """CLEAR's s_i for one sample: letter (multiple choice), match (token F1), embedding or
+    judge (non-contradiction); auto = judge for long-form responses, match for short ones."""
+    if is_mc:
+        return "letter"
+    if setting == "auto":
+        return "judge" if long_form else "match"
+    return setting
+
+
 def agrees(a: str | None, label: str, mode: str, threshold: float = 0.8) -> bool:
     """Whether an answer matches the label in ``mode`` (letter, f1 or exact)."""
     if mode == "exact":

@@ -145,3 +145,17 @@ def parse_answer(text: str | None, letters: list[str], long_form: bool = False) 
     if letters:
         return parse_choice(text, letters)
     return parse_long(text) if long_form else parse_free(text)
+
+
+UNCHANGED = "UNCHANGED"  # a correction's reply when nothing in the response is wrong
+_UNCHANGED = re.compile(r"^[\W_]*unchanged[\W_]*$", re.IGNORECASE)
+
+
+def parse_correction(text: str | None, original: str) -> Parsed:
+    """A minimal correction of ``original``: the complete corrected response after the last
+    ``Answer:`` line (:func:`parse_long`), or ``original`` itself when the reply says
+    ``UNCHANGED`` (start/end then mark the word UNCHANGED)."""
+    p = parse_long(text)
+    if p.answer is not None and _UNCHANGED.match(p.answer):
+        return Parsed(original, "ok", p.reasoning, p.start, p.end)
+    return p

@@ -14,6 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from robustft.config import Config
+from robustft.schemas import KEPT as KEPT  # noqa: F401  (re-exported: outputs, viewer)
+from robustft.schemas import Fate as Fate
 from robustft.schemas import Sample
 
 
@@ -26,17 +28,6 @@ class Stage(StrEnum):
     CORRECTED = "corrected"  # CLEAR: candidate proposed and judged
     INPUT_ERROR = "error"  # the input row failed validation: never processed
 
-
-class Fate(StrEnum):
-    """What became of an input row (the ``fate`` column and ``decisions.csv``)."""
-
-    CLEAN = "clean"
-    RELABELED_KEPT = "relabeled-kept"
-    RELABELED_DROPPED = "relabeled-dropped"
-    ERROR = "error"
-
-
-KEPT = (Fate.CLEAN, Fate.RELABELED_KEPT)
 
 FateRow = tuple[str, str, str, str | None]  # (sample id, fate, why, final label)
 

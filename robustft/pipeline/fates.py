@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from robustft.config import Config
+from robustft.methods.diff import changed_words
+from robustft.methods.matching import exact_match
 from robustft.methods.precision import PrecisionCut
 from robustft.methods.selection import SelectionKey, selection_key
+from robustft.methods.verdicts import confirmation
 from robustft.pipeline.contract import Fate, FateRow, Stage
 
 
@@ -34,6 +37,7 @@ class Candidate:
     answer: str
     entropy: float | None
     entropy_source: str | None
+    corrected: bool = False  # a long-form response corrected (not replaced)
 
     @property
     def key(self) -> SelectionKey:
@@ -42,24 +46,57 @@ class Candidate:
     @property
     def story(self) -> str:
         """The start of its reason: the label change and the entropy."""
-        change = (f"label {self.original} -> {self.answer}" if self.answer != self.original
-                  else f"label {self.original} confirmed")
+        if self.corrected:
+            n = changed_words(self.original, self.answer)
+            change = f"response corrected ({n} word{'s' if n != 1 else ''} changed)"
+        else:
+            change = (f"label {self.original} -> {self.answer}" if self.answer != self.original
+                      else f"label {self.original} confirmed")
         e_txt = ("unknown" if self.entropy is None
                  else f"{self.entropy:.4f} ({self.entropy_source})")
         return f"{change}; entropy {e_txt}"
 
 
+def _unchanged(proposal: str | None, original: str) -> bool | None:
+    return None if proposal is None else exact_match(proposal, original, False)
+
+
+def _not_corrected(r: dict[str, Any], config: Config) -> FateRow:
+    """A long-form response the final correction returned unchanged: confirmed when most of
+    the agents that looked at it found nothing wrong, else dropped (flagged, not fixable)."""
+    original = r["sample"]["label"]
+    proposals = [r.get("context_answer")] if config.relabel.context else []
+    if config.relabel.reviewer:
+        proposals.append(r.get("reviewer_answer"))
+    changed = [None if (u := _unchanged(p, original)) is None else not u for p in proposals]
+    ok, wrong, right = confirmation([j.get("verdict") for j in r.get("judgements") or []],
+                                    changed)
+    votes = f"{right} of {wrong + right} agents found nothing wrong"
+    if ok:
+        return (r["id"], Fate.CONFIRMED, f"flagged, but the correction found nothing wrong "
+                f"and {votes}: confirmed as it was", original)
+    return (r["id"], Fate.RELABELED_DROPPED, f"flagged; the correction found nothing to fix, "
+            f"but only {votes}: dropped", None)
+
+
 def relabel_candidates(records: Iterable[dict[str, Any]], config: Config
                        ) -> tuple[list[FateRow], list[Candidate]]:
-    """Split relabeled records into final fates (errors, unparsed answers) and selection
-    candidates, in input order."""
+    """Split relabeled records into final fates (errors, unparsed answers, long-form
+    responses the correction left unchanged) and selection candidates, in input order."""
     by = final_by(config)
     out, candidates = [], []
     for r in records:
+        long_form = bool((r.get("sample") or {}).get("long_form"))
         if r.get("errors"):
             out.append((r["id"], Fate.ERROR, "relabel: " + "; ".join(r["errors"]), None))
         elif r.get(f"{by}_answer") is None:
             out.append((r["id"], Fate.RELABELED_DROPPED, f"{by} reply unparsed", None))
+        elif long_form and _unchanged(r[f"{by}_answer"], r["sample"]["label"]):
+            out.append(_not_corrected(r, config))
+        elif long_form:
+            candidates.append(Candidate(r["id"], r["row"], r["sample"]["label"],
+                                        r[f"{by}_answer"], r.get("entropy"),
+                                        r.get("entropy_source"), corrected=True))
         else:
             candidates.append(Candidate(r["id"], r["row"], r["sample"]["label"],
                                         r[f"{by}_answer"], r.get("entropy"),
@@ -106,15 +143,29 @@ def _why_dropped(r: dict[str, Any], eta: float) -> str:
         return "auto-correct off"
     if r.get("candidate") is None:
         return "no parseable candidate"
+    long_form = (r.get("sample") or {}).get("long_form")
+    candidate = (f"the correction ({changed_words(r['sample']['label'], r['candidate'])} "
+                 "words changed)" if long_form else f"candidate {r['candidate']!r}")
     if r.get("judge_confidence") is None:
-        return f"candidate {r['candidate']!r} is the same answer"
-    return (f"candidate {r['candidate']!r} not adopted: judge confidence "
-            f"{r['judge_confidence']:.3f} ≤ η {eta}")
+        return f"{candidate} is the same answer"
+    return f"{candidate} not adopted: judge confidence {r['judge_confidence']:.3f} ≤ η {eta}"
+
+
+def _clear_confirmed(r: dict[str, Any]) -> tuple[bool, str]:
+    """A filtered long-form response the corrector returned unchanged: confirmed when most of
+    the agents that looked at it (the judges of its sampled answers, the corrector) found
+    nothing wrong, as RobustFT confirms (:func:`_not_corrected`)."""
+    ok, wrong, right = confirmation([j.get("verdict") for j in r.get("judgements") or []],
+                                    [False])
+    votes = f"{right} of {wrong + right} agents found nothing wrong"
+    return ok, (f"the corrector found nothing wrong and {votes}: confirmed as it was" if ok
+                else f"the corrector found nothing to fix, but only {votes}: dropped")
 
 
 def clear_fates(records: Iterable[dict[str, Any]], gamma: float, eta: float,
                 gamma_text: str | None = None) -> list[FateRow]:
-    """clean (C ≥ γ), relabeled-kept (corrected: judge confidence > η), relabeled-dropped.
+    """clean (C ≥ γ), relabeled-kept (corrected: judge confidence > η), confirmed (a
+    long-form response the corrector left unchanged, most agents agreeing), relabeled-dropped.
     ``gamma_text`` says where γ came from (default "γ <value>")."""
     g = gamma_text or f"γ {gamma:.3f}"
     out = []
@@ -125,12 +176,20 @@ def clear_fates(records: Iterable[dict[str, Any]], gamma: float, eta: float,
         parts = (f"confidence {conf:.3f} (O={r.get('observed') or 0:.3f}, "
                  f"S={r.get('certainty') or 0:.3f})" if conf is not None else
                  "confidence unknown")
+        unchanged = (r["stage"] == Stage.CORRECTED and r.get("candidate") is not None
+                     and r.get("judge_confidence") is None)
         if conf is not None and conf >= gamma:
             out.append((r["id"], Fate.CLEAN, f"{parts} ≥ {g}", label))
         elif r.get("judge_confidence") is not None and r["judge_confidence"] > eta:
-            out.append((r["id"], Fate.RELABELED_KEPT, f"{parts} < {g}; corrected "
-                        f"{label!r} -> {r['candidate']!r}: judge confidence "
-                        f"{r['judge_confidence']:.3f} > η {eta}", r["candidate"]))
+            change = (f"({changed_words(label, r['candidate'])} words changed)"
+                      if r["sample"].get("long_form") else f"{label!r} -> {r['candidate']!r}")
+            out.append((r["id"], Fate.RELABELED_KEPT, f"{parts} < {g}; corrected {change}: "
+                        f"judge confidence {r['judge_confidence']:.3f} > η {eta}",
+                        r["candidate"]))
+        elif unchanged and r["sample"].get("long_form"):
+            ok, why = _clear_confirmed(r)
+            out.append((r["id"], Fate.CONFIRMED if ok else Fate.RELABELED_DROPPED,
+                        f"{parts} < {g}; {why}", label if ok else None))
         else:
             out.append((r["id"], Fate.RELABELED_DROPPED, f"{parts} < {g}; "
                         + _why_dropped(r, eta), None))

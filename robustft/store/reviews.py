@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from robustft.schemas import REVIEW_ACTIONS as ACTIONS
+from robustft.schemas import Fate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reviews (
@@ -134,7 +135,10 @@ class ReviewStore:
 def effective(fate: str | None, final: str | None, original: str | None,
               review: Review | None, kept_fates: tuple[str, ...]) -> tuple[bool, str | None]:
     """(kept, final response) of a sample once its review applies; a stale or absent review
-    leaves the agents' decision."""
+    leaves the agents' decision. ``accept`` keeps the agents' decision (an unsure-dropped
+    sample stays out, a confirmed or unsure one stays in as it was); ``restore`` keeps the
+    original response whatever the fate; ``drop`` leaves the sample out; ``edit`` keeps the
+    person's response."""
     agents = (fate in kept_fates and final is not None, final)
     if review is None or review.stale(fate, final) or review.action == "accept":
         return agents
@@ -145,20 +149,26 @@ def effective(fate: str | None, final: str | None, original: str | None,
     return True, review.response  # edit
 
 
-QUEUE_FATES = ("relabeled-kept", "relabeled-dropped", "error")  # what people review
+# what people review: every sample the agents flagged (changed, confirmed, unsure, dropped)
+# or failed on; the unsure ones first (the judges could not tell: a person must)
+UNSURE_FATES = (Fate.UNSURE, Fate.UNSURE_DROPPED)
+QUEUE_FATES = (*UNSURE_FATES, Fate.CONFIRMED, Fate.RELABELED_KEPT, Fate.RELABELED_DROPPED,
+               Fate.ERROR)
 
 
 def queue_ids(samples: sqlite3.Connection, filters: dict[str, str], method: str) -> list[str]:
-    """The review queue under ``filters`` (fate, q: id or question), most uncertain first:
-    highest entropy (RobustFT) or lowest confidence (CLEAR), then input order."""
+    """The review queue under ``filters`` (fate, q: id or question): unsure samples first,
+    then the rest; within each, most uncertain first (highest entropy for RobustFT, lowest
+    confidence for CLEAR), then input order."""
     fate = filters.get("fate")
     fates = (fate,) if fate in QUEUE_FATES else QUEUE_FATES
-    where, args = f"fate IN ({','.join('?' * len(fates))})", list(fates)
+    where, args = f"fate IN ({','.join('?' * len(fates))})", [str(f) for f in fates]
     if q := filters.get("q"):
         where += " AND (id LIKE ? OR json_extract(data, '$.sample.question') LIKE ?)"
         args += [f"%{q}%", f"%{q}%"]
     key = "json_extract(data, '$.confidence')" if method == "clear" else "entropy"
-    order = f"{key} IS NULL, {key} {'ASC' if method == 'clear' else 'DESC'}, row"
+    unsure = f"fate NOT IN ({','.join(repr(str(f)) for f in UNSURE_FATES)})"
+    order = f"{unsure}, {key} IS NULL, {key} {'ASC' if method == 'clear' else 'DESC'}, row"
     return [i for (i,) in samples.execute(f"SELECT id FROM samples WHERE {where} "
                                           f"ORDER BY {order}", args)]
 
@@ -181,7 +191,8 @@ def review_summary(samples: sqlite3.Connection, reviews: ReviewStore) -> dict[st
 
     all_reviews = reviews.all()
     queue = samples.execute(f"SELECT COUNT(*) FROM samples WHERE fate IN "
-                            f"({','.join('?' * len(QUEUE_FATES))})", QUEUE_FATES).fetchone()[0]
+                            f"({','.join('?' * len(QUEUE_FATES))})", [str(f) for f in QUEUE_FATES]
+                            ).fetchone()[0]
     rows = []
     ids = list(all_reviews)
     for i in range(0, len(ids), 500):

@@ -28,7 +28,7 @@ from typing import Any
 
 from robustft.config import load_config, prices_of
 from robustft.methods.cost import cost_by_role
-from robustft.schemas import AgentCall, InputError
+from robustft.schemas import AgentCall, Fate, InputError
 from robustft.store.reviews import run_review_summary
 
 SCHEMA = """
@@ -51,8 +51,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 SORTS = {"row": "row", "entropy": "entropy", "fate": "fate", "id": "id",
          "confidence": "json_extract(data, '$.confidence')"}
-PAGE_COLUMNS = ["id", "row", "fate", "verdict", "original", "final", "entropy", "confidence",
-                "reason", "question"]
+PAGE_COLUMNS = ["id", "row", "fate", "verdict", "original", "final", "changed", "entropy",
+                "confidence", "reason", "question"]
+CELL = 160  # characters of a question in a table row; responses one more, for the page to clip
+NOT_RELABELS = (Fate.CONFIRMED, Fate.UNSURE, Fate.UNSURE_DROPPED)  # flagged, kept as they were
 
 
 def _where(filters: dict[str, str]) -> tuple[str, list[Any]]:
@@ -287,12 +289,12 @@ class RunStore:
 
     def record(self, sid: str) -> dict[str, Any] | None:
         row = self.db.execute(
-            "SELECT id, row, stage, verdict, fate, reason, final, entropy, entropy_source, data "
-            "FROM samples WHERE id=?", (sid,)).fetchone()
+            "SELECT id, row, stage, verdict, fate, reason, original, final, entropy, "
+            "entropy_source, data FROM samples WHERE id=?", (sid,)).fetchone()
         if row is None:
             return None
-        keys = ["id", "row", "stage", "verdict", "fate", "reason", "final", "entropy",
-                "entropy_source"]
+        keys = ["id", "row", "stage", "verdict", "fate", "reason", "original", "final",
+                "entropy", "entropy_source"]
         return {**json.loads(row[-1]), **dict(zip(keys, row[:-1], strict=True))}
 
     def calls(self, sid: str) -> list[tuple[str, AgentCall]]:
@@ -313,8 +315,11 @@ class RunStore:
 
     # ---- what the viewer reads: paginated in SQL over indexed columns -------------------
     def entropies(self) -> list[float]:
+        """Entropies of the relabels (a confirmed or unsure sample is not one)."""
+        marks = ",".join("?" * len(NOT_RELABELS))
         return [e for (e,) in self.db.execute(
-            "SELECT entropy FROM samples WHERE entropy IS NOT NULL")]
+            f"SELECT entropy FROM samples WHERE entropy IS NOT NULL "
+            f"AND COALESCE(fate, '') NOT IN ({marks})", [str(f) for f in NOT_RELABELS])]
 
     def confidences(self) -> list[float]:
         return [c for (c,) in self.db.execute(
@@ -328,9 +333,10 @@ class RunStore:
         total = self.db.execute(f"SELECT COUNT(*) FROM samples{where}", args).fetchone()[0]
         nulls = f"{SORTS[sort]} IS NULL, " if sort in ("entropy", "confidence") else ""
         rows = self.db.execute(
-            f"SELECT id, row, COALESCE(fate, stage), verdict, original, final, entropy, "
+            f"SELECT id, row, COALESCE(fate, stage), verdict, substr(original, 1, {CELL + 1}), "
+            f"substr(final, 1, {CELL + 1}), final IS NOT NULL AND final != original, entropy, "
             f"json_extract(data, '$.confidence'), reason, "
-            f"substr(json_extract(data, '$.sample.question'), 1, 160) FROM samples{where} "
+            f"substr(json_extract(data, '$.sample.question'), 1, {CELL}) FROM samples{where} "
             f"ORDER BY {nulls}{SORTS[sort]} {'DESC' if descending else 'ASC'}, row "
             f"LIMIT ? OFFSET ?", [*args, size, offset]).fetchall()
         return total, [dict(zip(PAGE_COLUMNS, r, strict=True)) for r in rows]
@@ -341,8 +347,15 @@ class RunStore:
             "SELECT id FROM samples WHERE final IS NOT NULL AND final != original ORDER BY row "
             "LIMIT ?", (limit,))]
 
+    def ids_with_fate(self, fates: Iterable[str], limit: int) -> list[str]:
+        """Samples whose fate is one of ``fates``, in input order."""
+        fates = [str(f) for f in fates]
+        return [i for (i,) in self.db.execute(
+            f"SELECT id FROM samples WHERE fate IN ({','.join('?' * len(fates))}) ORDER BY row "
+            "LIMIT ?", (*fates, limit))]
+
     def totals(self) -> dict[str, Any]:
-        fates = dict(self.db.execute(
+        fates = dict(self.db.execute(  # the fates (and unfinished stages) that occur
             "SELECT COALESCE(fate, stage), COUNT(*) FROM samples GROUP BY 1"))
         calls = pt = ct = errs = cached = 0
         by_role: dict[str, dict[str, int]] = {}

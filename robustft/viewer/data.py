@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from robustft.store.reviews import QUEUE_FATES, ReviewStore
+from robustft.methods.diff import changed_words, word_diff
+from robustft.schemas import Fate
+from robustft.store.reviews import QUEUE_FATES, UNSURE_FATES, ReviewStore
 from robustft.store.runstore import SORTS, RunStore
 
 FILTERS = ("fate", "changed", "errors", "q")
@@ -43,6 +45,7 @@ def summary(store: RunStore) -> dict[str, Any]:
         "input": store.get_meta("input_path"), **totals,
         "entropy_hist": histogram(ent), "confidence_hist": histogram(conf),
         "gamma": store.get_meta("gamma"),
+        "fate_order": [str(f) for f in Fate], "queue_fates": [str(f) for f in QUEUE_FATES],
         "config": _read(store.dir / "config.yaml") or "",
         "prompts": json.loads(prompts) if prompts else {},
     }
@@ -67,17 +70,45 @@ def sample_detail(store: RunStore, sid: str,
     if r is None:
         return None
     review = reviews.get(sid) if reviews is not None else None
+    sample = r.get("sample") or {}
+    free = bool(sample) and not sample.get("options")
+    original = r.get("original") if r.get("original") is not None else sample.get("label")
     return {**r, "calls": [{"stage": stage, **c.model_dump()} for stage, c in store.calls(sid)],
             "reviewable": r.get("fate") in QUEUE_FATES,
-            "review": review.as_dict(r.get("fate"), r.get("final")) if review else None}
+            "review": review.as_dict(r.get("fate"), r.get("final")) if review else None,
+            "diff": response_diff(original, r.get("final")) if free else None,
+            "review_diff": response_diff(original, review.response)
+            if free and review is not None and review.action == "edit" else None}
+
+
+def response_diff(old: str | None, new: str | None) -> dict[str, Any] | None:
+    """A free-text response ``new`` against the original ``old`` (None: no change): the word
+    diff ``ops`` ([kind, text] runs: equal, delete, insert), each change as [removed,
+    inserted] text, and ``words``: how many words changed (:func:`changed_words`)."""
+    if old is None or new is None or old == new:
+        return None
+    ops = word_diff(old, new)
+    changes: list[list[str]] = []
+    for i, (kind, text) in enumerate(ops):
+        if kind == "delete":
+            changes.append([text.strip(), ""])
+        elif kind == "insert":
+            if i and ops[i - 1][0] == "delete":
+                changes[-1][1] = text.strip()
+            else:
+                changes.append(["", text.strip()])
+    changes = [c for c in changes if any(c)]  # a whitespace-only run is no change
+    return {"ops": [list(op) for op in ops], "changes": changes,
+            "words": changed_words(old, new)}
 
 
 def report_samples(store: RunStore, limit: int = 5000) -> list[dict[str, Any]]:
-    """Samples whose final label differs from the given one, then reviewed ones (for the
-    static report)."""
+    """Samples whose final label differs from the given one, those the judges were unsure of
+    or the correction confirmed, then reviewed ones (for the static report)."""
     reviews = ReviewStore(store.dir) if ReviewStore.exists(store.dir) else None
     try:
         ids = list(dict.fromkeys([*store.changed_ids(limit),
+                                  *store.ids_with_fate((*UNSURE_FATES, Fate.CONFIRMED), limit),
                                   *(reviews.all() if reviews else {})]))[:limit]
         return [d for d in (sample_detail(store, i, reviews) for i in ids) if d is not None]
     finally:
@@ -93,8 +124,9 @@ def queue_entry(ids: list[str], reviewed: set[str], unreviewed: bool, index: int
     todo = [i for i in ids if i not in reviewed] if unreviewed else ids
     return {"total": len(ids), "reviewed": sum(i in reviewed for i in ids), "index": index,
             "id": todo[index] if index < len(todo) else None,
-            "order": "confidence, lowest first" if method == "clear" else
-            "entropy, highest first"}
+            "fates": [str(f) for f in QUEUE_FATES],
+            "order": "unsure first, then " + ("confidence, lowest first" if method == "clear"
+                                              else "entropy, highest first")}
 
 
 def save_review(store: RunStore, reviews: ReviewStore, req: dict[str, Any],
@@ -105,8 +137,9 @@ def save_review(store: RunStore, reviews: ReviewStore, req: dict[str, Any],
     if r is None:
         raise ValueError(f"no sample with id {req['id']!r}")
     if r.get("fate") not in QUEUE_FATES:
-        raise ValueError(f"sample {r['id']} is {r.get('fate') or 'unfinished'}: only changed, "
-                         "dropped and error rows are reviewed")
+        raise ValueError(f"sample {r['id']} is {r.get('fate') or 'unfinished'}: only the "
+                         f"samples the agents flagged or failed on are reviewed "
+                         f"({', '.join(QUEUE_FATES)})")
     sample, action = r.get("sample") or {}, req.get("action")
     response = None
     if action == "restore":

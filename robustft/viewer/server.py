@@ -214,7 +214,7 @@ def page_html(inline: dict[str, Any] | None = None, token: str = "") -> str:
     html = (WEB / "index.html").read_text()
     if inline is None:
         return html.replace('content="" id="token"', f'content="{token}" id="token"')
-    data = json.dumps(inline, default=str).replace("</", "<\\/")
+    data = json.dumps(inline, default=str).replace("<", "\\u003c")  # no tag in the data
     css = (WEB / "viewer.css").read_text()
     js = "\n".join((WEB / f).read_text() for f in ("review.js", "viewer.js"))
     js = js.replace("</script", "<\\/script")

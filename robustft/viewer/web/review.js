@@ -1,6 +1,6 @@
-// robustft review: the queue of samples the agents changed, dropped or failed on (most
-// uncertain first), one at a time with the agents' story, keyboard first. Loaded before
-// viewer.js (it uses h, api, fmt, fateTag, sampleView from there at call time).
+// robustft review: the queue of samples the agents flagged or failed on (unsure ones first,
+// then most uncertain first), one at a time with the agents' story, keyboard first. Loaded
+// before viewer.js (it uses h, api, fmt, clip, fateTag, sampleView from there at call time).
 // Every text from a sample goes through h() as a text node: never parsed as HTML.
 "use strict";
 
@@ -24,7 +24,7 @@ function reviewLine(rv) {
   return h("span", { id: "review-state", class: rv.stale ? "stale" : "reviewed",
     "data-action": rv.action },
   `${rv.reviewer || "someone"} ${ACTION_NAMES[rv.action] || rv.action}`,
-  rv.response !== null && rv.response !== undefined ? ` → ${rv.response}` : "",
+  rv.response !== null && rv.response !== undefined ? ` → ${clip(rv.response)}` : "",
   ` (${when} UTC, v${rv.version})`, rv.note ? ` · note: ${rv.note}` : "",
   rv.stale ? " · STALE: the agents decided otherwise since; not applied" : "");
 }
@@ -34,9 +34,12 @@ function reviewPanel(d, onSaved) {
   const s = d.sample || {};
   const letters = (s.options || []).map((_, i) => String.fromCharCode(65 + i));
   const msg = h("div", { id: "review-msg" });
+  // a long free-text response is shown whole below (as a diff when it changed), not here
+  const final = d.diff ? `corrected, ${d.diff.words} word(s) changed (below)` :
+    letters.length || d.final !== s.label ? clip(d.final) ?? "–" : "unchanged";
   const head = h("div", { class: "kv" },
-    h("div", { class: "k" }, "agents"), h("div", {}, fateTag(d.fate), ` final: ${d.final ?? "–"}`,
-      ` · given: ${s.label ?? "–"}`),
+    h("div", { class: "k" }, "agents"), h("div", {}, fateTag(d.fate), ` final: ${final}`,
+      ` · given: ${clip(s.label) ?? "–"}`),
     h("div", { class: "k" }, "review"), h("div", {}, reviewLine(d.review)));
   if (STATIC || !TOKEN || !d.reviewable) {
     return d.review ? h("div", { class: "panel", id: "review" }, h("h2", {}, "Review"), head) :
@@ -45,7 +48,9 @@ function reviewPanel(d, onSaved) {
   const editor = letters.length ?
     h("select", { id: "review-edit" }, letters.map((l, i) => h("option", { value: l,
       selected: (d.final || s.label) === l }, `${l}. ${s.options[i]}`))) :
-    h("textarea", { id: "review-edit", rows: 4 });
+    h("textarea", { id: "review-edit", rows: 3, onfocus: (e) => {  // grows when editing
+      e.target.rows = Math.min(16, Math.max(3, Math.ceil(e.target.value.length / 100)));
+    } });
   if (!letters.length) editor.value = d.final ?? s.label ?? "";
   const note = h("input", { id: "review-note", type: "text", placeholder: "optional note",
     maxlength: 2000, value: (d.review && d.review.note) || "" });
@@ -88,8 +93,8 @@ async function reviewView(index) {
   const toolbar = h("div", { class: "toolbar" },
     h("label", {}, "fate ", h("select", { id: "queue-fate",
       onchange: (e) => refilter({ fate: e.target.value }) },
-    ["", "relabeled-kept", "relabeled-dropped", "error"].map((f) => h("option", { value: f,
-      selected: rq.fate === f }, f || "all")))),
+    ["", ...entry.fates].map((f) => h("option", { value: f, selected: rq.fate === f },
+      f || "all")))),
     h("label", {}, h("input", { type: "checkbox", id: "queue-unreviewed",
       checked: rq.unreviewed, onchange: (e) => refilter({ unreviewed: e.target.checked }) }),
     " not reviewed only"),

@@ -4,7 +4,6 @@
 
 const STATIC = window.STATIC_RUN || null;
 const app = document.getElementById("app");
-const FATES = ["", "clean", "relabeled", "relabeled-kept", "relabeled-dropped", "error"];
 const state = { fate: "", changed: false, errors: false, q: "", sort: "row", order: "asc",
   page: 1, size: 50 };
 
@@ -25,6 +24,10 @@ function h(tag, attrs, ...kids) {
 if (STATIC) document.getElementById("review-link")?.remove();  // a report is read-only
 const fmt = (x, d = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
 const fateTag = (f) => h("span", { class: `fate fate-${f}` }, f || "pending");
+const clip = (t, n = 120) => (t && t.length > n ? t.slice(0, n - 1) + "…" : t);
+// The table's fate filter: every fate in order, "relabeled" (kept or dropped) before its two.
+const fateFilters = (s) => ["", ...(s.fate_order || []).flatMap((f) =>
+  f === "relabeled-kept" ? ["relabeled", f] : [f])];
 
 // ---- data: the HTTP API, or the same queries over the inlined report data -------------
 async function api(path, params) {
@@ -38,12 +41,18 @@ async function api(path, params) {
 function staticApi(path, p) {
   if (path === "/api/summary") return STATIC.summary;
   if (path === "/api/sample") return STATIC.samples.find((s) => s.id === p.id) || null;
-  let rows = STATIC.samples.map((s) => ({ id: s.id, row: s.row, fate: s.fate,
-    verdict: s.verdict, original: s.sample && s.sample.label, final: s.final,
-    entropy: s.entropy, confidence: s.confidence, reason: s.reason,
-    question: ((s.sample && s.sample.question) || "").slice(0, 160) }));
+  let rows = STATIC.samples.map((s) => {
+    const original = s.original ?? (s.sample && s.sample.label);
+    return { id: s.id, row: s.row, fate: s.fate, verdict: s.verdict,
+      original: original == null ? original : String(original).slice(0, 161),
+      final: s.final == null ? s.final : String(s.final).slice(0, 161),
+      changed: s.final != null && s.final !== original, entropy: s.entropy,
+      confidence: s.confidence, reason: s.reason,
+      question: ((s.sample && s.sample.question) || "").slice(0, 160) };
+  });
   if (p.fate === "relabeled") rows = rows.filter((r) => (r.fate || "").startsWith("relabeled"));
   else if (p.fate) rows = rows.filter((r) => r.fate === p.fate);
+  if (p.changed === "1") rows = rows.filter((r) => r.changed);
   if (p.errors === "1") rows = rows.filter((r) => r.fate === "error");
   if (p.q) rows = rows.filter((r) => (r.id + " " + r.question).includes(p.q));
   const dir = p.order === "desc" ? -1 : 1;
@@ -163,7 +172,9 @@ function summaryView(s) {
   document.getElementById("run-path").textContent = `${s.run} · ${s.method}`;
   const card = (k, v, id) => h("div", { class: "card", id }, h("div", { class: "v" }, v),
     h("div", { class: "k" }, k));
-  const fates = Object.entries(s.fates || {}).map(([f, n]) => card(f, n, `count-${f}`));
+  // every fate in order (zeros too), then unfinished stages
+  const counts = { ...Object.fromEntries((s.fate_order || []).map((f) => [f, 0])), ...s.fates };
+  const fates = Object.entries(counts).map(([f, n]) => card(f, n, `count-${f}`));
   const cost = s.cost;
   const roles = h("table", { id: "roles" }, h("thead", {}, h("tr", {}, h("th", {}, "role"),
     h("th", {}, "calls"), h("th", {}, "prompt tokens"), h("th", {}, "completion tokens"),
@@ -178,7 +189,8 @@ function summaryView(s) {
       h("td", { class: "muted", title: p.path }, p.path.split("/").slice(-2).join("/"))))));
   return h("section", { id: "summary" },
     STATIC ? h("p", { class: "banner" }, "Static report: the run summary and the samples " +
-      "whose label changed. Run `robustft view RUN` to browse every sample.") : null,
+      "whose label changed, that the judges were unsure of or the correction confirmed, or " +
+      "that a person reviewed. Run `robustft view RUN` to browse every sample.") : null,
     h("div", { class: "cards" }, card("samples", s.samples, "count-samples"), ...fates,
       card("labels changed", s.labels_changed, "count-changed"), card("calls", s.calls),
       card("failed calls", s.failed_calls), card("cached calls", s.cached_calls),
@@ -195,7 +207,7 @@ function summaryView(s) {
 }
 
 // ---- sample table ----------------------------------------------------------------------
-function tableView() {
+function tableView(s) {
   const wrap = h("section", { id: "table" });
   const body = h("tbody", {});
   const info = h("span", { id: "page-info", class: "muted" });
@@ -219,7 +231,8 @@ function tableView() {
   const toolbar = h("div", { class: "toolbar" },
     h("label", {}, "fate ", h("select", { id: "fate-filter",
       onchange: (e) => go({ fate: e.target.value, page: 1 }) },
-    FATES.map((f) => h("option", { value: f, selected: state.fate === f }, f || "all")))),
+    fateFilters(s).map((f) => h("option", { value: f, selected: state.fate === f },
+      f || "all")))),
     h("label", {}, h("input", { type: "checkbox", id: "changed-filter", checked: state.changed,
       onchange: (e) => go({ changed: e.target.checked, page: 1 }) }), " label changed"),
     h("label", {}, h("input", { type: "checkbox", id: "errors-filter", checked: state.errors,
@@ -252,8 +265,9 @@ function tableView() {
     body.replaceChildren(...data.rows.map((r) => h("tr", {
       "data-id": r.id, onclick: () => { location.hash = "#/sample/" + encodeURIComponent(r.id); },
     }, h("td", { class: "num" }, r.row), h("td", {}, r.id), h("td", {}, fateTag(r.fate)),
-    h("td", {}, r.original ?? "–"),
-    h("td", { class: r.final && r.final !== r.original ? "changed" : "" }, r.final ?? "–"),
+    h("td", {}, clip(r.original, 160) ?? "–"),
+    h("td", { class: (r.changed ?? (r.final && r.final !== r.original)) ? "changed" : "" },
+      clip(r.final, 160) ?? "–"),
     h("td", { class: "num" }, fmt(r.entropy)), h("td", { class: "num" }, fmt(r.confidence, 3)),
     h("td", {}, r.question))));
     info.textContent = `page ${data.page} of ${pages} · ${data.total} matching · ` +
@@ -304,28 +318,74 @@ function callCard(c, i) {
     h("summary", {}, "raw reply"), h("pre", { class: "raw" }, c.raw)) : null);
 }
 
+// ---- a changed free-text response as a word diff against the original ------------------
+// One line first: how many words changed and each change (removed → inserted); then the
+// whole text with deletions struck through and insertions marked. Text nodes only.
+function diffSummary(diff) {
+  const n = diff.words, shown = diff.changes.slice(0, 6);
+  const more = diff.changes.length - shown.length;
+  return h("p", { class: "diff-summary" }, h("strong", {}, `${n} word${n === 1 ? "" : "s"} changed`),
+    shown.length ? ": " : " (whitespace only)", shown.flatMap(([a, b], i) => [i ? " · " : "",
+      a ? h("del", {}, clip(a, 60)) : null, a && b ? " → " : "", b ? h("ins", {}, clip(b, 60)) :
+        null]), more > 0 ? ` · and ${more} more` : "");
+}
+
+function diffPanel(diff, title, id) {
+  if (!diff) return null;
+  return h("div", { class: "panel diff", id }, h("h2", {}, title), diffSummary(diff),
+    h("div", { class: "difftext" }, diff.ops.flatMap(([kind, text]) => {
+      if (kind === "equal") return [text];
+      const [, lead, core, trail] = text.match(/^(\s*)([\s\S]*?)(\s*)$/);  // space stays out
+      return [lead, core ? h(kind === "delete" ? "del" : "ins", {}, core) : null, trail];
+    })));
+}
+
+// The judges' verdict on the response against each reference (expert or sampled answer).
+function judgementsPanel(list) {
+  if (!list || !list.length) return null;
+  return h("div", { class: "panel", id: "judgements-panel" }, h("h2", {}, "Judges' verdicts"),
+    h("table", { id: "judgements" }, h("thead", {}, h("tr", {}, ["reference", "verdict",
+      "P(contradicts)", "how", "reason"].map((t) => h("th", {}, t)))),
+    h("tbody", {}, list.map((j) => h("tr", { "data-verdict": j.verdict },
+      h("td", {}, j.ref ?? "–"),
+      h("td", {}, h("span", { class: `verdict verdict-${j.verdict}` }, j.verdict ?? "–")),
+      h("td", { class: "num" }, fmt(j.p_contradiction, 2)), h("td", {}, j.how ?? ""),
+      h("td", {}, j.reason ?? ""))))));
+}
+
+// A response in the sample's facts: a long one (free text) as a wrapped block.
+const longText = (t) => (typeof t === "string" && t.length > 120 ? h("pre", {}, t) : t);
+
 function sampleView(d, withReview = true) {
   const s = d.sample || {};
   const letters = (s.options || []).map((o, i) => `${String.fromCharCode(65 + i)}. ${o}`);
-  const experts = Object.entries(d.experts || {}).map(([r, a]) => `${r}=${a ?? "unparsed"}`);
+  const longExperts = Object.values(d.experts || {}).some((a) => (a || "").length > 120);
+  const experts = longExperts ? h("div", {}, Object.entries(d.experts).map(([r, a]) =>
+    h("details", {}, h("summary", {}, r), h("pre", {}, a ?? "unparsed")))) :
+    Object.entries(d.experts || {}).map(([r, a]) => `${r}=${a ?? "unparsed"}`).join(", ");
   const judged = Object.entries(d.match_verdicts || {}).map(([r, m]) =>
     `${r}: ${m.verdict ?? "unparsed"}` + (m.p_same != null ? ` (p_same ${m.p_same.toFixed(2)})` : ""));
   const nb = d.neighbours || [];
   return h("section", { id: "sample", "data-id": d.id },
     withReview ? h("p", {}, h("a", { href: "#/", id: "back" }, "← all samples")) : null,
     withReview ? reviewPanel(d, render) : null,
+    diffPanel(d.diff, d.fate === "relabeled-kept" ? "Correction (kept)" :
+      `Proposed correction (${d.fate || "pending"}: not kept)`, "diff"),
+    diffPanel(d.review_diff, "The reviewer's edit against the original", "review-diff"),
     h("div", { class: "panel" }, h("h2", {}, `Sample ${d.id}`), kv([
-      ["source", s.source || d.row], ["question", s.question],
+      ["source", s.source || d.row], ["question", longText(s.question)],
       ["options", letters.length ? h("pre", {}, letters.join("\n")) : null],
-      ["given label", s.label], ["fate", fateTag(d.fate)], ["reason", d.reason],
-      ["final label", h("span", { id: "final-label", class: d.final !== s.label ? "changed" :
-        "" }, d.final ?? "–")],
-      ["experts", experts.join(", ")], ["checker", d.verdict ? `${d.verdict}: ` +
+      [letters.length ? "given label" : "given response", d.diff ? null : longText(s.label)],
+      ["fate", fateTag(d.fate)], ["reason", d.reason],
+      [letters.length ? "final label" : "final response", h("span", { id: "final-label",
+        class: d.final !== s.label ? "changed" : "" }, d.diff ? `the original with the ` +
+        `${d.diff.words} changed word(s) above` : longText(d.final) ?? "–")],
+      ["experts", experts], ["checker", d.verdict ? `${d.verdict}: ` +
         `${d.verdict_reason || ""}` : null],
       ["matcher", judged.length ? judged.join(", ") : null],
-      ["context answer", d.context_answer],
+      ["context answer", longText(d.context_answer)],
       ["reviewer answer", d.reviewer_answer !== undefined ? h("span", { id: "reviewer-answer" },
-        d.reviewer_answer ?? "unparsed") : null],
+        longText(d.reviewer_answer) ?? "unparsed") : null],
       ["reviewer reasoning", d.reviewer_reasoning ? h("pre", {}, d.reviewer_reasoning) : null],
       ["entropy", d.entropy !== null && d.entropy !== undefined ?
         `${fmt(d.entropy)} (${d.entropy_source})` : null],
@@ -333,9 +393,10 @@ function sampleView(d, withReview = true) {
         .map(([k, v]) => `${k}: ${fmt(v, 3)}`).join("  ") : null],
       ["confidence", d.confidence !== undefined && d.confidence !== null ?
         `C=${fmt(d.confidence, 3)} (O=${fmt(d.observed, 3)}, S=${fmt(d.certainty, 3)})` : null],
-      ["candidate", d.candidate], ["judge confidence", d.judge_confidence],
+      ["candidate", longText(d.candidate)], ["judge confidence", d.judge_confidence],
       ["errors", (d.errors || []).length ? h("span", { class: "errtext" },
         d.errors.join("; ")) : null]])),
+    judgementsPanel(d.judgements),
     nb.length ? h("div", { class: "panel" }, h("h2", {}, `Retrieved clean neighbours (${nb.length})`),
       h("table", { id: "neighbours" }, h("thead", {}, h("tr", {}, h("th", {}, "id"),
         h("th", {}, "distance"), h("th", {}, "question"), h("th", {}, "label"))),
@@ -366,7 +427,7 @@ async function render() {
       window.scrollTo(0, 0);
     } else {
       const s = await api("/api/summary");
-      app.replaceChildren(summaryView(s), tableView());
+      app.replaceChildren(summaryView(s), tableView(s));
     }
   } catch (e) { showError(e); }
 }
