@@ -29,23 +29,40 @@ from pathlib import Path
 
 import numpy as np
 
-from robustft.methods.precision import precision_cutoff
+from robustft.methods.precision import PrecisionCut, precision_cutoff
 
 
-def outcome(run: str, clean: str) -> tuple[int, int, int, np.ndarray, np.ndarray]:
-    """(input rows, clean rows, right clean rows, entropy, right?) of every relabel of ``run``
-    with a known entropy, from its decisions.csv."""
+def outcome(run: str, clean: str
+            ) -> tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """(input rows, clean rows, right clean rows, entropy, right?, context and reviewer
+    agree?) of every relabel of ``run`` with a known entropy, from its decisions.csv."""
     with open(clean, newline="") as f:
         truth = {r["id"]: r["answer"] for r in csv.DictReader(f)}
     with (Path(run) / "decisions.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     kept_clean = [truth[r["id"]] == r["original_label"] for r in rows if r["fate"] == "clean"]
-    rel = [(float(r["entropy"]), truth[r["id"]] == r["final_label"]) for r in rows
-           if r["fate"].startswith("relabeled") and r["entropy"]]
-    e = np.array([x for x, _ in rel])
-    y = np.array([x for _, x in rel], dtype=float)
+    rel = [(float(r["entropy"]), truth[r["id"]] == r["final_label"],
+            r["context_answer"] != "" and r["context_answer"] == r["reviewer_answer"])
+           for r in rows if r["fate"].startswith("relabeled") and r["entropy"]]
+    e = np.array([x for x, _, _ in rel])
+    y = np.array([x for _, x, _ in rel], dtype=float)
+    g = np.array([x for _, _, x in rel], dtype=bool)
     known = ~np.isnan(e)
-    return len(rows), len(kept_clean), sum(kept_clean), e[known], y[known]
+    return len(rows), len(kept_clean), sum(kept_clean), e[known], y[known], g[known]
+
+
+def kept_by(cut: PrecisionCut, e: np.ndarray, agree: np.ndarray) -> np.ndarray:
+    """Which relabels ``cut`` keeps: entropy up to its cutoff, per agreement stratum when it
+    has them (as :func:`robustft.pipeline.fates.precision_fates`)."""
+    if cut.cutoff is None:
+        return np.zeros(e.size, bool)
+    if cut.strata is None:
+        return e <= cut.cutoff
+    out = np.zeros(e.size, bool)
+    for g, s in enumerate(cut.strata):
+        if s["cutoff"] is not None:
+            out |= (agree == bool(g)) & (e <= s["cutoff"])
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,10 +78,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gap", type=float, default=0.03)
     ap.add_argument("--min-correct", type=float, default=0.75)
     ap.add_argument("--min-curated", type=float, default=None)
+    ap.add_argument("--entropy-only", action="store_true",
+                    help="fit on entropy alone (ignore the relabel agents' agreement)")
     a = ap.parse_args(argv)
     assume = a.label_noise if a.assume is None else a.assume
     chance = 1 / (a.options - 1)
-    rows, n_clean, right_clean, e, y = outcome(a.run, a.clean)
+    rows, n_clean, right_clean, e, y, g = outcome(a.run, a.clean)
     half = y[np.argsort(e, kind="stable")[: round(e.size / 2)]]
     beta_right = right_clean + half.sum()
     beta = beta_right / (n_clean + half.size)
@@ -82,8 +101,10 @@ def main(argv: list[str] | None = None) -> None:
                          else np.zeros(i.size, bool))  # the draws of before when 0
                 py = np.where(wrong, (1 - y[i]) * lands, y[i])
                 cut = precision_cutoff(e[i], py.astype(bool), e, t, seed=d,
-                                       label_error=assume, chance=chance)
-                kept = e <= cut.cutoff if cut.cutoff is not None else np.zeros(e.size, bool)
+                                       label_error=assume, chance=chance,
+                                       **({} if a.entropy_only else
+                                          {"probe_agree": g[i], "agree": g}))
+                kept = kept_by(cut, e, g)
                 right = right_clean + y[kept].sum()
                 curated.append(right / (n_clean + kept.sum()))
                 correct.append(right / rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -219,22 +220,46 @@ async def stages(run: Run) -> None:
     await relabel(run, graph, index, known)
 
 
+def agents_agree(s: Sample, state: dict[str, Any]) -> bool:
+    """Whether the two relabel agents (context, reviewer) gave the same answer (letters;
+    token F1 ≥ 0.8 for free text): on a relabel and on a probe alike."""
+    return answers_match(state.get("context_answer"), state.get("reviewer_answer"), s.is_mc)
+
+
+def _noting_agreement(run: Run, records: Iterable[dict[str, Any]], agree: dict[str, bool]
+                      ) -> Iterator[dict[str, Any]]:
+    """``records`` as they are, noting each one's :func:`agents_agree` in ``agree``."""
+    by_id = run.by_id()
+    for r in records:
+        agree[r["id"]] = agents_agree(by_id[r["id"]], r)
+        yield r
+
+
 def fates(run: Run) -> list[FateRow]:
     """Fates of the relabeled samples: errors, unparsed answers, then the β lowest
     entropies (the cutoff computed exactly as a Ray run computes it across blocks) or, with
-    a precision target, the entropy cutoff the probes support."""
-    out, candidates = relabel_candidates(run.store.records(stage=Stage.RELABELED), run.config)
+    a precision target, the relabels the probes support: by entropy and, where the probes
+    show it matters, by whether the context and reviewer answers agreed."""
     sel = run.config.selection
+    records = run.store.records(stage=Stage.RELABELED)
+    agree: dict[str, bool] = {}
+    both = run.config.relabel.context and run.config.relabel.reviewer
+    if sel.target_precision is not None and both:
+        records = _noting_agreement(run, records, agree)
+    out, candidates = relabel_candidates(records, run.config)
     if sel.target_precision is not None:
         probes = [p for p in run.store.probes() if p.get("correct") is not None]
         label_error, chance, model = probe_label_error(run, probes)
+        by_id = run.by_id()
+        strata = ({"probe_agree": [agents_agree(by_id[p["id"]], p) for p in probes],
+                   "agree": [agree[c.id] for c in candidates]} if both else {})
         cut = precision_cutoff([finite(p.get("entropy")) for p in probes],
                                [bool(p["correct"]) for p in probes],
                                [finite(c.entropy) for c in candidates], sel.target_precision,
-                               label_error=label_error, chance=chance)
+                               label_error=label_error, chance=chance, **strata)
         run.store.set_meta("precision", json.dumps({**asdict(cut), "label_model": model}))
         run.rep.note(f"precision target {sel.target_precision}: {cut.reason}")
-        out += precision_fates(candidates, cut)
+        out += precision_fates(candidates, cut, agree if both else None)
     else:
         run.store.delete_meta("precision")
         out += selected_fates(candidates, cutoff_key([c.key for c in candidates], sel.beta),

@@ -55,8 +55,15 @@ def test_precision_target_against_fixed_beta(tmp_path, calibration):
         assert n_target > 1.5 * n_beta and p_beta >= 0.95 and p_target >= 0.95 - 0.03
         assert est["kept"] == n_target and est["estimate"] >= 0.95 and est["lower"] >= 0.92
         assert abs(est["estimate"] - p_target) <= 0.03
-    else:  # no signal: about 85% right whatever the entropy -> the target is out of reach
-        assert n_target == 0 and est["cutoff"] is None and "no relabel kept" in est["reason"]
+    else:  # entropy says nothing (85% right whatever it is), but two agents that err
+        # independently rarely agree on one wrong option of five: 0.85² / (0.85² + 0.15²/4)
+        # = 0.992 right where they agree; those are kept, whatever their entropy
+        differ, same = est["strata"]
+        assert differ["fit"] is None and same["fit"] is None
+        assert differ["cutoff"] is None and same["kept"] == est["kept"] == n_target > 0
+        assert est["estimate"] >= 0.95 and p_target >= 0.97
+        assert abs(est["estimate"] - p_target) <= 0.03
+        assert "context and reviewer agree: entropy ≤" in est["reason"]
 
 
 def test_probes_stay_clean_and_never_see_their_label(tmp_path):

@@ -5,12 +5,8 @@ import numpy as np
 import pytest
 
 from robustft.methods.label_error import fit_label_model, posterior_wrong
-from robustft.methods.precision import (
-    ceiling_fit,
-    flat_accuracy,
-    observed,
-    precision_cutoff,
-)
+from robustft.methods.precision import precision_cutoff
+from robustft.methods.relabel_accuracy import ceiling_fit, flat_accuracy, observed
 
 
 def test_posterior_wrong_by_hand():
