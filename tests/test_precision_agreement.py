@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from robustft.methods.precision import precision_cutoff
+from robustft.methods.precision import Z_SHIFT, agreement_shift, precision_cutoff
 from robustft.methods.relabel_accuracy import CHI2_99, accuracy_model
 from robustft.pipeline.contract import Fate
 from robustft.pipeline.fates import Candidate, precision_fates
@@ -125,3 +125,23 @@ def test_fates_follow_each_stratum_cutoff():
                           "context and reviewer differ at precision 0.95 (fitted accuracy "
                           "below 0.980)")
     assert "entropy unknown" in rows[3][2]
+
+
+def test_relabels_that_agree_less_often_than_the_probes_are_flagged():
+    # probes agree 30 of 40, relabels 50 of 100: pooled 80/140, se = √(4/7·3/7·(1/40 + 1/100))
+    # = 0.092582, z = 0.25 / 0.092582 = 2.7003 ≥ 2.326
+    shift = agreement_shift(np.r_[np.ones(30), np.zeros(10)] > 0,
+                            np.r_[np.ones(50), np.zeros(50)] > 0)
+    assert shift == {"probes": 0.75, "relabels": 0.5, "z": pytest.approx(2.7003, abs=1e-4)}
+    assert shift["z"] >= Z_SHIFT
+    # in a cut: the same probes as above (half agree), relabels mostly differing
+    s, y, a = _probes(49, 25)
+    scores = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95] * 4
+    agree = [i % 10 == 0 for i in range(40)]  # 4 of 40 agree, against 50 of 100 probes
+    cut = precision_cutoff(s, y, scores, 0.95, probe_agree=a, agree=agree)
+    assert cut.agreement["relabels"] == 0.1 and cut.agreement["z"] > Z_SHIFT
+    assert cut.kept == 4 and cut.reason.endswith(
+        f"(z = {cut.agreement['z']:.1f}): the relabels are harder than the probes, and the "
+        "estimate is likely optimistic")
+    same = precision_cutoff(s, y, [0.2, 0.5], 0.95, probe_agree=a, agree=[True, False])
+    assert same.agreement["z"] == 0.0 and "harder" not in same.reason

@@ -45,6 +45,7 @@ TOLERANCE = 0.03  # how far below the target the lower bootstrap quantile may fa
 QUANTILE = 0.10  # the lower bootstrap quantile
 FLOOR = 0.5  # the least fitted accuracy a kept relabel may have
 STRATA = ("context and reviewer differ", "context and reviewer agree")
+Z_SHIFT = 2.326  # one-sided 1% normal quantile: relabels agreeing less often than the probes
 
 
 def isotonic_blocks(scores: Sequence[float], correct: Sequence[bool]
@@ -103,6 +104,9 @@ class PrecisionCut:
     # per agreement stratum (differ, agree) when the fit uses them: name, probes,
     # probe_accuracy, fit, flat, cutoff (the largest entropy kept; None: none), kept
     strata: list[dict] | None = None
+    # how often the relabel agents agree on the probes and on the relabels, and the z of
+    # "less often on the relabels" (a two-proportion test): the relabels are harder
+    agreement: dict | None = None
 
 
 def _strata(model: AccuracyModel, agree: np.ndarray | None, correct: np.ndarray
@@ -126,6 +130,17 @@ def _strata_text(strata: list[dict] | None, kept: bool) -> str:
         if not kept:
             parts[-1] += "" if s["fit"] is not None else " (no entropy signal)"
     return "; ".join(parts)
+
+
+def agreement_shift(probe_agree: np.ndarray, agree: np.ndarray) -> dict:
+    """How often the relabel agents agree on the probes and on the relabels, and z of a
+    two-proportion test (pooled variance) that they agree less often on the relabels: then
+    the relabels are harder than the probes, which the fit does not see within a stratum."""
+    n1, n2 = probe_agree.size, agree.size
+    p1, p2 = float(probe_agree.mean()), float(agree.mean())
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return {"probes": p1, "relabels": p2, "z": (p1 - p2) / se if se else 0.0}
 
 
 def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool],
@@ -172,6 +187,14 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     x, xa = x[has], (None if xa is None else xa[has])
     if not x.size:
         return PrecisionCut(reason="no relabel with a known entropy", **none, **base)
+    shift = ""
+    if pa is not None and xa is not None:
+        base["agreement"] = a = agreement_shift(pa, xa)
+        if a["z"] >= Z_SHIFT:
+            shift = (f"; the relabel agents agree on {a['relabels']:.0%} of the relabels "
+                     f"against {a['probes']:.0%} of the probes (z = {a['z']:.1f}): the "
+                     "relabels are harder than the probes, and the estimate is likely "
+                     "optimistic")
     p = model.at(x, xa)
     order = np.lexsort((x, -p))  # most accurate first; equal accuracy: lower entropy first
     acc = p[order]
@@ -205,7 +228,7 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
                    f"{est[ends].max():.3f} ({probes_txt}, {probe_acc:.0%} judged right"
                    + labels + ("; entropy carries no significant signal)" if not signal
                                else ")"))
-        return PrecisionCut(reason=why + ": no relabel kept", **none, **base)
+        return PrecisionCut(reason=why + ": no relabel kept" + shift, **none, **base)
     i = int(ok[-1])
     kept = order[: i + 1]
     if base["strata"] is not None:
@@ -222,7 +245,7 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
         reason=(f"{where}: estimated precision {est[i]:.3f} ≥ target {target:.2f} (10% "
                 f"bootstrap quantile {low[i]:.3f}; {n_probes} probes{labels})"
                 + (f"; past it a relabel's fitted accuracy falls below {FLOOR}"
-                   if (reach[i + 1:] & (acc[i + 1:] < FLOOR)).any() else "")),
+                   if (reach[i + 1:] & (acc[i + 1:] < FLOOR)).any() else "") + shift),
         **base)
 
 
