@@ -6,6 +6,11 @@ relabels they judge), the estimate compared with the precision achieved on them.
     python -m eval.probe_draws RUN --clean labeled.csv [--probes 200 400] [--targets 0.9 0.95]
                                [--draws 40] [--label-noise 0.02 [--options 3] [--assume 0.02]]
                                [--gap 0.03] [--min-correct 0.75] [--min-curated 0.955]
+                               [--entropy-only]
+
+Each draw is fitted as a run fits its probes: on entropy and on whether the context and
+reviewer answers agreed (read from decisions.csv), or with ``--entropy-only`` on entropy
+alone (the fit of before agreement strata).
 
 RUN: a run directory of ``eval.audit`` (a ``precision-*`` method). ``--label-noise``: share of
 probes whose label is wrong (a clean row whose label is a repeated flip): such a probe is
