@@ -212,8 +212,8 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     reach = ends & (est >= target - 1e-12)
     meets = reach & (acc >= FLOOR)
     ok = np.flatnonzero(meets & (low >= target - TOLERANCE - 1e-12))
-    probes_txt = f"{n_probes} probes" + (f"; {t}" if (t := _strata_text(base["strata"], False))
-                                          else "")
+    probes_txt = (f"{n_probes} probes, {probe_acc:.0%} judged right"
+                  + (f"; {t}" if (t := _strata_text(base["strata"], False)) else ""))
     if not ok.size:
         if meets.any():
             i = int(np.flatnonzero(meets)[-1])
@@ -225,7 +225,7 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
             signal = (model.pooled.fit is not None if model.strata is None
                       else any(c.fit is not None for c in model.strata))
             why = (f"no cutoff reaches precision {target:.2f}: the best estimate is "
-                   f"{est[ends].max():.3f} ({probes_txt}, {probe_acc:.0%} judged right"
+                   f"{est[ends].max():.3f} ({probes_txt}"
                    + labels + ("; entropy carries no significant signal)" if not signal
                                else ")"))
         return PrecisionCut(reason=why + ": no relabel kept" + shift, **none, **base)
