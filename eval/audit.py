@@ -127,6 +127,20 @@ def outcomes(run_dir: Path, truth: dict[str, str]) -> list[Outcome]:
                         num(d["confidence"])) for d in csv.DictReader(f) if d["id"] in truth]
 
 
+def canary_figures(c: dict[str, Any], outs: list[Outcome]) -> dict[str, Any]:
+    """The canaries' recall and share fixed (with their 95% intervals) beside the same
+    figures on the truly noisy rows: recall = flagged among them, fixed = the final label
+    is the truth among the flagged ones that got one."""
+    noisy = [o for o in outs if o.noisy]
+    fixed = [o for o in noisy if o.flagged and o.final is not None]
+    return {"canaries": c["planted"], "canary_recall": c["recall"]["share"],
+            "canary_recall_ci": c["recall"]["ci95"], "canary_fixed": c["fixed"]["share"],
+            "canary_fixed_ci": c["fixed"]["ci95"],
+            "true_recall": sum(o.flagged for o in noisy) / len(noisy) if noisy else None,
+            "true_fixed": sum(o.final == o.truth for o in fixed) / len(fixed) if fixed
+            else None}
+
+
 def _start_sim(args, truth_path: Path) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "eval.sim_server", str(truth_path), "--accuracy",
            str(args.accuracy), "--calibration", str(args.calibration), "--seed", str(args.seed),
@@ -196,6 +210,8 @@ def run_audit(args) -> dict[str, Any]:
                         "sent": summary["this_invocation"]["endpoint_calls"]}
                 if (p := summary.get("precision")) is not None:  # estimated vs achieved
                     res["est_precision"] = p["estimate"]
+                if (c := summary.get("canaries")) is not None:  # planted vs real errors
+                    res |= canary_figures(c, outcomes(run_dir, truth))
             res |= {"wall_s": time.perf_counter() - t0, "what": what}
             if args.train_model and args.test:
                 res["downstream_acc"] = _downstream(args, run_dir / "sft.jsonl",

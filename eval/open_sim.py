@@ -20,6 +20,8 @@ U(0.6, 0.99). The request kind is read from the user message's sections:
   ``A`` when both state the same set of facts, else ``B`` (flipped when wrong).
 - ``Response A (original):`` / ``Response B (candidate):`` (clear_judge): prefers the right
   one (a coin flip when both are right or both wrong).
+- ``Correct response:`` (corrupt; corruptor): right → one true fact made wrong, between
+  ``<changed>`` tags; wrong → the response unchanged.
 - ``Proposed response:`` (clear_reflect*; certainty): ``C`` with probability ``unsure``, else
   A correct / B incorrect (flipped when wrong).
 - anything else is a generation (direct, reasoning, reflection, sampler, and the old fresh
@@ -52,6 +54,7 @@ from .sim_server import SimParams, sim_models
 
 # section headers (at a line start) and the trailing questions some prompts end with
 HEADERS = ("Prompt:", "Question:", "Reference response", "Response under audit:",
+           "Correct response:",
            "Response to correct:", "Proposed correction:", "Problems found:", "Example ",
            "Response A (original):", "Response B (candidate):", "Proposed response:",
            "Response 1:", "Response 2:", "Now the question to answer:", "Candidate ",
@@ -63,7 +66,8 @@ _STOP = re.compile(r"^[ \t]*(?:" + "|".join(re.escape(h) for h in HEADERS) + ")"
 REASONED = ("reasoning", "reflection", "reviewer")  # roles whose replies reason first
 
 
-LAST = ("Response to correct:", "Response under audit:")  # sections that end the message
+# sections that end the message
+LAST = ("Response to correct:", "Response under audit:", "Correct response:")
 
 
 def section(text: str, header: str) -> str | None:
@@ -125,11 +129,6 @@ class OpenSimulator:
     # ---- dispatch ------------------------------------------------------------------------
     def __call__(self, body: dict) -> Reply:
         role = str(body.get("model", "")).removeprefix("sim-")
-        if role == "corruptor":
-            # issue 30: the corruptor will ask to introduce one wrong fact into a shown
-            # response; once its prompt exists, read that response from its section here and
-            # answer with World.corrupt (right w.p. accuracy, as the correction roles do).
-            raise LookupError("simulator: the corruptor prompt is not defined yet (issue 30)")
         if role not in ROLES:
             raise LookupError(f"simulator: unknown role {role!r}")
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
@@ -138,6 +137,8 @@ class OpenSimulator:
         if entity is None:
             raise LookupError(f"simulator: no entity of the world in {target[:80]!r}")
         rng = self._rng(role, body)
+        if role == "corruptor":
+            return self.plant(role, entity, section(user, "Correct response:") or "", rng)
         if (text := section(user, "Response to correct:")) is not None:
             return self.correct(role, entity, text, rng)
         if (text := section(user, "Response under audit:")) is not None:
@@ -153,6 +154,15 @@ class OpenSimulator:
         return self.generate(role, entity, rng)
 
     # ---- kinds ---------------------------------------------------------------------------
+    def plant(self, role: str, entity: str, text: str, rng: random.Random) -> Reply:
+        """The corruptor (canaries): right → one stated true fact changed to a wrong value
+        (:meth:`World.corrupt`), between ``<changed>`` tags; wrong → the response back
+        unchanged (nothing planted)."""
+        right, _ = self._draw(role, entity, rng, 2)
+        new, fact = self.world.corrupt(entity, text, rng) if right else (text, None)
+        why = f"Changed the {fact.attribute}." if fact else "Nothing changed."
+        return Reply(f"{why}\n<changed>{new}</changed>")
+
     def generate(self, role: str, entity: str, rng: random.Random) -> Reply:
         right, c = self._draw(role, entity, rng, 2)
         text = self.world.compose(entity, rng)

@@ -48,6 +48,28 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def canary_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The canaries' figures next to the same figures on the truly noisy rows."""
+    rows = {n: r for n, r in results.items() if r.get("canaries")}
+    if not rows:
+        return []
+
+    def fig(x: float | None, ci: list[float] | None = None) -> str:
+        return "–" if x is None else f"{x:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    lines = ["", "Planted errors (canaries; an upper bound: planted errors are easier than "
+             "real ones):", "", "| method | canaries | canary recall [95% CI] | recall on "
+             "noisy rows | difference | canary fixed [95% CI] | fixed on noisy rows |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for n, r in rows.items():
+        diff = (r["canary_recall"] - r["true_recall"]
+                if None not in (r["canary_recall"], r["true_recall"]) else None)
+        lines.append(f"| {n} | {r['canaries']} | {fig(r['canary_recall'], r['canary_recall_ci'])}"
+                     f" | {fig(r['true_recall'])} | {'–' if diff is None else f'{diff:+.3f}'} | "
+                     f"{fig(r['canary_fixed'], r['canary_fixed_ci'])} | {fig(r['true_fixed'])} |")
+    return lines
+
+
 def _plt():
     import matplotlib
 
@@ -177,6 +199,7 @@ def write_report(out: Path, results: dict[str, dict[str, Any]], meta: dict[str, 
             "sent: calls actually sent to the endpoint (the rest came from the audit's "
             "shared request cache).", "", "Methods:", ""]
     text += [f"- `{n}`: {r['what']}" for n, r in results.items()]
+    text += canary_lines(results)
     text += ["", "Plots: " + ", ".join(f"[{p.name}]({p.name})" for p in plots), ""]
     (out / "report.md").write_text("\n".join(text))
     return plots

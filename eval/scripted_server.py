@@ -3,8 +3,11 @@
 A *script* maps each chat request body to a :class:`Reply`; the server tokenises the reply text
 and returns ``choices[0].logprobs.content[].top_logprobs`` in the OpenAI shape, with the answer
 token's alternatives drawn from ``Reply.dist``. ``faults`` queues HTTP errors to answer the next
-requests with. Every request body is recorded in ``requests``. A script that raises
-``LookupError`` (no answer for this request) gets its message back as HTTP 400.
+requests with; a script may also return a :class:`Fault` for one request. Every request body
+is recorded in ``requests``. A script that raises ``LookupError`` (no answer for this request)
+gets its message back as HTTP 400. Like llama-server, the server answers any model name;
+``GET /models`` lists ``models`` (by default :data:`MODELS`, the names the tests use), which
+robustft's pre-flight check reads.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# the model names the tests and benchmarks ask a default server for (GET /models lists them)
+MODELS = ["scripted", "m", "m-direct", "m-sampler", "m-certainty", "m-corrector", "m-judge"]
 _TOKEN = re.compile(r"\s?[A-Za-z]+|\s?\d|\s?[^\sA-Za-z\d]|\s+")
 
 
@@ -51,6 +56,14 @@ class Fault:
     body: str = '{"error": {"message": "scripted fault"}}'
     truncate: bool = False
     delay_s: float = 0.0
+
+
+class FaultReply(Exception):
+    """A script returned a :class:`Fault` for this request."""
+
+    def __init__(self, fault: Fault):
+        super().__init__(fault.status)
+        self.fault = fault
 
 
 GARBAGE = Fault(200, body="<html>upstream proxy error</html>")
@@ -129,7 +142,7 @@ class ScriptedServer:
                  delay_s: float = 0.0, gate_after: int | None = None,
                  die_after: int | None = None, rate_limit: tuple[int, float] | None = None,
                  structured: str | None = None):
-        self.script, self.models, self.delay_s = script, models or ["scripted"], delay_s
+        self.script, self.models, self.delay_s = script, models or list(MODELS), delay_s
         # a request's response_format: "accept" (hold the reply to it), "reject" (HTTP 400,
         # as endpoints without structured outputs do) or None (ignored, replied in free text)
         self.structured = structured
@@ -227,6 +240,10 @@ class ScriptedServer:
                 except LookupError as e:  # the script has no answer: a client error
                     self._send(400, json.dumps({"error": {"message": str(e)}}))
                     return
+                except FaultReply as e:  # the script's fault for this request
+                    time.sleep(e.fault.delay_s)
+                    self._send(e.fault.status, e.fault.body, e.fault.headers)
+                    return
                 self._send(200, json.dumps(reply))
                 with server._lock:
                     server.delivered.append(json.dumps(body, sort_keys=True))
@@ -275,6 +292,8 @@ class ScriptedServer:
         if fmt is not None and self.structured == "reject":
             raise LookupError("unsupported parameter: response_format")
         reply = self.script(body)
+        if isinstance(reply, Fault):
+            raise FaultReply(reply)
         if fmt is not None and self.structured == "accept":
             reply = held_to_schema(reply, fmt)
         content, generated, extra = reply.text, reply.text, {}

@@ -14,7 +14,8 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from robustft.agents.certainty import reflect_on
-from robustft.config import Config
+from robustft.config import Config, ConfigError
+from robustft.graph import canaries
 from robustft.graph.clear import build_clear_graph
 from robustft.graph.clear_state import ClearState
 from robustft.graph.nodes import failures
@@ -131,7 +132,7 @@ async def stages(run: Run) -> None:
     store, deps, rep, c = run.store, run.deps, run.rep, run.config.clear
     graph = build_clear_graph()
     if c.target_precision is not None and not all(s.is_mc for s in run.samples):
-        raise ValueError("clear.target_precision needs multiple-choice rows (decoys are the "
+        raise ConfigError("clear.target_precision needs multiple-choice rows (decoys are the "
                          "other options); this dataset has free-text responses")
     if c.similarity == "embedding":
         deps = replace(deps, embedder=await load_embedder(run.config, deps.client))
@@ -156,6 +157,7 @@ async def stages(run: Run) -> None:
         gamma = await _target_gamma(run, deps)
     store.set_meta("gamma", str(gamma))
     if not c.correct:
+        await canaries.clear_canaries(run, graph, deps, gamma, FIRST_KEYS)  # hook: canaries
         return
     by_id = run.by_id()
     below = [r for r in store.records(stage=Stage.SCORED) if not r.get("errors")
@@ -166,6 +168,7 @@ async def stages(run: Run) -> None:
                "threshold": gamma} for r in below)
     await run_stage(graph, states, deps, lambda st: save(st, Stage.CORRECTED),
                     lambda: rep.advance("correct"))
+    await canaries.clear_canaries(run, graph, deps, gamma, FIRST_KEYS)  # hook: planted errors
 
 
 def fates(run: Run) -> list[FateRow]:
@@ -241,5 +244,6 @@ METHOD = Method(
         PlannedCall("correct", "certainty", "clear_reflect", _one, _response, **_CORRECT),
         PlannedCall("correct", "certainty", "clear_reflect_sure", _one, _response,
                     **_CORRECT),
+        *canaries.CLEAR_CALLS,  # hook: planted errors
     ),
     stages=stages, fates=fates)

@@ -20,7 +20,7 @@ from robustft.agents.reasoning import answer_with_reasoning
 from robustft.agents.reflection import reflect
 from robustft.agents.reviewer import review, review_correction
 from robustft.graph.state import SampleState
-from robustft.methods.matching import check, exact_match, match_mode, token_f1
+from robustft.methods.matching import agrees, check, exact_match, match_mode, token_f1
 from robustft.methods.scoring import agreement_entropy, answer_entropy
 from robustft.methods.verdicts import sample_verdict
 from robustft.schemas import AgentCall, Judgement, Sample, Verdict
@@ -69,7 +69,11 @@ async def checker(state: SampleState, runtime: Runtime[Deps]) -> SampleState:
     if mode != "judge":
         verdict, reason = check(answers, s.label, d.policy, s.is_mc, d.fuzzy_threshold,
                                 mode=mode)
-        return {"verdict": verdict, "verdict_reason": reason}
+        if s.is_mc:
+            return {"verdict": verdict, "verdict_reason": reason}
+        return {"verdict": verdict, "verdict_reason": reason,
+                "judgements": [_compared(r, a, s.label, mode, d.fuzzy_threshold)
+                               for r, a in answers.items()]}
     judgements = {r: _cheap_judgement(r, a, s, d.fuzzy_threshold) for r, a in answers.items()}
     asked = [r for r, j in judgements.items() if j is None]
     calls = list(await asyncio.gather(*(judge_response(deps, s, answers[r]) for r in asked)))
@@ -95,6 +99,18 @@ def _cheap_judgement(ref: str, answer: str | None, s: Sample, threshold: float) 
         return {"ref": ref, "verdict": Judgement.CONSISTENT, "how": "f1",
                 "p_contradiction": 0.0, "reason": f"token F1 ≥ {threshold}"}
     return None
+
+
+def _compared(ref: str, answer: str | None, label: str, mode: str, threshold: float) -> dict:
+    """A free-text expert answer compared by text (``detect.match`` exact or f1): a
+    mismatch counts against the response when a correction's confirmation is voted on."""
+    if answer is None:
+        return {"ref": ref, "verdict": Judgement.UNSURE, "how": "none", "p_contradiction": None,
+                "reason": "the expert's reply did not parse"}
+    same = agrees(answer, label, mode, threshold)
+    return {"ref": ref, "verdict": Judgement.CONSISTENT if same else Judgement.CONTRADICTS,
+            "how": mode, "p_contradiction": None,
+            "reason": "the same text" if same else f"a different answer ({mode})"}
 
 
 def _judged_reason(judgements: dict[str, dict], verdict: str, policy: str) -> str:

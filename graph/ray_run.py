@@ -40,11 +40,13 @@ from robustft.agents.base import Deps
 from robustft.config import Config, RunOptions
 from robustft.data.files import file_format, iter_raw_rows, output_name, write_rows
 from robustft.data.shapes import Shape
+from robustft.errors import UsageError
 from robustft.graph import robustft_run as method
 from robustft.graph.robustft import build_robustft_graph
 from robustft.graph.stages import Run
 from robustft.llm.cache import RequestCache
 from robustft.llm.client import LLMClient
+from robustft.llm.preflight import preflight
 from robustft.llm.prompt_files import load_prompts
 from robustft.methods.selection import cutoff_key
 from robustft.pipeline.contract import Stage
@@ -60,6 +62,7 @@ from robustft.pipeline.setup import (
 )
 from robustft.retrieval.embedder import BackgroundEmbedder, Embedder, load_embedder, vectors_of
 from robustft.retrieval.index import CleanIndex, index_batch
+from robustft.store.lock import lock_run_dir
 from robustft.store.runstore import RunStore
 from robustft.store.shards import BlockPlan, read_block, shard_dir, write_blocks
 
@@ -79,7 +82,8 @@ class BlockWorker:
         self.graph = build_robustft_graph()
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.client = LLMClient(self.config.endpoint)
+        self.client = LLMClient(self.config.endpoint,
+                                outage_timeout=self.config.client.outage_timeout)
         self.shared_cache = RequestCache(cache_path) if cache_path else None
         self.embedder: Embedder | None = None
         collect_less()  # the actor's process is ours for its whole life
@@ -279,20 +283,27 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
         import ray
         import ray.data
     except ImportError as e:
-        raise ValueError("--ray needs the 'ray' extra: pip install 'robustft[ray]'") from e
+        raise UsageError("--ray needs the 'ray' extra: pip install 'robustft[ray]'") from e
     rep, opts = reporter or QuietReporter(), options or RunOptions()
     if opts.method != "robustft":
-        raise ValueError("--ray runs the robustft method only (CLEAR's γ needs every "
+        raise UsageError("--ray runs the robustft method only (CLEAR's γ needs every "
                          "sample's confidence before correction: not sharded yet)")
     if any(b is not None for b in opts.budgets(config)):
-        raise ValueError("call, token and cost budgets count one process; they do not apply "
+        raise UsageError("call, token and cost budgets count one process; they do not apply "
                          "to --ray")
     if config.selection.target_precision is not None:
-        raise ValueError("selection.target_precision runs in one process for now (the probes "
+        raise UsageError("selection.target_precision runs in one process for now (the probes "
                          "are not sharded yet): drop --ray or use selection.beta")
     input_path, run_dir = Path(input_path).resolve(), Path(run_dir).resolve()
-    store = prepare_run(config, method.METHOD, input_path, run_dir, embedded=opts.embedded,
-                        sharded=True).store
+    lock = lock_run_dir(run_dir)  # re-entrant: the CLI holds it already
+    try:
+        for note in asyncio.run(preflight(config, method.METHOD.roles)):
+            rep.note(note)
+        store = prepare_run(config, method.METHOD, input_path, run_dir,
+                            embedded=opts.embedded, sharded=True).store
+    except BaseException:
+        lock.release()
+        raise
     try:
         plan = write_blocks(input_path, config.data, run_dir, block_rows)
         shape = Shape.from_dict(plan.shape)
@@ -320,6 +331,7 @@ def curate_ray(config: Config, input_path: str | Path, run_dir: str | Path, addr
             more_outputs={"shards": str(run_dir / "shards")})
     finally:
         store.close()
+        lock.release()
 
 
 def _settle_ray_data(timeout_s: float = 30.0) -> None:

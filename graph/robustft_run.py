@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from robustft.config import Config
+from robustft.graph import canaries
 from robustft.graph.robustft import build_robustft_graph
 from robustft.graph.stages import Run, run_stage
 from robustft.graph.state import SampleState
@@ -218,6 +219,7 @@ async def stages(run: Run) -> None:
         index = CleanIndex(store.dir / "index", embedder)
         await asyncio.to_thread(index.build, clean, await vectors_of(embedder, clean, known))
     await relabel(run, graph, index, known)
+    await canaries.robustft_canaries(run, graph, index, known)  # hook: planted errors
 
 
 def agents_agree(s: Sample, state: dict[str, Any]) -> bool:
@@ -339,5 +341,6 @@ METHOD = Method(
         PlannedCall("probe", "reviewer", "reviewer", _probing,
                     lambda c, s: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
                     upper_bound=True, at_most=_probe_cap),
+        *canaries.ROBUSTFT_CALLS,  # hook: planted errors
     ),
     stages=stages, fates=fates)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from robustft.agents.base import Deps
 from robustft.config import Config
+from robustft.errors import RunStopped, as_disk_full, is_disk_full
 from robustft.graph.state import SampleState
-from robustft.llm.budget import BudgetExceeded
 from robustft.pipeline.setup import Reporter
 from robustft.schemas import Sample
 from robustft.store.runstore import RunStore
@@ -26,24 +26,37 @@ log = logging.getLogger("robustft")
 async def run_stage(graph, states: Iterable[SampleState], deps: Deps,
                     on_done: Callable[[SampleState], None], advance: Callable[[], None]) -> None:
     """Invoke the graph once per state with ``deps`` as its context, at most
-    ``deps.config.concurrency`` at a time."""
+    ``deps.config.concurrency`` at a time. A :class:`RunStopped` (a budget, an endpoint
+    outage, a full disk) stops the stage: no new sample starts, the samples in flight
+    finish or stay unfinished (never error rows), then it is raised."""
     sem = asyncio.Semaphore(deps.config.concurrency)
     tasks: set[asyncio.Task] = set()
-    stopped: list[BudgetExceeded] = []
+    stopped: list[RunStopped] = []
 
     async def one(state: SampleState) -> None:
         try:
-            out = await graph.ainvoke(state, context=deps)
-        except BudgetExceeded as e:  # not an error: the sample stays unfinished, resumable
+            try:
+                out = await graph.ainvoke(state, context=deps)
+            except RunStopped:
+                raise
+            except Exception as e:  # an unexpected failure costs one sample, not the run
+                if is_disk_full(e):
+                    raise as_disk_full(e) from e
+                log.exception("sample %s failed", state["sample"].id)
+                out = {**state, "verdict": state.get("verdict") or "error",
+                       "errors": [*state.get("errors", []),
+                                  f"internal: {type(e).__name__}: {e}"]}
+            finally:
+                sem.release()
+            on_done(out)
+        except RunStopped as e:  # not an error: the sample stays unfinished, resumable
             stopped.append(e)
             return
-        except Exception as e:  # an unexpected failure costs one sample, not the run
-            log.exception("sample %s failed", state["sample"].id)
-            out = {**state, "verdict": state.get("verdict") or "error",
-                   "errors": [*state.get("errors", []), f"internal: {type(e).__name__}: {e}"]}
-        finally:
-            sem.release()
-        on_done(out)
+        except Exception as e:  # saving the sample failed
+            if not is_disk_full(e):
+                raise
+            stopped.append(as_disk_full(e))
+            return
         advance()
 
     for state in states:

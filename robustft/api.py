@@ -17,17 +17,23 @@ import asyncio
 import concurrent.futures
 import csv
 import json
+import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from robustft.config import Config, RunOptions, load_config
-from robustft.data.files import file_format
+from robustft.data.files import file_format, iter_raw_rows
 from robustft.data.shapes import Shape
+from robustft.data.text import open_text, text_encoding
+from robustft.demo import is_demo_input
 from robustft.graph.runner import curate as run_curate
 from robustft.pipeline.setup import Reporter
-from robustft.serving.servers import needs_embedded, start_embedded
+from robustft.serving.servers import EMBEDDED_WARNING, needs_embedded, start_embedded
+from robustft.store.lock import lock_run_dir
+
+log = logging.getLogger("robustft")
 
 
 @dataclass
@@ -45,7 +51,8 @@ class CurateResult:
         """Kept rows in the input's shape: a list of dicts for a path or a list, a DataFrame
         for a DataFrame, a ``datasets.Dataset`` for a Dataset."""
         if self._curated is None:
-            rows = _read_curated(Path(self.summary["outputs"]["curated"]))
+            rows = _read_curated(Path(self.summary["outputs"]["curated"]),
+                                 self.shape.encoding)
             if self.input_kind == "pandas":
                 import pandas as pd
 
@@ -67,18 +74,17 @@ class CurateResult:
                      "final": d["final_label"] or None} for d in csv.DictReader(f)]
 
 
-def _read_curated(path: Path) -> list[dict[str, Any]]:
-    fmt = file_format(path)
-    if fmt == "jsonl":
-        return [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
-    if fmt == "json":
-        return json.loads(path.read_text(encoding="utf-8"))
-    if fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-    from robustft.data.files import iter_raw_rows
-
-    return list(iter_raw_rows(path))
+def _read_curated(path: Path, encoding: str | None = None) -> list[dict[str, Any]]:
+    """The curated file's rows (written in the input's ``encoding``)."""
+    fmt = file_format(path, encoding)
+    if fmt not in ("jsonl", "json", "csv"):
+        return list(iter_raw_rows(path))
+    with open_text(path, text_encoding(path, encoding), newline="") as f:
+        if fmt == "jsonl":
+            return [json.loads(line) for line in f if line.strip()]
+        if fmt == "json":
+            return json.loads(f.read())
+        return list(csv.DictReader(f))
 
 
 def _materialise(data: Any, run_dir: Path) -> tuple[Path, str]:
@@ -128,19 +134,24 @@ async def acurate(data: Any, *, output: str | Path, method: str = "robustft",
     budgets = _renamed_budgets(call_budget, token_budget, max_calls, max_tokens, 2)
     run_dir = Path(output)
     cfg = _config(config, base_url, model, concurrency, prompts)
-    path, kind = _materialise(data, run_dir)
     opts = RunOptions(cache_path=Path(cache) if cache else None, call_budget=budgets[0],
                       token_budget=budgets[1], cost_budget=cost_budget, method=method)
     opts.budgets(cfg)  # a cost budget without prices is refused before anything starts
     server = None
-    try:
-        if needs_embedded(cfg):
-            server = await asyncio.to_thread(start_embedded, cfg, run_dir, slots)
-            opts.embedded = True
-        summary = await run_curate(cfg, path, run_dir, reporter, opts)
-    finally:
-        if server is not None:
-            server.stop()
+    with lock_run_dir(run_dir) as lock:  # RunDirBusy at once when another process writes
+        if note := lock.take_stale_note():
+            log.warning("%s", note)
+        path, kind = _materialise(data, run_dir)
+        try:
+            if needs_embedded(cfg):
+                if kind != "path" or not is_demo_input(path):
+                    warnings.warn(EMBEDDED_WARNING.format(input=path), stacklevel=2)
+                server = await asyncio.to_thread(start_embedded, cfg, run_dir, slots)
+                opts.embedded = True
+            summary = await run_curate(cfg, path, run_dir, reporter, opts)
+        finally:
+            if server is not None:
+                server.stop()
     shape = Shape.from_dict(json.loads((run_dir / "input_shape.json").read_text()))
     return CurateResult(run_dir, summary, shape, kind)
 

@@ -15,12 +15,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from robustft.errors import ConfigError as ConfigError  # its home is the errors family
+
 ROLES = ("direct", "reasoning", "reflection", "context", "reviewer", "matcher",
-         "sampler", "certainty", "corrector", "judge")
-
-
-class ConfigError(ValueError):
-    """A config file or value is invalid; the message names the file and field."""
+         "sampler", "certainty", "corrector", "judge", "corruptor")
 
 
 class _Strict(BaseModel):
@@ -93,6 +91,8 @@ def _default_roles() -> dict[str, RoleConfig]:
         "certainty": RoleConfig(max_tokens=256, top_logprobs=0),
         "corrector": RoleConfig(max_tokens=768, top_logprobs=0),
         "judge": RoleConfig(temperature=1.0, max_tokens=256, top_logprobs=0),
+        # planted errors (audit.canaries): a long-form response with one fact changed
+        "corruptor": RoleConfig(max_tokens=1024, top_logprobs=0),
     }
 
 
@@ -135,6 +135,23 @@ class DataConfig(_Strict):
         "reject", description="Rows over max_prompt_tokens: reject (an error row naming file "
         "and line) or truncate the question's end to fit (the options are kept whole; the "
         "decision's reason says so).")
+    encoding: str | None = Field(
+        None, description="Text encoding of a CSV, JSONL or JSON input, e.g. latin-1 or cp1252 "
+        "(any Python codec name). null: UTF-8, or what the file's byte-order mark says "
+        "(UTF-8, UTF-16 or UTF-32 with a BOM; a BOM always wins). curated.<ext> is written "
+        "back in the input's encoding, BOM and line endings.")
+
+    @model_validator(mode="after")
+    def _known_codec(self) -> DataConfig:
+        if self.encoding is not None:
+            import codecs
+
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"unknown encoding {self.encoding!r} (a Python codec name, "
+                                 "e.g. latin-1, cp1252, utf-16)") from None
+        return self
 
 
 class DetectConfig(_Strict):
@@ -309,6 +326,16 @@ class BatchConfig(_Strict):
     completion_window: str = Field("24h", description="The batches' completion_window.")
 
 
+class ClientConfig(_Strict):
+    outage_timeout: float = Field(
+        600.0, gt=0, description="Seconds a role's endpoint may stop answering (connection "
+        "refused or dropped, timeouts, 5xx on every call) before the run stops, resumably "
+        "(exit code 5). Until then calls to it wait with backoff instead of failing their "
+        "rows, and replicas that answer take the traffic. An endpoint is down while no call "
+        "to it has succeeded since its first such failure; a request that keeps failing "
+        "while others succeed fails its row after endpoint.max_retries.")
+
+
 class ModelPrice(_Strict):
     input: float = Field(..., ge=0, description="Price per million prompt tokens.")
     output: float = Field(..., ge=0, description="Price per million completion tokens "
@@ -337,6 +364,8 @@ class Config(_Strict):
     audit: AuditConfig = Field(default_factory=AuditConfig,
                                description="How right is it on this data: planted errors "
                                "(canaries) and the blind human audit sample.")
+    client: ClientConfig = Field(default_factory=ClientConfig,
+                                 description="How calls ride out endpoint outages.")
     concurrency: int = Field(16, ge=1, description="Samples processed at once (one bound).")
     call_budget: int | None = Field(
         None, ge=0, description="Endpoint calls one invocation may make (cache hits are free). "
@@ -454,6 +483,7 @@ class RunOptions:
     workers: int = 2  # Ray actors per stage
     block_rows: int = 1000  # rows per block (one shard, one Ray task) under --ray
     batch: str | None = None  # "api": the Batch API (/files + /batches); "files": offline
+    pilot: int | None = None  # curate --pilot N: N random rows end to end, in RUN/pilot
 
     def budgets(self, cfg: Config) -> tuple[int | None, int | None, float | None]:
         """(calls, tokens, cost) this invocation may spend: each option's, else the config's.

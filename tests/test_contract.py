@@ -33,8 +33,9 @@ STEP = {Stage.DETECTED: "detect", Stage.RELABELED: "relabel", Stage.SCORED: "sco
 
 def test_roles_come_from_the_planned_calls():
     assert METHODS["robustft"].roles == ("direct", "reasoning", "reflection", "matcher",
-                                         "context", "reviewer")
-    assert METHODS["clear"].roles == ("sampler", "matcher", "certainty", "corrector", "judge")
+                                         "context", "reviewer", "corruptor")
+    assert METHODS["clear"].roles == ("sampler", "matcher", "certainty", "corrector", "judge",
+                                      "corruptor")
     # every configurable role belongs to a method, and no method calls an unknown role
     assert {r for m in METHODS.values() for r in m.roles} == set(ROLES)
     assert "matcher" in METHODS["robustft"].roles and "matcher" in METHODS["clear"].roles

@@ -14,6 +14,7 @@ import pytest
 
 from eval.open_sim import OpenParams, OpenSimServer, OpenSimulator, section
 from eval.open_world import World, default_world, write_dataset
+from robustft.agents.corruptor import parse_corruption
 from robustft.config import DataConfig
 from robustft.data.files import load_samples
 from robustft.llm.prompt_files import load_prompts
@@ -273,10 +274,17 @@ def test_generation_answers_the_entity_with_the_given_accuracy():
                                    temperature=1.0).message.content).answer for _ in range(8)}
         with pytest.raises(openai.BadRequestError, match="no entity"):
             _ask(c, "direct", [{"role": "user", "content": "Question: Tell me about Paris."}])
-        with pytest.raises(openai.BadRequestError, match="issue 30"):
-            _ask(c, "corruptor", [{"role": "user", "content": "Question: About Ashford."}])
+        q, valid, _ = _pair(WORLD, "Ashford", 3)
+        planted = []
+        for seed_text in (valid, valid + "\n\nEnjoy."):
+            ch = _ask(c, "corruptor", PROMPTS["corrupt"].render(question=q, response=seed_text,
+                                                                 **FREE))
+            planted.append(parse_corruption(ch.message.content, seed_text).answer)
     assert abs(statistics.mean(right) - 0.7) < 0.1
     assert len(sampled) > 1  # identical sampled requests get independent draws
+    for text in planted:  # the corruptor (accuracy 0.7 here) plants one wrong fact, or none
+        assert text is None or len(WORLD.errors("Ashford", text)) == 1
+    assert any(planted)
 
 
 def test_clear_certainty_and_judge_read_multi_line_responses():

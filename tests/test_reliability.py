@@ -16,6 +16,7 @@ import pytest
 from eval.scripted_server import GARBAGE, NO_CHOICES, TRUNCATED, Fault, Reply, parity
 from robustft.config import DataConfig, EndpointConfig
 from robustft.data.files import load_samples
+from robustft.errors import EndpointOutage
 from robustft.graph.runner import curate
 from robustft.llm.client import CallError, LLMClient, Target
 
@@ -110,8 +111,9 @@ def test_shared_cache_and_prompt_edit_reruns_only_that_prompt(tmp_path, serve):
     assert summary["this_invocation"]["cache_hits"] == summary["calls"] - len(new)
 
 
-def _chat(url: str, retries: int = 3, timeout_s: float = 5.0):
-    client = LLMClient(EndpointConfig(max_retries=retries, backoff_s=0.2, timeout_s=timeout_s))
+def _chat(url: str, retries: int = 3, timeout_s: float = 5.0, outage_timeout: float = 600.0):
+    client = LLMClient(EndpointConfig(max_retries=retries, backoff_s=0.2, timeout_s=timeout_s),
+                       outage_timeout=outage_timeout)
 
     async def go():
         try:
@@ -133,15 +135,27 @@ def test_each_fault_is_retried_then_succeeds(serve, fault):
 
 
 @pytest.mark.parametrize("fault,reason", [(GARBAGE, "JSONDecodeError"),
-                                          (TRUNCATED, "connection error"),
-                                          (NO_CHOICES, "no choices"),
-                                          (Fault(200, delay_s=1.5), "timeout")])
-def test_each_fault_past_the_limit_is_a_clear_error(serve, fault, reason):
+                                          (NO_CHOICES, "no choices")])
+def test_each_bad_reply_past_the_limit_is_a_clear_error(serve, fault, reason):
+    """A reply that never reads is about this request: an error (its row's) after retries."""
     srv = serve(lambda b: Reply("Answer: A"))
     srv.faults.extend([fault] * 3)
     with pytest.raises(CallError, match=reason):
         _chat(srv.base_url, retries=1, timeout_s=1.0)
     assert len(srv.requests) == 2
+
+
+@pytest.mark.parametrize("fault,reason", [(TRUNCATED, "connection error"),
+                                          (Fault(200, delay_s=1.5), "timeout"),
+                                          (Fault(503), "HTTP 503")])
+def test_an_endpoint_failing_every_call_is_an_outage(serve, fault, reason):
+    """Dropped connections, timeouts and 5xx on every call are the endpoint's: the call waits
+    past max_retries, and stops the run (EndpointOutage) once client.outage_timeout passes."""
+    srv = serve(lambda b: Reply("Answer: A"))
+    srv.faults.extend([fault] * 100)
+    with pytest.raises(EndpointOutage, match=f"outage_timeout 2 s.*{reason}"):
+        _chat(srv.base_url, retries=1, timeout_s=1.0, outage_timeout=2.0)
+    assert len(srv.requests) > 2  # it kept trying past max_retries
 
 
 def test_server_that_dies_and_comes_back(serve):
@@ -154,7 +168,7 @@ def test_server_that_dies_and_comes_back(serve):
 
 def test_faulty_run_reports_error_rows_and_retry_errors_fixes_only_them(tmp_path, serve):
     good, flaky = serve(truthful), serve(truthful)
-    flaky.faults.extend([Fault(500)] * 100)  # the reviewer's endpoint is down for this run
+    flaky.faults.extend([Fault(400)] * 100)  # the reviewer's endpoint refuses these requests
     inp = write_jsonl(tmp_path / "in.jsonl", mc_rows())
     run = tmp_path / "run"
     cfg_path = tmp_path / "c.yaml"

@@ -86,7 +86,7 @@ def test_endpoint_embeddings_batched_cached_and_retried(tmp_path):
     cfg = Config()
     cfg.retrieval.embedder, cfg.retrieval.batch_size, cfg.endpoint.backoff_s = "endpoint", 2, 0
     texts = [q.embed_text() for q in [*CLEAN, *QUERIES]]
-    with ScriptedServer(parity) as server:
+    with ScriptedServer(parity, models=["scripted"]) as server:  # the model: its only one
         cfg.endpoint.base_url = server.base_url
         server.faults.append(Fault(503))  # the first request fails once, then is retried
 

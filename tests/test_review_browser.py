@@ -44,7 +44,7 @@ def mc_run(tmp_path):
         return mc_reply(truth[q], list("ABCD"), conf,
                         reasoning="Add <b>the</b> numbers <script>window.pwned=5</script>.")
 
-    with ScriptedServer(script) as srv:
+    with ScriptedServer(script, models=["scripted"]) as srv:  # the model: its only one
         cfg = Config()
         cfg.endpoint.base_url, cfg.concurrency = srv.base_url, 8
         asyncio.run(curate(cfg, data, tmp_path / "run"))
@@ -197,7 +197,7 @@ def _free_text_run(tmp_path: Path) -> Path:
         q = target_question(body)
         return Reply(f"Answer: City {q.split()[3].rstrip('?')}")
 
-    with ScriptedServer(script) as srv:
+    with ScriptedServer(script, models=["scripted"]) as srv:  # the model: its only one
         cfg = Config()
         cfg.endpoint.base_url = srv.base_url
         asyncio.run(curate(cfg, data, tmp_path / "free"))

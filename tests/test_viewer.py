@@ -58,7 +58,7 @@ def run_dir(tmp_path_factory):
         conf = 0.55 + (sum(map(ord, q)) % 40) / 100  # varied entropies
         return mc_reply(truth[q], list("ABCD"), conf, reasoning="Add the two numbers.")
 
-    with ScriptedServer(script) as srv:
+    with ScriptedServer(script, models=["scripted"]) as srv:  # the model: its only one
         cfg = Config()
         cfg.endpoint.base_url, cfg.concurrency = srv.base_url, 8
         asyncio.run(curate(cfg, data, d / "run"))

@@ -8,20 +8,15 @@ from typing import Annotated
 import typer
 from rich.progress import Progress
 
-from robustft.cli.launch import console, err, fail
-from robustft.config import Config, ConfigError, load_config
-from robustft.data.files import InputFileError, load_samples
-from robustft.llm.prompt_files import PromptError, load_prompts
+from robustft.cli.launch import console, err
+from robustft.config import Config, load_config
 
 
 def run_train(data: Path, model: str, output: Path, cfg: Config) -> dict:
-    from robustft.training.train import TrainError, train
+    from robustft.training.train import train
 
     err.print(f"fine-tuning {model} on {data} -> {output}")
-    try:
-        m = train(data, model, output, cfg.train)
-    except (TrainError, OSError, ValueError) as e:
-        raise fail(str(e)) from None
+    m = train(data, model, output, cfg.train)  # a TrainError: reported by the command line
     console.print(f"trained {m['steps']} steps on {m['examples']} examples, final loss "
                   f"{m['losses'][-1] if m['losses'] else float('nan'):.4f}, "
                   f"{m['seconds_per_step']:.2f} s/step ({m['device']}); saved {m['saved']}; "
@@ -34,6 +29,8 @@ def run_evaluate(model: str, adapter: str | None, data: Path, output: Path, cfg:
     import asyncio
 
     from robustft.cli.launch import RichReporter, progress_columns
+    from robustft.data.files import load_samples
+    from robustft.llm.prompt_files import load_prompts
     from robustft.training.evaluate import predict_endpoint, predict_local, write_results
 
     samples, errors, _ = load_samples(data, cfg.data)
@@ -62,10 +59,7 @@ def train(data: Annotated[Path, typer.Option(help="sft.jsonl from a run.")],
           max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps.")
                                ] = None) -> None:
     """Fine-tune with TRL SFT (LoRA by default) on prompt/completion pairs."""
-    try:
-        cfg = load_config(config)
-    except ConfigError as e:
-        raise fail(str(e)) from None
+    cfg = load_config(config)
     if max_steps:
         cfg.train.max_steps = max_steps
     run_train(data, model, output, cfg)
@@ -83,8 +77,4 @@ def evaluate(model: Annotated[str, typer.Option(help="Hub id, directory, .gguf, 
              limit: Annotated[int | None, typer.Option(help="First N rows only.")] = None
              ) -> None:
     """Accuracy of a model on a test split (same prompt and parser as the pipeline)."""
-    try:
-        cfg = load_config(config)
-        run_evaluate(model, adapter, data, output, cfg, base_url, limit)
-    except (ConfigError, InputFileError, PromptError) as e:
-        raise fail(str(e)) from None
+    run_evaluate(model, adapter, data, output, load_config(config), base_url, limit)

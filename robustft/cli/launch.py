@@ -1,5 +1,10 @@
-"""Starting a curation run from the command line: embedded server, progress bars, signals,
-exit codes. Shared by the ``curate`` and ``demo`` commands."""
+"""Starting a curation run from the command line: the run directory's writer lock, embedded
+server, progress bars, signals, exit codes. Shared by the ``curate`` and ``demo`` commands.
+
+Errors of the :mod:`robustft.errors` family become ``error: message`` (or ``stopped: …``)
+with their exit code; anything else is a bug and keeps its traceback (exit 1). What only some
+commands need is imported where it is used: the command line starts fast (a second writer
+on a busy run directory is refused in well under a second after start-up)."""
 
 from __future__ import annotations
 
@@ -21,7 +26,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from robustft.cli.render import summary_table
 from robustft.config import (
     Config,
     RunOptions,
@@ -30,20 +34,29 @@ from robustft.config import (
     prices_of,
     resolved_endpoint,
 )
-from robustft.data.files import InputFileError, load_samples
-from robustft.llm.batch import MAX_REQUESTS, BatchFilesPending
-from robustft.llm.budget import BudgetExceeded
-from robustft.llm.prompt_files import PromptError, builtin_dir, load_prompts
-from robustft.llm.tokens import tokenizer_name
-from robustft.methods.cost import call_cost
-from robustft.pipeline.plan import plan_calls
-from robustft.serving.servers import ManagedServer, ServeError, needs_embedded, start_embedded
-from robustft.store.runstore import RunStore
+from robustft.demo import is_demo_input
+from robustft.errors import (
+    EXIT_DISK_FULL,
+    EXIT_INTERRUPTED,
+    EXIT_ROW_ERRORS,
+    EXIT_UNEXPECTED,
+    EXIT_USAGE,
+    RobustftError,
+    RunDirError,
+    is_disk_full,
+    message_of,
+)
+from robustft.serving.servers import (
+    EMBEDDED_NAME,
+    EMBEDDED_WARNING,
+    ManagedServer,
+    needs_embedded,
+    start_embedded,
+)
+from robustft.store.lock import lock_run_dir
 
 console = Console()
 err = Console(stderr=True)
-
-EXIT_BAD_INPUT, EXIT_ROW_ERRORS, EXIT_BUDGET = 2, 3, 4
 
 
 class RateColumn(ProgressColumn):
@@ -76,16 +89,24 @@ def progress_columns() -> list:
             TimeRemainingColumn()]
 
 
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err.print(f"[bold red]error:[/bold red] {message}")
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    err.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)
     return typer.Exit(code)
+
+
+def failure(e: RobustftError) -> typer.Exit:
+    """The message and exit code of a robustft error."""
+    return fail(message_of(e), e.exit_code)
 
 
 def on_sigterm(*_) -> None:
     raise KeyboardInterrupt  # unwind through finally blocks: embedded servers stop cleanly
 
 
-def _start_embedded(cfg: Config, run_dir: Path, slots: int) -> ManagedServer:
+def _start_embedded(cfg: Config, input: Path, run_dir: Path, slots: int) -> ManagedServer:
+    if not is_demo_input(input):
+        err.print(f"[bold yellow]warning:[/bold yellow] [yellow]"
+                  f"{EMBEDDED_WARNING.format(input=input)}[/yellow]", soft_wrap=True)
     err.print("[dim]no endpoint configured: starting the embedded llama-server "
               f"(Gemma-3-270M, {slots} slots; log: {run_dir / 'llama-server.log'})[/dim]")
     return start_embedded(cfg, run_dir, slots)
@@ -93,37 +114,60 @@ def _start_embedded(cfg: Config, run_dir: Path, slots: int) -> ManagedServer:
 
 def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
                    options: RunOptions | None = None) -> dict:
-    """Run a curation from the CLI: embedded server if needed, progress bars, summary."""
-    from robustft.graph.runner import curate as run_curate  # imported on demand: start-up
-
+    """Run a curation from the CLI: the run directory's lock first (a second writer fails at
+    once), the embedded server if needed, progress bars, summary."""
     options = options or RunOptions()
     signal.signal(signal.SIGTERM, on_sigterm)
     server = None
     try:
-        if needs_embedded(cfg):
-            server = _start_embedded(cfg, output, slots)
-            options.embedded = True
-        with Progress(*progress_columns(), console=err, transient=False) as progress:
-            if options.ray:
-                from robustft.graph.ray_run import curate_ray
+        with lock_run_dir(output) as lock:
+            if note := lock.take_stale_note():
+                err.print(f"[yellow]{note}[/yellow]", soft_wrap=True)
+            from robustft.graph.runner import curate as run_curate  # on demand: start-up
 
-                summary = curate_ray(cfg, input, output, options.ray, options.workers,
-                                     options.block_rows, RichReporter(progress), options)
-            else:
-                summary = asyncio.run(run_curate(cfg, input, output, RichReporter(progress),
-                                                 options))
-    except (InputFileError, PromptError, ServeError, ValueError) as e:
-        raise fail(str(e)) from None
-    except BatchFilesPending as e:
-        raise fail(f"waiting for batch outputs: {e}", EXIT_BUDGET) from None
-    except BudgetExceeded as e:
-        raise fail(f"stopped: {e}; the run directory is resumable: rerun the same command "
-                    "(with a larger budget) to continue", EXIT_BUDGET) from None
+            if needs_embedded(cfg):
+                server = _start_embedded(cfg, input, output, slots)
+                options.embedded = True
+            with Progress(*progress_columns(), console=err, transient=False) as progress:
+                if options.ray:
+                    from robustft.graph.ray_run import curate_ray
+
+                    summary = curate_ray(cfg, input, output, options.ray, options.workers,
+                                         options.block_rows, RichReporter(progress), options)
+                elif options.pilot:  # curate --pilot N: a run of N rows in RUN/pilot
+                    from robustft.graph.pilot import run_pilot
+
+                    summary = asyncio.run(run_pilot(cfg, input, output,
+                                                    RichReporter(progress), options))
+                else:
+                    summary = asyncio.run(run_curate(cfg, input, output,
+                                                     RichReporter(progress), options))
+    except RobustftError as e:
+        raise failure(e) from None
     except KeyboardInterrupt:
-        raise fail("interrupted; rerun the same command to continue", 130) from None
+        raise fail("interrupted; rerun the same command to continue",
+                   EXIT_INTERRUPTED) from None
+    except Exception as e:
+        if (cause := getattr(e, "cause", None)) is not None and isinstance(
+                cause, RobustftError):  # a Ray task's error carries ours
+            raise failure(cause) from None
+        if is_disk_full(e):
+            raise fail(f"stopped: the disk is full ({e}); free some space, then rerun the "
+                       "same command to continue", EXIT_DISK_FULL) from None
+        raise
     finally:
         if server is not None:
             server.stop()
+    if "pilot" in summary:
+        from robustft.methods.pilot import describe_pilot
+
+        console.print("\n".join(describe_pilot(summary["pilot"])), soft_wrap=True)
+        console.print(f"[bold]pilot done[/bold]: its run is in {output}/pilot (robustft "
+                      f"summary {output}/pilot). Run the same command without --pilot to "
+                      f"curate the whole file: the pilot's calls come from the cache.")
+        return summary
+    from robustft.cli.render import summary_table
+
     console.print(summary_table(summary))
     console.print(f"outputs in [bold]{output}[/bold]: curated{input.suffix.lower()}, sft.jsonl, "
                   f"decisions.csv, summary.json; traces: robustft trace {output} ID")
@@ -136,6 +180,12 @@ def run_curate_cli(cfg: Config, input: Path, output: Path, slots: int,
 
 
 def exit_for(summary: dict, output: Path) -> None:
+    """Exit 1 when rows failed inside robustft (a bug), 3 when rows ended as errors."""
+    if n := summary.get("internal_errors"):
+        err.print(f"[bold red]{n} row(s) failed with an internal error[/bold red]: a bug in "
+                  "robustft, not in your data (the traceback is above; the reason is in "
+                  f"{output}/decisions.csv); please report it")
+        raise typer.Exit(EXIT_UNEXPECTED)
     if summary["fates"].get("error"):
         err.print(f"[yellow]{summary['fates']['error']} row(s) ended as errors; see "
                   f"{output}/decisions.csv[/yellow]")
@@ -144,14 +194,13 @@ def exit_for(summary: dict, output: Path) -> None:
 
 def load_for_retry(run: Path, config: Path | None) -> tuple[Config, Path]:
     """Config and input of an earlier run, for --retry-errors."""
-    try:
-        store = RunStore.open_existing(run)
-    except FileNotFoundError as e:
-        raise fail(str(e)) from None
+    from robustft.store.runstore import RunStore
+
+    store = RunStore.open_existing(run)
     input_path, embedded = store.get_meta("input_path"), store.get_meta("embedded") == "1"
     store.close()
     if input_path is None:
-        raise fail(f"{run}: the run directory does not record its input")
+        raise RunDirError(f"{run}: the run directory does not record its input")
     cfg = load_config(config or run / "config.yaml")
     if embedded and config is None:  # that server is gone: start a new one
         cfg.endpoint.base_url = cfg.endpoint.model = None
@@ -159,12 +208,21 @@ def load_for_retry(run: Path, config: Path | None) -> tuple[Config, Path]:
 
 
 def dry_run_table(cfg: Config, input: Path, method: str, batch: bool = False) -> None:
+    from robustft.data.files import load_samples
     from robustft.graph.runner import method_named
+    from robustft.llm.prompt_files import builtin_dir, load_prompts
+    from robustft.llm.tokens import tokenizer_name
+    from robustft.methods.cost import call_cost
+    from robustft.pipeline.plan import plan_calls
 
     m = method_named(method)
     prompts = load_prompts(cfg.prompts_dir or (builtin_dir() / "base"
                                                if needs_embedded(cfg) else None))
     samples, errors, shape = load_samples(input, cfg.data)
+    console.print(endpoint_table(cfg, m.roles))
+    if needs_embedded(cfg) and not is_demo_input(input):
+        err.print(f"[bold yellow]warning:[/bold yellow] [yellow]"
+                  f"{EMBEDDED_WARNING.format(input=input)}[/yellow]", soft_wrap=True)
     console.print(f"detected {shape.describe()}; {len(samples)} rows"
                   + (f", {len(errors)} invalid" if errors else ""))
     prices = prices_of(cfg)
@@ -194,9 +252,31 @@ def dry_run_table(cfg: Config, input: Path, method: str, batch: bool = False) ->
                   "inserted into later prompts is not counted")
 
 
+def endpoint_table(cfg: Config, roles: tuple[str, ...] | list[str]) -> Table:
+    """Which endpoint, model and key variable each role of the method uses (``--dry-run``);
+    roles without an endpoint name the embedded server the run would start."""
+    t = Table("role", "endpoint", "model", "API key variable", title="endpoints")
+    for role in roles:
+        urls, model, key_env = resolved_endpoint(cfg, role)
+        if not urls:
+            t.add_row(role, "embedded llama-server (started for the run, 127.0.0.1)",
+                      f"{EMBEDDED_NAME} (Gemma-3-270M Q4_K_M, a base model)", "-")
+            continue
+        t.add_row(role, ", ".join(urls), model or "the endpoint's only model (GET /models)",
+                  key_env)
+    if cfg.retrieval.embedder == "endpoint" and cfg.relabel.context:
+        urls = endpoint_urls(cfg, cfg.retrieval.base_url)
+        t.add_row("embeddings", ", ".join(urls) or "-",
+                  cfg.retrieval.model or "the endpoint's only model (GET /models)",
+                  cfg.retrieval.api_key_env or cfg.endpoint.api_key_env)
+    return t
+
+
 def batch_plan(cfg: Config, rows: list[dict]) -> str:
     """What ``--batch`` sends: per stage, its requests as batch files, one round per step of
     dependent calls (a sample's next call waits for the previous reply)."""
+    from robustft.llm.batch import MAX_REQUESTS
+
     stages: dict[str, list[int]] = {}
     for r in rows:
         stages.setdefault(r["stage"], []).append(r["calls"])

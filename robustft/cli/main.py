@@ -1,8 +1,11 @@
 """``robustft`` command line.
 
-Exit codes: 0 success; 1 unexpected failure; 2 bad usage, config, prompt or input file;
-3 the run completed but some rows ended as errors (see decisions.csv); 4 a call, token or
-cost budget stopped the run (rerun to continue); 130 interrupted.
+Exit codes (:mod:`robustft.errors`): 0 success; 1 unexpected failure (a bug: with its
+traceback); 2 bad usage, config, prompt, input file, endpoint (pre-flight) or run directory
+(e.g. held by another writer); 3 the run completed but some rows ended as errors (see
+decisions.csv); 4 a call, token or cost budget stopped the run; 5 an endpoint stopped
+answering for client.outage_timeout; 6 the disk is full; 130 interrupted. After 4, 5, 6 and
+130 the same command continues the run.
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ from robustft.cli.launch import (
     err,
     exit_for,
     fail,
+    failure,
     load_for_retry,
     on_sigterm,
     run_curate_cli,
 )
-from robustft.config import Config, ConfigError, RunOptions, load_config, resolved_endpoint
-from robustft.data.files import InputFileError
+from robustft.config import Config, RunOptions, load_config, resolved_endpoint
 from robustft.demo import DEMOS, score_run
-from robustft.llm.prompt_files import PromptError
+from robustft.errors import RobustftError
 from robustft.serving.servers import (
     EMBEDDED_NAME,
     ManagedServer,
@@ -46,8 +49,21 @@ from robustft.serving.servers import (
     vllm_command,
 )
 
-app = typer.Typer(help="Noise-robust LLM fine-tuning: find, relabel or drop wrong labels.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+class Robustft(typer.Typer):
+    """The ``robustft`` Typer app: an error of the :mod:`robustft.errors` family that a
+    command did not report itself becomes ``error: message`` and its exit code; any other
+    exception is a bug and ends with its traceback (exit 1)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except RobustftError as e:
+            raise SystemExit(failure(e).exit_code) from None
+
+
+app = Robustft(help="Noise-robust LLM fine-tuning: find, relabel or drop wrong labels.",
+               no_args_is_help=True, pretty_exceptions_enable=False)
 prompts_app = typer.Typer(help="List, show and check prompt files.", no_args_is_help=True)
 app.add_typer(prompts_app, name="prompts")
 
@@ -106,6 +122,11 @@ def curate(
                                          "runs --concurrency samples at once).")] = 2,
     block_rows: Annotated[int, typer.Option(min=1, help="--ray: input rows per block (one "
                                             "shard, one Ray task).")] = 1000,
+    pilot: Annotated[int | None, typer.Option(
+        min=1, metavar="N", help="Curate N random rows end to end (in RUN/pilot), print the "
+        "estimated noise rate, detection recall, the share kept and the calls, tokens, cost "
+        "and time projected to the whole file, then stop; the full run reuses its calls "
+        "from the cache.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Detect noisy labels, relabel them, select by entropy; write the curated dataset.
@@ -114,22 +135,16 @@ def curate(
     same command on the same run directory continues it; completed calls come from the cache.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
-    try:
-        if retry_errors is not None:
-            cfg, saved_input = load_for_retry(retry_errors, config)
-            input, output = input or saved_input, output or retry_errors
-        else:
-            cfg = load_config(config)
-    except ConfigError as e:
-        raise fail(str(e)) from None
+    if retry_errors is not None:
+        cfg, saved_input = load_for_retry(retry_errors, config)
+        input, output = input or saved_input, output or retry_errors
+    else:
+        cfg = load_config(config)
     if input is None or output is None:
         raise fail("--input and --output are required (or --retry-errors RUN)")
     cfg.override(base_url, model, concurrency, prompts)
     if dry_run:
-        try:
-            return dry_run_table(cfg, input, method, batch or batch_files)
-        except (InputFileError, PromptError, ValueError) as e:
-            raise fail(str(e)) from None
+        return dry_run_table(cfg, input, method, batch or batch_files)
     if method not in ("robustft", "clear"):
         raise fail(f"unknown method {method!r}: use robustft or clear")
     if batch and (ray is not None or needs_embedded(cfg)):
@@ -140,18 +155,22 @@ def curate(
         raise fail("--batch-files needs --model (the model the batch runner serves) and "
                    "--base-url (where requests a batch file leaves unanswered go), in one "
                    "process: not --ray")
+    if pilot is not None and (ray is not None or batch or batch_files or train_after
+                              or retry_errors is not None):
+        raise fail("--pilot runs in one process and stops after the pilot: not with --ray, "
+                   "--batch, --batch-files, --train or --retry-errors")
     call_budget = _renamed_budget(call_budget, max_calls, "--call-budget", "--max-calls")
     token_budget = _renamed_budget(token_budget, max_tokens, "--token-budget", "--max-tokens")
     cost_budget = _renamed_budget(cost_budget, max_cost, "--cost-budget", "--max-cost")
     options = RunOptions(cache_path=cache, call_budget=call_budget, token_budget=token_budget,
                          cost_budget=cost_budget, retry_errors=retry_errors is not None,
                          method=method, ray=ray, workers=workers, block_rows=block_rows,
-                         batch="files" if batch_files else "api" if batch else None)
-    try:
-        options.budgets(cfg)  # a cost budget needs prices
-    except ConfigError as e:
-        raise fail(str(e)) from None
+                         batch="files" if batch_files else "api" if batch else None,
+                         pilot=pilot)
+    options.budgets(cfg)  # a cost budget needs prices (a ConfigError: exit 2)
     summary = run_curate_cli(cfg, input, output, slots, options)
+    if pilot is not None:
+        return  # the pilot's figures are printed; exit 0
     if train_after:
         finetune.run_train(output / "sft.jsonl", train_model, output / "model", cfg)
         if evaluate_on is not None:

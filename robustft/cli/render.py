@@ -9,6 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from robustft.methods.canaries import describe
 from robustft.schemas import AgentCall, Fate
 from robustft.store.reviews import ReviewStore
 from robustft.store.runstore import RunStore
@@ -245,9 +246,40 @@ def summary_table(summary: dict[str, Any]) -> Group:
     if "precision" in summary:
         p = summary["precision"]
         parts.append(decoy_table(p) if p.get("kind") == "decoys" else precision_table(p))
+    if summary.get("canaries"):  # planted errors: recall and share fixed, an upper bound
+        parts.append(Text("\n".join(describe(summary["canaries"]))))
     if summary.get("reviews"):
         parts.append(review_table(summary["reviews"]))
+    if summary.get("audit"):
+        parts.append(audit_table(summary["audit"]))
     return Group(*parts)
+
+
+AUDIT_ESTIMATES = (("precision", "detection precision", "flagged"),
+                   ("recall", "recall", None), ("noise_rate", "noise rate", None),
+                   ("missed_noise", "missed noise", "unflagged"),
+                   ("curated_accuracy", "curated accuracy", None))
+
+
+def audit_table(a: dict[str, Any]) -> Table | Text:
+    """The blind audit's estimates with their 95% intervals, and how far it has come."""
+    if "estimates" not in a:
+        return Text(f"blind audit: {a.get('not_drawn') or 'no sample'}")
+    s = a["strata"]
+    t = Table("estimate", "value", "95% interval", "from",
+              title=f"blind audit: {a['judged']} of {a['size']} judged (flagged "
+                    f"{s['flagged']['drawn']} of {s['flagged']['rows']}, unflagged "
+                    f"{s['unflagged']['drawn']} of {s['unflagged']['rows']}; final responses "
+                    f"judged {a['finals']['judged']} of {a['finals']['asked']})",
+              title_justify="left", caption="\n".join(a["notes"]) or None)
+    for key, name, stratum in AUDIT_ESTIMATES:
+        e = a["estimates"][key]
+        how = ("parametric bootstrap over the strata" if stratum is None else
+               f"{s[stratum]['wrong']} wrong of {s[stratum]['wrong'] + s[stratum]['right']} "
+               f"judged {stratum} rows (Wilson; {s[stratum]['unsure']} unsure apart)")
+        t.add_row(name, "–" if e["value"] is None else f"{e['value']:.3f}",
+                  "–" if e["value"] is None else f"[{e['low']:.3f}, {e['high']:.3f}]", how)
+    return t
 
 
 def review_table(r: dict[str, Any]) -> Table:

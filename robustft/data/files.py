@@ -3,24 +3,40 @@ Parquet, and directories written by ``datasets.Dataset.save_to_disk`` (Arrow fil
 pyarrow: no hub access).
 
 The dataset's shape (:mod:`robustft.data.shapes`) is detected from its columns and first rows.
-File-level problems (unreadable, empty, an unknown or ambiguous shape) raise
+File-level problems (unreadable, undecodable, empty, an unknown or ambiguous shape) raise
 :class:`InputFileError`. Row-level problems become :class:`InputError` rows naming file and
 line, and the other rows are processed. The input is only ever read.
+
+Text files (CSV, JSONL, JSON) are UTF-8 unless a byte-order mark says otherwise (UTF-8,
+UTF-16 or UTF-32) or ``data.encoding`` names a codec; bytes that do not decode stop the run
+naming file, line and byte offset. Outputs are written to a temporary file and renamed, so a
+failed write (a full disk) never leaves a half-written output in place.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import hashlib
 import itertools
 import json
+import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from robustft.config import DataConfig
 from robustft.data.shapes import DETECT_ROWS, Shape, ShapeError, detect_shape
+from robustft.data.text import (
+    TextEncoding,
+    create_text,
+    decode_error,
+    open_text,
+    text_encoding,
+)
+from robustft.errors import InputFileError as InputFileError  # its home is the errors family
 from robustft.llm.tokens import estimate_tokens
 from robustft.methods.matching import normalise
 from robustft.schemas import InputError, Sample
@@ -29,11 +45,7 @@ FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parqu
 HF_DISK = "hf_disk"  # a directory written by datasets.Dataset.save_to_disk
 
 
-class InputFileError(ValueError):
-    """The input file as a whole cannot be used; the message names the file (and row)."""
-
-
-def file_format(path: Path) -> str:
+def file_format(path: Path, encoding: str | None = None) -> str:
     """jsonl, json (an array; a ``.json`` file holding JSON lines reads as jsonl), csv,
     parquet, or hf_disk (a ``save_to_disk`` directory)."""
     if path.is_dir():
@@ -46,8 +58,10 @@ def file_format(path: Path) -> str:
         raise InputFileError(f"{path}: unsupported format '{path.suffix}'; use "
                              f"{sorted(FORMATS)} or a save_to_disk directory")
     if fmt == "json" and path.is_file():
-        with path.open(encoding="utf-8") as f:
-            head = f.read(4096).lstrip()
+        enc = text_encoding(path, encoding)
+        with path.open("rb") as f:
+            raw = f.read(4096)[len(enc.bom_bytes):]
+        head = codecs.decode(raw, enc.codec, "replace").lstrip()
         if not head.startswith("["):
             return "jsonl"
     return fmt
@@ -64,10 +78,24 @@ def _arrow_files(path: Path) -> list[Path]:
     return [path / f["filename"] for f in state.get("_data_files", [])]
 
 
-def _read_raw(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    """(location, row dict) per data row, or (location, error message) for unreadable rows."""
+def _read_raw(path: Path, fmt: str, encoding: str | None = None
+              ) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """(location, row dict) per data row, or (location, error message) for unreadable rows;
+    text that does not decode raises :class:`InputFileError` naming line and byte."""
+    if fmt in ("jsonl", "json", "csv"):
+        enc = text_encoding(path, encoding)
+        try:
+            yield from _read_text(path, fmt, enc)
+        except UnicodeDecodeError:
+            raise decode_error(path, enc) from None
+    else:
+        yield from _read_binary(path, fmt)
+
+
+def _read_text(path: Path, fmt: str, enc: TextEncoding
+               ) -> Iterator[tuple[str, dict[str, Any] | str]]:
     if fmt == "jsonl":
-        with path.open(encoding="utf-8") as f:
+        with open_text(path, enc) as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -80,7 +108,8 @@ def _read_raw(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any] | str]
                     f"expected a JSON object, got {type(obj).__name__}")
     elif fmt == "json":
         try:
-            items = json.loads(path.read_text(encoding="utf-8"))
+            with open_text(path, enc) as f:
+                items = json.loads(f.read())
         except json.JSONDecodeError as e:
             raise InputFileError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from e
         if not isinstance(items, list):
@@ -88,21 +117,8 @@ def _read_raw(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any] | str]
         for i, obj in enumerate(items, 1):
             yield f"{path}:item {i}", obj if isinstance(obj, dict) else (
                 f"expected a JSON object, got {type(obj).__name__}")
-    elif fmt == HF_DISK:
-        import pyarrow as pa
-
-        i = 0
-        try:
-            for part in _arrow_files(path):
-                with pa.memory_map(str(part)) as source:
-                    for batch in pa.ipc.open_stream(source):
-                        for row in batch.to_pylist():
-                            i += 1
-                            yield f"{path}:row {i}", row
-        except (OSError, ValueError, KeyError) as e:
-            raise InputFileError(f"{path}: cannot read the save_to_disk directory: {e}") from e
-    elif fmt == "csv":
-        with path.open(encoding="utf-8", newline="") as f:
+    else:
+        with open_text(path, enc, newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
@@ -116,6 +132,22 @@ def _read_raw(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any] | str]
                     yield loc, f"row has {len(values)} fields, header has {len(header)}"
                     continue
                 yield loc, dict(zip(header, values, strict=True))
+
+
+def _read_binary(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    if fmt == HF_DISK:
+        import pyarrow as pa
+
+        i = 0
+        try:
+            for part in _arrow_files(path):
+                with pa.memory_map(str(part)) as source:
+                    for batch in pa.ipc.open_stream(source):
+                        for row in batch.to_pylist():
+                            i += 1
+                            yield f"{path}:row {i}", row
+        except (OSError, ValueError, KeyError) as e:
+            raise InputFileError(f"{path}: cannot read the save_to_disk directory: {e}") from e
     else:
         import pyarrow.parquet as pq
 
@@ -130,10 +162,13 @@ def _read_raw(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any] | str]
             raise InputFileError(f"{path}: cannot read Parquet: {e}") from e
 
 
-def _header(path: Path, fmt: str) -> list[str] | None:
+def _header(path: Path, fmt: str, enc: TextEncoding) -> list[str] | None:
     if fmt == "csv":
-        with path.open(encoding="utf-8", newline="") as f:
-            return next(csv.reader(f), None)
+        try:
+            with open_text(path, enc, newline="") as f:
+                return next(csv.reader(f), None)
+        except UnicodeDecodeError:
+            raise decode_error(path, enc) from None
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -206,9 +241,11 @@ def iter_samples(path: str | Path, cfg: DataConfig) -> tuple[Shape, Iterator[Sam
     p = Path(path)
     if not p.exists():
         raise InputFileError(f"{p}: input file not found")
-    fmt = file_format(p)
-    header = _header(p, fmt)
-    rows = _read_raw(p, fmt)
+    fmt = file_format(p, cfg.encoding)
+    text = fmt in ("jsonl", "json", "csv")
+    enc = text_encoding(p, cfg.encoding) if text else TextEncoding()
+    header = _header(p, fmt, enc)
+    rows = _read_raw(p, fmt, cfg.encoding)
     head: list[tuple[str, dict[str, Any] | str]] = []
     readable: list[tuple[str, dict[str, Any]]] = []
     for item in rows:
@@ -220,13 +257,22 @@ def iter_samples(path: str | Path, cfg: DataConfig) -> tuple[Shape, Iterator[Sam
     if not head:
         raise InputFileError(f"{p}: no data rows (empty file)")
     try:
-        shape = _long_form(detect_shape(readable, header, cfg), readable, cfg)
+        shape = dataclasses.replace(_long_form(detect_shape(readable, header, cfg), readable,
+                                               cfg), encoding=enc.codec, bom=enc.bom,
+                                    line_end=_line_end(p, enc) if fmt == "csv" else "\r\n")
     except ShapeError as e:  # a message naming a row carries its location already
         msg = str(e)
         if not msg.startswith(str(p)):
             msg = f"{p}:1: {msg}" if header else f"{p}: {msg}"
         raise InputFileError(msg) from None
     return shape, _validated(p, itertools.chain(head, rows), cfg, shape)
+
+
+def _line_end(path: Path, enc: TextEncoding) -> str:
+    """A CSV file's line ending, from its first line (``\r\n`` when it has none)."""
+    with open_text(path, enc, newline="") as f:
+        first = f.readline()
+    return "\n" if first.endswith("\n") and not first.endswith("\r\n") else "\r\n"
 
 
 def _validated(p: Path, rows: Iterable[tuple[str, dict[str, Any] | str]], cfg: DataConfig,
@@ -263,54 +309,72 @@ def load_samples(path: str | Path, cfg: DataConfig) -> tuple[list[Sample], list[
     return samples, errors, shape
 
 
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it once the block succeeds (removed
+    when it fails: a failed write never leaves a half-written file as ``path``)."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_rows(path: Path, rows: Iterable[dict[str, Any]], fmt: str,
-               columns: list[str] | None = None, like: Path | None = None) -> int:
+               columns: list[str] | None = None, like: Path | None = None,
+               encoding: TextEncoding | None = None, line_end: str = "\r\n") -> int:
     """Write rows in ``fmt``, streamed (JSONL, JSON, CSV) or in batches (Parquet, a
     save_to_disk directory shaped ``like`` the input's); CSV list values are JSON-encoded
-    and, without ``columns``, the first row's keys are the header. Returns the row count."""
+    and, without ``columns``, the first row's keys are the header; text in ``encoding``
+    (BOM included), CSV lines ending in ``line_end``. A file is written beside its path and
+    renamed into place. Returns the row count; a value ``encoding`` cannot hold raises
+    ``UnicodeEncodeError`` (and nothing is replaced)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = iter(rows)
+    rows, encoding = iter(rows), encoding or TextEncoding()
+    if fmt == HF_DISK:
+        return _write_hf_disk(path, rows, like)
     n = 0
-    if fmt == "jsonl":
-        with path.open("w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
-                n += 1
-    elif fmt == "json":  # an array, one object per line
-        with path.open("w", encoding="utf-8") as f:
-            f.write("[")
-            for r in rows:
-                f.write(("," if n else "") + "\n" + json.dumps(r, ensure_ascii=False,
-                                                                default=str))
-                n += 1
-            f.write("\n]\n")
-    elif fmt == HF_DISK:
-        n = _write_hf_disk(path, rows, like)
-    elif fmt == "csv":
-        first = next(rows, None)
-        cols = columns or (list(first) if first else [])
-        with path.open("w", encoding="utf-8", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-            w.writeheader()
-            for r in itertools.chain([first] if first else [], rows):
-                w.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict))
-                            else v for k, v in r.items()})
-                n += 1
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        writer = None
-        while chunk := list(itertools.islice(rows, 4096)):
-            table = pa.Table.from_pylist(chunk)
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema)
-            writer.write_table(table.cast(writer.schema))
-            n += len(chunk)
-        if writer is None:
-            pq.write_table(pa.table({}), path)
+    with _replacing(path) as tmp:
+        if fmt == "jsonl":
+            with create_text(tmp, encoding) as f:
+                for r in rows:
+                    f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+                    n += 1
+        elif fmt == "json":  # an array, one object per line
+            with create_text(tmp, encoding) as f:
+                f.write("[")
+                for r in rows:
+                    f.write(("," if n else "") + "\n" + json.dumps(r, ensure_ascii=False,
+                                                                    default=str))
+                    n += 1
+                f.write("\n]\n")
+        elif fmt == "csv":
+            first = next(rows, None)
+            cols = columns or (list(first) if first else [])
+            with create_text(tmp, encoding, newline="") as f:
+                w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore",
+                                   lineterminator=line_end)
+                w.writeheader()
+                for r in itertools.chain([first] if first else [], rows):
+                    w.writerow({k: json.dumps(v, ensure_ascii=False)
+                                if isinstance(v, (list, dict)) else v for k, v in r.items()})
+                    n += 1
         else:
-            writer.close()
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            writer = None
+            while chunk := list(itertools.islice(rows, 4096)):
+                table = pa.Table.from_pylist(chunk)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                n += len(chunk)
+            if writer is None:
+                pq.write_table(pa.table({}), tmp)
+            else:
+                writer.close()
     return n
 
 
@@ -346,9 +410,10 @@ def _write_hf_disk(path: Path, rows: Iterable[dict[str, Any]], like: Path | None
     return n
 
 
-def iter_raw_rows(path: str | Path) -> Iterator[dict[str, Any]]:
-    """The rows of a file as read (unreadable rows skipped): for reading outputs back."""
+def iter_raw_rows(path: str | Path, encoding: str | None = None) -> Iterator[dict[str, Any]]:
+    """The rows of a file as read (unreadable rows skipped): for reading outputs back
+    (``encoding``: the input's, when it has no BOM)."""
     p = Path(path)
-    for _, row in _read_raw(p, file_format(p)):
+    for _, row in _read_raw(p, file_format(p, encoding), encoding):
         if isinstance(row, dict):
             yield row

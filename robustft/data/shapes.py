@@ -57,6 +57,10 @@ class Shape:
     options_encoding: str | None = None  # json | python | list | dict (MC only)
     conversational: bool = False  # sft.jsonl as messages; prompt/completion as message lists
     long_form: bool = False  # free text whose typical response is long: every row long-form
+    # the file's text encoding (CSV, JSONL, JSON), kept for writing curated.<ext> back
+    encoding: str = "utf-8"  # a Python codec, without the byte-order mark
+    bom: bool = False  # the file starts with a byte-order mark
+    line_end: str = "\r\n"  # CSV: the header's line ending (the csv module's default)
 
     @property
     def task(self) -> str:

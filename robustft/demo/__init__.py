@@ -21,6 +21,14 @@ CHAT_TRUTH = DATA / "demo_chat_truth.jsonl"
 DEMOS = {"capitals": (DEMO_INPUT, DEMO_TRUTH), "chat": (CHAT_INPUT, CHAT_TRUTH)}
 
 
+def is_demo_input(path: str | Path) -> bool:
+    """Whether ``path`` is one of the shipped demo inputs (the embedded model's home turf)."""
+    try:
+        return Path(path).resolve() in {p.resolve() for p, _ in DEMOS.values()}
+    except OSError:
+        return False
+
+
 def detection_scores(flagged: set[str], noisy: set[str], total: int) -> dict[str, float]:
     """Precision, recall and F1 of flagged ids against the truly noisy ids, plus the noise
     base rate (the precision of flagging at random)."""

@@ -54,6 +54,8 @@ class BatchFilesPending(BudgetExceeded):
     """Offline batches: their input files are written, their outputs are not there yet; the
     run stops resumably."""
 
+    advice = "once the batch outputs are written, rerun the same command to continue"
+
 
 class BatchLedger:
     """Which request went out in which batch, per run directory."""

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
+from robustft.errors import BudgetExceeded as BudgetExceeded  # its home: the errors family
 from robustft.methods.cost import call_cost
 from robustft.schemas import Completion
-
-
-class BudgetExceeded(RuntimeError):
-    """A call, token or cost budget is reached: no new calls; the run stops resumably."""
 
 
 class Budget:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from robustft.errors import writes_to
 from robustft.schemas import Completion
 
 
@@ -50,7 +51,7 @@ class RequestCache:
         return Completion.model_validate_json(row[0])
 
     def put(self, key: str, completion: Completion) -> None:
-        with self.db:
+        with writes_to(self.path), self.db:
             self.db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?)",
                             (key, completion.model, completion.model_dump_json(), time.time()))
 
@@ -66,7 +67,7 @@ class RequestCache:
         return out
 
     def put_vectors(self, vectors: dict[str, list[float]]) -> None:
-        with self.db:
+        with writes_to(self.path), self.db:
             self.db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?)",
                                 [(k, np.asarray(v, dtype=np.float32).tobytes())
                                  for k, v in vectors.items()])

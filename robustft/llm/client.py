@@ -12,6 +12,13 @@ A target may list several replicas of one model (:mod:`robustft.endpoints`): eac
 goes to the least busy healthy replica, and a replica that stops answering is left out (and
 probed) while the request fails over to another one at once.
 
+Outages: when a call fails at the endpoint level (refused or dropped connection, timeout,
+5xx) and no call to the endpoint has succeeded since the call's previous failure, the
+endpoint is down: the call waits with backoff (not counted against ``max_retries``) until the
+endpoint answers again, and once it has been down for ``outage_timeout`` seconds the call
+raises :class:`EndpointOutage` (the run stops resumably). A call that keeps failing while
+other calls succeed is the request's own problem: it fails after ``max_retries``.
+
 Every successful completion goes into the per-request cache (when one is given) before it is
 returned; a cached request is answered from disk and costs nothing. A :class:`Budget` stops
 new calls once a call or token limit is reached. In batch mode (:mod:`robustft.llm.batch`) a
@@ -28,6 +35,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +49,7 @@ from robustft.llm.http import (
     HTTPEndpoint,
     HTTPStatusError,
     describe,
+    endpoint_failure,
     replica_down,
     retry_after,
     retryable,
@@ -97,8 +106,13 @@ class LLMClient:
     for the whole run."""
 
     def __init__(self, endpoint: EndpointConfig, cache: RequestCache | None = None,
-                 budget: Budget | None = None):
+                 budget: Budget | None = None, outage_timeout: float = 600.0,
+                 notify: Callable[[str], None] | None = None):
+        """``outage_timeout``: seconds an endpoint may be down before its calls raise
+        :class:`EndpointOutage`; ``notify``: where outage notes go (default: the log)."""
         self.cfg, self.cache, self.budget = endpoint, cache, budget or Budget()
+        self.outage_timeout = outage_timeout
+        self.notify = notify or (lambda text: log.warning("%s", text))
         self.batch: BatchQueue | None = None  # batch mode: requests go out as batches
         self._clients: dict[tuple[str, str], HTTPEndpoint] = {}
         self._limiters: dict[tuple[tuple[str, ...], str], RateLimiter] = {}
@@ -170,9 +184,13 @@ class LLMClient:
         """``make_call(client)`` on a replica chosen per attempt, each attempt admitted by the
         endpoint's rate limiter (``tokens``: its estimate); returns ``(result, attempts,
         replica_url)``. A replica that stopped answering is marked down and the next attempt
-        goes to another healthy one without waiting; a 429 pauses the whole endpoint."""
+        goes to another healthy one without waiting; a 429 pauses the whole endpoint; while
+        the endpoint is down (module doc) the call waits instead of counting its retries."""
         pool, attempt, limiter = self.pool(target), 0, self.limiter(target)
+        failures = 0  # failed attempts that count against max_retries
         waits = 0  # 429s with a Retry-After: the endpoint said when to come back
+        outage_tries = 0  # tries made while the endpoint was down
+        since = time.monotonic()  # the call's previous failure (its start before the first)
         while True:
             attempt += 1
             await limiter.acquire(tokens)
@@ -181,7 +199,8 @@ class LLMClient:
             try:
                 result = await make_call(self._client(replica.url, target.api_key_env,
                                                       limiter))
-                pool.succeeded(replica)
+                if note := pool.succeeded(replica):
+                    self.notify(note)
                 return result, attempt, replica.url
             except Exception as err:  # classify, then retry or give up
                 told = (isinstance(err, HTTPStatusError) and err.status == 429
@@ -190,16 +209,31 @@ class LLMClient:
                     waits += 1
                     limiter.pause(retry_after(err))  # every request to the endpoint waits
                     continue
-                if not retryable(err) or attempt - waits > self.cfg.max_retries:
+                if not retryable(err):
                     raise CallError(f"{what} failed after {attempt} attempt(s): "
                                     f"{describe(err)}", attempt) from err
                 if replica_down(err) and pool.failover:
                     pool.failed(replica, describe(err))
                     if pool.healthy():
                         continue  # fail over to another replica now
+                down = endpoint_failure(err)
+                if down:
+                    pool.call_failed(describe(err))
+                if down and not pool.answered_since(since):  # the endpoint is down: wait
+                    since = time.monotonic()
+                    outage_tries += 1
+                    model = f" (model {target.model})" if target.model else ""
+                    await pool.wait_out(describe(err), model, outage_tries,
+                                        self.cfg.backoff_s, self.outage_timeout, self.notify)
+                    continue
+                since = time.monotonic()
+                failures += 1
+                if failures > self.cfg.max_retries:
+                    raise CallError(f"{what} failed after {attempt} attempt(s): "
+                                    f"{describe(err)}", attempt) from err
                 delay = retry_after(err)
                 if delay is None:
-                    delay = self.cfg.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
+                    delay = self.cfg.backoff_s * 2 ** (failures - 1) * (0.5 + random.random())
                 if isinstance(err, HTTPStatusError) and err.status == 429:
                     limiter.pause(delay)  # every request to this endpoint waits, not just this
                     continue

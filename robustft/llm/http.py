@@ -104,6 +104,15 @@ def replica_down(err: Exception) -> bool:
     return isinstance(err, HTTPStatusError) and err.status in (502, 503, 504)
 
 
+def endpoint_failure(err: Exception) -> bool:
+    """The endpoint failed, not the request's content: refused, dropped or truncated
+    connections, timeouts, any 5xx. While every call fails like this the endpoint is down
+    (an outage to wait out), not the row's fault."""
+    if isinstance(err, (RequestTimeout, aiohttp.ClientError)):
+        return True
+    return isinstance(err, HTTPStatusError) and err.status >= 500
+
+
 def describe(err: Exception) -> str:
     if isinstance(err, HTTPStatusError):
         return str(err)

@@ -20,13 +20,11 @@ import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from robustft.errors import PromptError as PromptError  # its home is the errors family
+
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False,
                             autoescape=False)
 _PARTS = ("system", "user")
-
-
-class PromptError(ValueError):
-    """A prompt file is invalid; the message names the file."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Answer extraction from model text. Never raises: unparseable text gives status "unparsed".
+"""Answer extraction from model text. Never raises: unparseable text gives status "unparsed"
+(unless a test plants a bug: ``TEST_BUG_ENV``).
 
 The *last* ``Answer: X`` line wins (reflection may revise an earlier answer); the reference
 code took the first and crashed on empty replies.
@@ -7,6 +8,7 @@ code took the first and crashed on empty replies.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 
@@ -26,6 +28,12 @@ class Parsed:
     start: int = -1  # char offset of the answer in the text, -1 when unparsed
     end: int = -1
 
+
+# Tests only (tests/test_errors.py): with this variable set to "parser", parse_answer raises
+# a KeyError, a stand-in for a bug, so that the suite can check how the command line reports
+# an internal error (traceback, exit 1) apart from a user's (message, exit 2-6).
+TEST_BUG_ENV = "ROBUSTFT_TEST_BUG"
+_TEST_BUG = os.environ.get(TEST_BUG_ENV) == "parser"
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
@@ -142,6 +150,8 @@ def parse_long(text: str | None) -> Parsed:
 def parse_answer(text: str | None, letters: list[str], long_form: bool = False) -> Parsed:
     """Multiple choice when ``letters`` is non-empty, else a long-form response or a short
     free-text answer."""
+    if _TEST_BUG:  # tests only: a bug inside robustft must end with a traceback, exit 1
+        raise KeyError(f"{TEST_BUG_ENV} is set: the parser raises (a planted bug)")
     if letters:
         return parse_choice(text, letters)
     return parse_long(text) if long_form else parse_free(text)

@@ -8,12 +8,14 @@ reviews (``RUN/reviews.sqlite``) applied where they are not stale.
   files, the response itself for instruction files);
 - ``decisions.csv``: one row per input row with its fate and why, its review (if any) and the
   label it is exported with;
-- ``summary.json``: counts by fate, calls and tokens.
+- ``summary.json``: counts by fate, calls and tokens (and the blind audit's estimates, where
+  ``RUN/reviews.sqlite`` holds an audit sample: :mod:`robustft.pipeline.audit`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,11 +23,17 @@ from typing import Any
 
 from robustft.data.files import file_format, output_name, write_rows
 from robustft.data.shapes import Shape
+from robustft.data.text import TextEncoding
+from robustft.errors import RunDirError, UsageError
 from robustft.llm.prompt_files import Prompt
+from robustft.pipeline.audit import run_audit_summary
 from robustft.pipeline.contract import KEPT
 from robustft.schemas import Decision, Sample
+from robustft.store.lock import lock_run_dir
 from robustft.store.reviews import Review, ReviewStore, effective, run_review_summary
 from robustft.store.runstore import RunStore
+
+log = logging.getLogger("robustft")
 
 DECISION_COLUMNS = ["id", "row", "fate", "reason", "original_label", "final_label",
                     "expert_direct", "expert_reasoning", "context_answer", "reviewer_answer",
@@ -110,9 +118,19 @@ def write_files(store: RunStore, sft_prompt: Prompt, input_path: Path, shape: Sh
             if keep and label is not None and (review is not None or not reviewed_only):
                 yield Sample.model_validate(r["sample"]), label
 
-    n_kept = write_rows(curated or out / output_name(input_path),
-                        (shape.restore(s.raw, label) for s, label in kept()),
-                        file_format(input_path), like=input_path)
+    target = curated or out / output_name(input_path)
+
+    def curated_rows(enc: TextEncoding) -> int:
+        return write_rows(target, (shape.restore(s.raw, label) for s, label in kept()),
+                          file_format(input_path, shape.encoding), like=input_path,
+                          encoding=enc, line_end=shape.line_end)
+
+    try:  # in the input's own encoding, BOM and line endings
+        n_kept = curated_rows(TextEncoding(shape.encoding, shape.bom))
+    except UnicodeEncodeError as e:
+        log.warning("%s: written in UTF-8, not %s: a new response holds %r, which %s cannot "
+                    "encode", target, shape.encoding, e.object[e.start:e.end], shape.encoding)
+        n_kept = curated_rows(TextEncoding("utf-8", shape.bom))
     write_rows(sft or out / "sft.jsonl",
                (sft_row(sft_prompt, s, label, shape) for s, label in kept()), "jsonl")
     write_rows(out / "decisions.csv", (_decision_row(decision_of(r), review, keep, label)
@@ -135,6 +153,8 @@ def write_summary(store: RunStore, input_path: Path, shape: Shape, kept: int, me
                            "decisions": str(out / "decisions.csv"),
                            "traces": str(out / "run.sqlite"), **(more_outputs or {})},
                "method": method, **(extra or {})}
+    if (audit := run_audit_summary(out, store)) is not None:  # only where people audited
+        summary["audit"] = audit
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -150,25 +170,27 @@ def export_run(run_dir: str | Path, output: Path, reviewed_only: bool = False
                ) -> tuple[int, dict[str, Any] | None]:
     """``robustft export``: the run's curated data with its reviews applied, written to
     ``output`` in the input's format and shape (``sft.jsonl`` beside it, ``decisions.csv``
-    rewritten in the run); returns (rows written, review statistics or None)."""
+    rewritten in the run: under the run's writer lock); returns (rows written, review
+    statistics or None)."""
     from robustft.config import load_config
-    from robustft.data.shapes import Shape
     from robustft.llm.prompt_files import load_prompts
 
     store = RunStore.open_existing(run_dir)
     try:
-        input_path = Path(store.get_meta("input_path") or "")
-        if not input_path.exists():
-            raise ValueError(f"{run_dir}: its input {input_path} is gone; export reads the "
-                             "rows from it")
-        if output.suffix.lower() != ("" if input_path.is_dir() else input_path.suffix.lower()):
-            raise ValueError(f"{output}: write the input's format ({input_path.name}): use the "
-                             f"suffix {input_path.suffix or '(none: a directory)'}")
-        shape = Shape.from_dict(json.loads((store.dir / "input_shape.json").read_text()))
-        config = load_config(store.dir / "config.yaml")
-        sft_prompt = load_prompts(config.prompts_dir)["sft"]
-        n = write_files(store, sft_prompt, input_path, shape, output,
-                        output.parent / "sft.jsonl", reviewed_only)
-        return n, run_review_summary(store.dir, store.db)
+        with lock_run_dir(run_dir):
+            input_path = Path(store.get_meta("input_path") or "")
+            if not input_path.exists():
+                raise RunDirError(f"{run_dir}: its input {input_path} is gone; export reads "
+                                  "the rows from it")
+            if output.suffix.lower() != ("" if input_path.is_dir()
+                                         else input_path.suffix.lower()):
+                raise UsageError(f"{output}: write the input's format ({input_path.name}): "
+                                 f"use the suffix {input_path.suffix or '(none: a directory)'}")
+            shape = Shape.from_dict(json.loads((store.dir / "input_shape.json").read_text()))
+            config = load_config(store.dir / "config.yaml")
+            sft_prompt = load_prompts(config.prompts_dir)["sft"]
+            n = write_files(store, sft_prompt, input_path, shape, output,
+                            output.parent / "sft.jsonl", reviewed_only)
+            return n, run_review_summary(store.dir, store.db)
     finally:
         store.close()

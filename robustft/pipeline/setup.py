@@ -8,6 +8,9 @@ import gc
 import hashlib
 import json
 import logging
+import resource
+import shutil
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Protocol
 
 from robustft.config import Config, dump_config, resolved_endpoint
 from robustft.data.shapes import Shape
+from robustft.errors import DiskFull, EndpointError, RunDirError
 from robustft.llm.prompt_files import Prompt, load_prompts
 from robustft.pipeline.contract import Method
 from robustft.store.runstore import RunStore
@@ -74,7 +78,7 @@ class QuietReporter:
 def check_endpoints(config: Config, roles: Iterable[str]) -> None:
     for role in roles:
         if not resolved_endpoint(config, role)[0]:
-            raise ValueError(f"no endpoint for role '{role}': pass --base-url, set "
+            raise EndpointError(f"no endpoint for role '{role}': pass --base-url, set "
                              "OPENAI_BASE_URL, or set endpoint.base_url in the config")
 
 
@@ -107,7 +111,7 @@ def claim_run_dir(store: RunStore, digest: str, method: str) -> None:
                              ("method", method, "another method")):
         old = store.get_meta(key)
         if old is not None and old != value:
-            raise ValueError(f"{store.dir} holds a run over {what}; choose a new --output "
+            raise RunDirError(f"{store.dir} holds a run over {what}; choose a new --output "
                              "directory")
         store.set_meta(key, value)
 
@@ -133,7 +137,7 @@ def prepare_run(config: Config, method: Method, input_path: Path, run_dir: Path,
         claim_run_dir(store, input_digest(input_path), method.name)
         if store.is_sharded() != sharded and store.sample_count():
             kind = "a Ray (sharded)" if store.is_sharded() else "a single-process"
-            raise ValueError(f"{run_dir} holds {kind} run; choose a new --output")
+            raise RunDirError(f"{run_dir} holds {kind} run; choose a new --output")
         store.set_meta("input_path", str(input_path.resolve()))
         if embedded:
             store.set_meta("embedded", "1")
@@ -142,3 +146,40 @@ def prepare_run(config: Config, method: Method, input_path: Path, run_dir: Path,
         store.close()
         raise
     return Prepared(store, prompts)
+
+
+def _size(path: Path) -> int:
+    """Bytes of a file, or of every file under a directory."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB" if n >= 2**20 else f"{n / 1024:,.0f} KiB"
+
+
+def disk_full_stop(err: DiskFull, run_dir: Path, input_path: Path, rows: int) -> DiskFull:
+    """``err`` with what a user needs to continue: the file that could not grow, the free
+    space there, and roughly how much more the run needs (what it wrote so far, scaled by
+    the rows still to go, plus the output files: about twice the input)."""
+    where = Path(err.path) if err.path else run_dir
+    try:
+        with sqlite3.connect(f"file:{(run_dir / 'run.sqlite').resolve()}?mode=ro",
+                             uri=True) as db:
+            done = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    except sqlite3.Error:
+        done = 0
+    used = _size(run_dir) if run_dir.is_dir() else 0
+    share = max(done / rows, 0.05) if rows else 1.0
+    needed = used / share - used + 2 * _size(input_path) + (16 << 20)  # + SQLite's journals
+    try:
+        free = f"{_mib(shutil.disk_usage(where.parent if where.is_file() else where).free)}"
+    except OSError:
+        free = "unknown"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    cap = (f"; this process may not write files over {_mib(limit)} (ulimit -f)"
+           if limit != resource.RLIM_INFINITY else "")
+    return DiskFull(f"no space to write {where} ({err}); free there: {free}{cap}; the run "
+                    f"needs roughly {_mib(needed)} more to finish ({done} of {rows} rows "
+                    f"recorded, run directory {_mib(used)})", err.path)

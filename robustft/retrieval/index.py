@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,18 +79,21 @@ class CleanIndex:
         return self
 
     def prepare(self, queries: Sequence[Sample], vectors: dict[str, np.ndarray], k: int,
-                chunk: int = 1024, exclude_self: bool = False) -> None:
+                chunk: int = 1024, exclude_self: bool = False,
+                exclude: Mapping[str, str] | None = None) -> None:
         """Search all query samples (vectors: id -> vector) in batches, ahead of the
         per-sample graphs. ``exclude_self``: queries that are in the index (probes) never get
-        themselves as a neighbour."""
+        themselves as a neighbour; ``exclude``: query id -> the indexed id it never gets (a
+        canary's source row)."""
         if self.table is None or self.table.count_rows() == 0:
             return
+        exclude = exclude or {}
+        extra = int(exclude_self) + int(bool(exclude))
         for start in range(0, len(queries), chunk):
             part = queries[start:start + chunk]
-            found = self.search_batch(np.stack([vectors[s.id] for s in part]),
-                                      k + exclude_self)
-            self._prepared.update({s.id: [n for n in f if n.id != s.id][:k]
-                                   for s, f in zip(part, found, strict=True)})
+            found = self.search_batch(np.stack([vectors[s.id] for s in part]), k + extra)
+            self._prepared.update({s.id: [n for n in f if n.id not in (s.id, exclude.get(s.id))
+                                          ][:k] for s, f in zip(part, found, strict=True)})
 
     def search_batch(self, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
         """One multi-vector search: the k nearest clean samples of each vector, nearest first."""

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robustft.errors import ConfigError
+
 OPSET = 18
 MS = "com.microsoft"  # ONNX Runtime's fused transformer operators
 _DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": None, "I64": np.int64}
@@ -37,7 +39,7 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
             continue
         dtype = _DTYPES.get(meta["dtype"])
         if dtype is None:
-            raise ValueError(f"{path}: tensor {name} has unsupported dtype {meta['dtype']}")
+            raise ConfigError(f"{path}: tensor {name} has unsupported dtype {meta['dtype']}")
         start, end = meta["data_offsets"]
         out[name] = np.frombuffer(data[start:end], dtype=dtype).reshape(meta["shape"]).astype(
             np.float32 if dtype is np.float16 else dtype)

@@ -20,14 +20,12 @@ import urllib.request
 from pathlib import Path
 
 from robustft.config import ROLES, Config, cache_dir, resolved_endpoint
+from robustft.errors import ServeError as ServeError  # its home is the errors family
+from robustft.errors import UsageError
 from robustft.llm.prompt_files import builtin_dir
 
 PASSTHROUGH_TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
 EMBEDDED_NAME = "gemma-3-270m"
-
-
-class ServeError(RuntimeError):
-    """The server could not be started or did not become healthy."""
 
 
 def embedded_model_path() -> Path:
@@ -83,7 +81,7 @@ def vllm_command(model: str, port: int = 8000, served_name: str | None = None,
     concurrent sequences. The API key goes through the ``VLLM_API_KEY`` environment variable,
     never the command line (visible to every user in ``ps``)."""
     if max_logprobs < 20:
-        raise ValueError("max_logprobs must be at least 20 (top_logprobs per role is ≤ 20)")
+        raise UsageError("max_logprobs must be at least 20 (top_logprobs per role is ≤ 20)")
     return ["vllm", "serve", model, "--host", host, "--port", str(port),
             "--served-model-name", served_name or Path(model).name,
             "--max-logprobs", str(max_logprobs), "--max-num-seqs", str(max_num_seqs),
@@ -172,6 +170,15 @@ def embedded_server(slots: int = 4, port: int | None = None, model: Path | None 
 def needs_embedded(cfg: Config) -> bool:
     """No endpoint for some role: the run needs the embedded server."""
     return any(not resolved_endpoint(cfg, role)[0] for role in ROLES)
+
+
+EMBEDDED_WARNING = (
+    "no endpoint is configured, so this run uses the embedded Gemma-3-270M: a 270M-parameter "
+    "base model that answers near chance on real data (it is there for the shipped demo); "
+    "its decisions on {input} will mean little. Point robustft at a real model: "
+    "--base-url URL --model NAME (or OPENAI_BASE_URL / OPENAI_API_KEY / ROBUSTFT_MODEL, or "
+    "endpoint: in the config; base_url= / model= in the Python API); `robustft serve "
+    "--engine vllm --model ID` serves one on a GPU.")
 
 
 def start_embedded(cfg: Config, run_dir: Path, slots: int) -> ManagedServer:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from robustft.errors import UsageError
 from robustft.schemas import REVIEW_ACTIONS as ACTIONS
 from robustft.schemas import Fate
 
@@ -100,9 +101,9 @@ class ReviewStore:
         """Store a review made against ``base_version`` (0: the sample had none); raises
         :class:`ReviewConflict` when the sample's review is no longer at that version."""
         if action not in ACTIONS:
-            raise ValueError(f"action must be one of {ACTIONS}")
+            raise UsageError(f"action must be one of {ACTIONS}")
         if action == "edit" and not (response or "").strip():
-            raise ValueError("an edit needs the new response")
+            raise UsageError("an edit needs the new response")
         with self._lock:
             return self._save(sid, action, response, note, reviewer, agent_fate,
                               agent_final, base_version)

@@ -23,10 +23,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from robustft.config import load_config, prices_of
+from robustft.errors import RunDirError, writes_to
 from robustft.methods.cost import cost_by_role
 from robustft.schemas import AgentCall, Fate, InputError
 from robustft.store.reviews import run_review_summary
@@ -92,7 +94,7 @@ class RunStore:
     def _existing(run_dir: str | Path) -> Path:
         path = Path(run_dir) / "run.sqlite"
         if not path.is_file():
-            raise FileNotFoundError(f"{run_dir}: not a run directory (no run.sqlite)")
+            raise RunDirError(f"{run_dir}: not a run directory (no run.sqlite)")
         return path
 
     @classmethod
@@ -155,7 +157,7 @@ class RunStore:
                 continue
             self.db.execute("ATTACH DATABASE ? AS shard", (str(path),))
             try:
-                with self.db:
+                with self._writing():
                     self.db.execute("INSERT OR REPLACE INTO samples SELECT * FROM shard.samples")
             finally:
                 self.db.execute("DETACH DATABASE shard")
@@ -165,19 +167,26 @@ class RunStore:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-        self.db.commit()
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def delete_meta(self, key: str) -> None:
-        self.db.execute("DELETE FROM meta WHERE key=?", (key,))
-        self.db.commit()
+        with self._writing():
+            self.db.execute("DELETE FROM meta WHERE key=?", (key,))
+
+    @contextmanager
+    def _writing(self):
+        """One transaction on run.sqlite, rolled back whole when it fails; a full disk
+        raises :class:`DiskFull` naming the file."""
+        with writes_to(self.dir / "run.sqlite"), self.db:
+            yield
 
     def save(self, sid: str, row: int, source: str, stage: str, data: dict[str, Any],
              calls: list[AgentCall] = (), **cols: Any) -> None:
         """Upsert one sample's record and append its new calls, in one transaction."""
         fields = ["verdict", "original", "final", "entropy", "entropy_source", "fate", "reason"]
         values = [cols.get(f) for f in fields]
-        with self.db:
+        with self._writing():
             self.db.execute(
                 f"INSERT OR REPLACE INTO samples (id, row, source, stage, {', '.join(fields)}, "
                 f"data) VALUES ({', '.join('?' * (len(fields) + 5))})",
@@ -195,7 +204,7 @@ class RunStore:
         """A sample's probe (RobustFT: its relabel with the label hidden) or decoy (CLEAR:
         other options scored as its response) result, ``kind``, beside its record, whose fate
         it does not change; the calls join its trace at stage ``kind``."""
-        with self.db:
+        with self._writing():
             self.db.execute(f"UPDATE samples SET data=json_set(data, '$.{kind}', json(?)) "
                             "WHERE id=?", (json.dumps(probe, default=str), sid))
             self.db.executemany(
@@ -220,7 +229,7 @@ class RunStore:
 
     def set_fates(self, fates: list[tuple[str, str, str, str | None]]) -> None:
         """Bulk (id, fate, reason, final label) update after selection."""
-        with self.db:
+        with self._writing():
             self.db.executemany("UPDATE samples SET fate=?, reason=?, final=? WHERE id=?",
                                 [(f, r, lab, sid) for sid, f, r, lab in fates])
 
@@ -230,7 +239,7 @@ class RunStore:
         end of the first stage, keeping ``first_keys`` of its data. Input-validation errors
         stay as they are. Returns how many rows were reopened."""
         n = 0
-        with self.db:
+        with self._writing():
             for sid, stage in self.db.execute(
                     "SELECT id, stage FROM samples WHERE fate='error' AND stage != 'error'"
             ).fetchall():
@@ -387,8 +396,15 @@ class RunStore:
         out = {"fates": fates, "samples": sum(fates.values()), "calls": calls,
                "failed_calls": errs, "cached_calls": cached, "prompt_tokens": pt,
                "completion_tokens": ct, "labels_changed": changed, "by_role": by_role}
+        internal = self.db.execute(  # rows a bug failed (graph/stages.py: "internal: ...")
+            "SELECT COUNT(*) FROM samples WHERE fate='error' AND reason LIKE '%internal: %'"
+        ).fetchone()[0]
+        if internal:
+            out["internal_errors"] = internal
         if (precision := self.get_meta("precision")) is not None:
             out["precision"] = json.loads(precision)
+        if (canaries := self.get_meta("canaries")) is not None:  # planted errors' report
+            out["canaries"] = json.loads(canaries)
         if (reviews := run_review_summary(self.dir, self.db)) is not None:
             out["reviews"] = reviews
         prices = self._prices()

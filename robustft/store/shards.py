@@ -25,6 +25,7 @@ from pathlib import Path
 
 from robustft.config import DataConfig
 from robustft.data.files import iter_samples
+from robustft.errors import RunDirError
 from robustft.schemas import InputError, Sample
 
 BLOCKS, SHARDS = "blocks", "shards"
@@ -55,7 +56,7 @@ def write_blocks(input_path: Path, cfg: DataConfig, run_dir: Path, block_rows: i
     if plan_path.is_file():
         plan = BlockPlan(**json.loads(plan_path.read_text()))
         if plan.block_rows != block_rows:
-            raise ValueError(f"{run_dir} was split into blocks of {plan.block_rows} rows; "
+            raise RunDirError(f"{run_dir} was split into blocks of {plan.block_rows} rows; "
                              f"rerun with --block-rows {plan.block_rows}")
         return plan
     d.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,7 @@ import yaml
 
 from robustft.config import TrainConfig
 from robustft.data.shapes import render_turns
-
-
-class TrainError(RuntimeError):
-    """Training cannot start (missing extra, empty data, unloadable model)."""
+from robustft.errors import TrainError as TrainError  # its home is the errors family
 
 
 def resolve_model(ref: str) -> tuple[str, str | None]:
@@ -47,10 +44,13 @@ def load_model(ref: str, dtype: str = "float32"):
     kw: dict[str, Any] = {"dtype": getattr(torch, dtype)}
     if gguf:
         kw.update(gguf_file=gguf, quantization_config=GgufConfig(dequantize=True))
-    tok = AutoTokenizer.from_pretrained(where, **({"gguf_file": gguf} if gguf else {}))
+    try:  # a hub id that does not exist, no network, a directory without weights
+        tok = AutoTokenizer.from_pretrained(where, **({"gguf_file": gguf} if gguf else {}))
+        model = AutoModelForCausalLM.from_pretrained(where, **kw)
+    except OSError as e:
+        raise TrainError(f"{ref}: cannot load the model: {e}") from e
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(where, **kw)
     return model, tok
 
 
@@ -60,10 +60,15 @@ def read_sft(path: Path) -> list[dict[str, str]]:
     paragraphs, as the pipeline's prompts show it) and that turn as the completion, so any
     model trains on it, with or without a chat template."""
     rows = []
+    if not path.is_file():
+        raise TrainError(f"{path}: training data not found")
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
-                row = json.loads(line)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise TrainError(f"{path}:{n}: not JSON: {e.msg}") from None
                 msgs = row.get("messages")
                 if isinstance(msgs, list) and msgs and msgs[-1].get("role") == "assistant":
                     row = {"prompt": render_turns(msgs[:-1]) + "\n",

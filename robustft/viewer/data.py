@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from robustft.errors import UsageError
 from robustft.methods.diff import changed_words, word_diff
+from robustft.pipeline.audit import run_audit_summary
 from robustft.schemas import Fate
 from robustft.store.reviews import QUEUE_FATES, UNSURE_FATES, ReviewStore
 from robustft.store.runstore import SORTS, RunStore
@@ -48,6 +50,7 @@ def summary(store: RunStore) -> dict[str, Any]:
         "fate_order": [str(f) for f in Fate], "queue_fates": [str(f) for f in QUEUE_FATES],
         "config": _read(store.dir / "config.yaml") or "",
         "prompts": json.loads(prompts) if prompts else {},
+        "audit": run_audit_summary(store.dir, store),  # the blind audit's estimates (or None)
     }
 
 
@@ -55,7 +58,7 @@ def samples_page(store: RunStore, filters: dict[str, str], sort: str = "row",
                  order: str = "asc", page: int = 1, size: int = 50) -> dict[str, Any]:
     """One page of the sample table plus the total matching count."""
     if sort not in SORTS:
-        raise ValueError(f"sort must be one of {sorted(SORTS)}")
+        raise UsageError(f"sort must be one of {sorted(SORTS)}")
     size, page = max(1, min(size, 500)), max(1, page)
     total, rows = store.page(filters, sort, order == "desc", (page - 1) * size, size)
     return {"total": total, "page": page, "size": size, "sort": sort,
@@ -135,9 +138,9 @@ def save_review(store: RunStore, reviews: ReviewStore, req: dict[str, Any],
     against the sample's current decision; returns the stored review."""
     r = store.record(str(req["id"]))
     if r is None:
-        raise ValueError(f"no sample with id {req['id']!r}")
+        raise UsageError(f"no sample with id {req['id']!r}")
     if r.get("fate") not in QUEUE_FATES:
-        raise ValueError(f"sample {r['id']} is {r.get('fate') or 'unfinished'}: only the "
+        raise UsageError(f"sample {r['id']} is {r.get('fate') or 'unfinished'}: only the "
                          f"samples the agents flagged or failed on are reviewed "
                          f"({', '.join(QUEUE_FATES)})")
     sample, action = r.get("sample") or {}, req.get("action")
@@ -148,7 +151,7 @@ def save_review(store: RunStore, reviews: ReviewStore, req: dict[str, Any],
         response = str(req.get("response") or "").strip()
         letters = [chr(65 + i) for i in range(len(sample.get("options") or []))]
         if letters and response.upper() not in letters:
-            raise ValueError(f"an edited answer must be one of the options {letters}")
+            raise UsageError(f"an edited answer must be one of the options {letters}")
         response = response.upper() if letters else response
     note = str(req.get("note") or "")[:2000] or None
     review = reviews.save(r["id"], action, response, note, reviewer[:100], r.get("fate"),

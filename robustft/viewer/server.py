@@ -1,9 +1,11 @@
 """``robustft view``: a local web page over a run directory (standard library HTTP server),
 where people also review the agents' decisions.
 
-Routes: ``/`` (the page), ``/static/viewer.js|review.js|viewer.css``, ``/api/summary``,
+Routes: ``/`` (the page), ``/static/viewer.js|review.js|audit.js|viewer.css``, ``/api/summary``,
 ``/api/samples?fate=&changed=&errors=&q=&sort=&order=&page=&size=``, ``/api/sample?id=``,
-``/api/queue?index=&fate=&q=&unreviewed=`` (the review queue) and ``POST /api/review``.
+``/api/queue?index=&fate=&q=&unreviewed=`` (the review queue), ``POST /api/review``,
+``/api/audit?index=`` (the blind audit sample: :mod:`robustft.viewer.audit`) and
+``POST /api/audit``.
 Everything it serves ships in ``robustft/viewer/web``: no CDN, no internet.
 
 Writes are guarded: a POST needs the per-session token the page carries (a page on another
@@ -28,13 +30,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from robustft.errors import UsageError
+from robustft.pipeline.audit import audit_config, ensure_sample, summarize
+from robustft.store.audit import AuditConflict, AuditStore
 from robustft.store.reviews import ReviewConflict, ReviewStore, queue_ids
 from robustft.store.runstore import RunStore
+from robustft.viewer import audit as viewaudit
 from robustft.viewer import data as viewdata
 
 WEB = Path(str(files("robustft.viewer"))) / "web"
 STATIC = {"viewer.js": "text/javascript", "review.js": "text/javascript",
-          "viewer.css": "text/css"}
+          "audit.js": "text/javascript", "viewer.css": "text/css"}
 MAX_BODY = 64 * 1024  # bytes of a review POST
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -46,12 +52,14 @@ class Viewer:
                  password: str | None = None, reviewer: str | None = None):
         RunStore.reader(run_dir).close()  # fail early on a non-run directory
         if host not in LOOPBACK and not password:
-            raise ValueError(f"--host {host} opens the viewer (and its review writes) to the "
+            raise UsageError(f"--host {host} opens the viewer (and its review writes) to the "
                              "network: give --password or set ROBUSTFT_VIEW_PASSWORD")
         self.run_dir, self.password = Path(run_dir), password
         self.reviewer = reviewer or os.environ.get("ROBUSTFT_REVIEWER")
         self.token = secrets.token_urlsafe(24)
         self.reviews = ReviewStore(self.run_dir)
+        self.audit = AuditStore(self.run_dir)
+        self._audit_lock, self._audit_drawn = threading.Lock(), None
         self._local = threading.local()
         self._queues: dict[tuple, list[str]] = {}
         viewer = self
@@ -110,7 +118,11 @@ class Viewer:
                 status, body = viewer.post(self.path, self.headers, self.rfile, user)
                 self._reply(status, "application/json", json.dumps(body, default=str).encode())
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:  # the port is taken, or the address is not this machine's
+            raise UsageError(f"cannot serve on {host}:{port}: {e.strerror or e}; choose "
+                             "another --port (0: any free one) or --host") from e
         self.httpd.daemon_threads = True
 
     @property
@@ -133,6 +145,7 @@ class Viewer:
             return 200, STATIC[name], (WEB / name).read_bytes()
         data: Any
         if u.path == "/api/summary":
+            self._draw_audit()
             data = viewdata.summary(self._store())
         elif u.path == "/api/samples":
             try:
@@ -152,16 +165,37 @@ class Viewer:
                 self._queue(q.get("fate", ""), q.get("q", ""), method),
                 self.reviews.reviewed_ids(), q.get("unreviewed") in ("1", "true"),
                 int(q.get("index", 0)), method)
+        elif u.path == "/api/audit":
+            why = self._draw_audit()
+            data = viewaudit.audit_entry(self._store(), self.audit, int(q.get("index", 0)),
+                                         summarize(self._store(), self.audit,
+                                                   audit_config(self.run_dir)))
+            data["not_drawn"] = why
         else:
             return 404, "application/json", b'{"error": "not found"}'
         return 200, "application/json", json.dumps(data, default=str).encode()
 
+    def _version(self) -> tuple[int, ...]:
+        """Changes when the run's traces change (a rerun of curate)."""
+        return tuple(p.stat().st_mtime_ns for p in (self.run_dir / "run.sqlite",
+                                                    self.run_dir / "run.sqlite-wal")
+                     if p.exists())
+
+    def _draw_audit(self) -> str | None:
+        """Draw the audit sample when it is missing (once per version of the traces);
+        returns why it is not drawn (an unfinished run), or None."""
+        with self._audit_lock:
+            version = self._version()
+            if self._audit_drawn != version:
+                why = ensure_sample(self._store(), self.audit, audit_config(self.run_dir))
+                self._audit_drawn = None if why else version
+                return why
+        return None
+
     def _queue(self, fate: str, query: str, method: str) -> list[str]:
         """The review queue's ids in order, computed once per filter while the run's traces
         are unchanged (a rerun of curate changes them)."""
-        version = tuple(p.stat().st_mtime_ns for p in (self.run_dir / "run.sqlite",
-                                                       self.run_dir / "run.sqlite-wal")
-                        if p.exists())
+        version = self._version()
         key = (fate, query, method, version)
         if key not in self._queues:
             self._queues = {k: v for k, v in self._queues.items() if k[3] == version}
@@ -169,9 +203,10 @@ class Viewer:
         return self._queues[key]
 
     def post(self, path: str, headers, body, user: str) -> tuple[int, dict[str, Any]]:
-        """``POST /api/review``: (status, JSON reply). Refused without the session token, with
-        a foreign Origin, a non-JSON body or one over ``MAX_BODY``."""
-        if urlparse(path).path != "/api/review":
+        """``POST /api/review`` or ``/api/audit``: (status, JSON reply). Refused without the
+        session token, with a foreign Origin, a non-JSON body or one over ``MAX_BODY``."""
+        route = urlparse(path).path
+        if route not in ("/api/review", "/api/audit"):
             return 404, {"error": "not found"}
         origin, host = headers.get("Origin"), headers.get("Host", "")
         if origin is not None and origin != f"http://{host}":
@@ -179,15 +214,20 @@ class Viewer:
         if not hmac.compare_digest(headers.get("X-Robustft-Token", ""), self.token):
             return 403, {"error": "missing or wrong session token: reload the page"}
         if not headers.get("Content-Type", "").startswith("application/json"):
-            return 415, {"error": "a review is sent as application/json"}
+            return 415, {"error": "a review or verdict is sent as application/json"}
         size = int(headers.get("Content-Length") or 0)
         if size > MAX_BODY:
             return 413, {"error": f"body of {size} bytes is over the {MAX_BODY} byte limit"}
         try:
             req = json.loads(body.read(size))
+            if route == "/api/audit":
+                return 200, {"entry": viewaudit.save_verdict(
+                    self._store(), self.audit, req, self.reviewer or user or getpass.getuser())}
             review = viewdata.save_review(
                 self._store(), self.reviews, req,
                 self.reviewer or user or getpass.getuser())
+        except AuditConflict as e:
+            return 409, {"error": f"conflict: {e}; reload to see it"}
         except ReviewConflict as e:
             return 409, {"error": f"conflict: {e}; reload to see it",
                          "current": asdict(e.current)}
@@ -206,6 +246,7 @@ class Viewer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.reviews.close()
+        self.audit.close()
 
 
 def page_html(inline: dict[str, Any] | None = None, token: str = "") -> str:
@@ -216,11 +257,12 @@ def page_html(inline: dict[str, Any] | None = None, token: str = "") -> str:
         return html.replace('content="" id="token"', f'content="{token}" id="token"')
     data = json.dumps(inline, default=str).replace("<", "\\u003c")  # no tag in the data
     css = (WEB / "viewer.css").read_text()
-    js = "\n".join((WEB / f).read_text() for f in ("review.js", "viewer.js"))
+    js = "\n".join((WEB / f).read_text() for f in ("review.js", "audit.js", "viewer.js"))
     js = js.replace("</script", "<\\/script")
     return (html.replace('<link rel="stylesheet" href="/static/viewer.css">',
                          f"<style>\n{css}\n</style>")
             .replace('<script src="/static/review.js"></script>\n', "")
+            .replace('<script src="/static/audit.js"></script>\n', "")
             .replace('<script src="/static/viewer.js"></script>',
                      f"<script>window.STATIC_RUN = {data};</script>\n"
                      f"<script>\n{js}\n</script>"))

@@ -21,7 +21,10 @@ function h(tag, attrs, ...kids) {
   }
   return el;
 }
-if (STATIC) document.getElementById("review-link")?.remove();  // a report is read-only
+if (STATIC) {  // a report is read-only
+  document.getElementById("review-link")?.remove();
+  document.getElementById("audit-nav")?.remove();
+}
 const fmt = (x, d = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
 const fateTag = (f) => h("span", { class: `fate fate-${f}` }, f || "pending");
 const clip = (t, n = 120) => (t && t.length > n ? t.slice(0, n - 1) + "…" : t);
@@ -168,6 +171,22 @@ function precisionPanel(p) {
     ["entropy up to", "probe accuracy", "90% lower bound", "probes"], p.curve, 4);
 }
 
+// Planted errors (canaries): recall and share fixed with 95% Wilson intervals, an upper bound.
+function canaryPanel(c) {
+  if (!c) return null;
+  const fig = (x) => (x.n ? `${fmt(x.share, 3)} (${x.k}/${x.n}; 95% CI ` +
+    `${fmt(x.ci95[0], 3)}–${fmt(x.ci95[1], 3)})` : "n/a");
+  const kinds = Object.entries(c.by_kind || {}).map(([k, n]) => `${n} ${k}`).join(", ");
+  return h("div", { class: "panel", id: "canaries" },
+    h("h2", {}, `Planted errors: ${c.planted} canaries${kinds ? ` (${kinds})` : ""}`),
+    h("table", {}, h("tbody", {},
+      h("tr", {}, h("td", {}, "recall (share flagged)"), h("td", { id: "canary-recall" },
+        fig(c.recall))),
+      h("tr", {}, h("td", {}, "fixed by the relabel"), h("td", { id: "canary-fixed" },
+        fig(c.fixed))))),
+    h("p", { class: "muted" }, `These figures are ${c.note}.`));
+}
+
 function summaryView(s) {
   document.getElementById("run-path").textContent = `${s.run} · ${s.method}`;
   const card = (k, v, id) => h("div", { class: "card", id }, h("div", { class: "v" }, v),
@@ -200,7 +219,8 @@ function summaryView(s) {
       histogram("Entropy of relabeled samples (lower = surer)", s.entropy_hist),
       histogram(`CLEAR confidence${s.gamma ? ` (γ = ${fmt(s.gamma, 3)})` : ""}`,
         s.confidence_hist),
-      precisionPanel(s.precision), reviewStatsPanel(s.reviews),
+      precisionPanel(s.precision), canaryPanel(s.canaries), reviewStatsPanel(s.reviews),
+      auditPanel(s.audit),
       h("div", { class: "panel" }, h("h2", {}, "Calls by role"), roles),
       h("div", { class: "panel" }, h("h2", {}, "Prompts used (hash)"), prompts)),
     h("details", { class: "panel" }, h("summary", {}, "Config snapshot"), h("pre", {}, s.config)));
@@ -417,9 +437,13 @@ function showError(e) {
 async function render() {
   const m = location.hash.match(/^#\/sample\/(.+)$/);
   const queued = location.hash.match(/^#\/review\/(\d+)$/);
+  const audited = location.hash.match(/^#\/audit\/(\d+)$/);
   try {
     if (queued && !STATIC) {
       await reviewView(Number(queued[1]));
+      window.scrollTo(0, 0);
+    } else if (audited && !STATIC) {
+      await auditView(Number(audited[1]));
       window.scrollTo(0, 0);
     } else if (m) {
       const d = await api("/api/sample", { id: decodeURIComponent(m[1]) });
