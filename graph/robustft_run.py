@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -15,6 +16,7 @@ from robustft.graph import canaries
 from robustft.graph.robustft import build_robustft_graph
 from robustft.graph.stages import Run, run_stage
 from robustft.graph.state import SampleState
+from robustft.methods.label_error import fit_label_model
 from robustft.methods.matching import answers_match, match_mode
 from robustft.methods.precision import finite, precision_cutoff
 from robustft.methods.selection import cutoff_key
@@ -120,6 +122,45 @@ def _save_probe(run: Run, state: SampleState) -> None:
     run.store.save_probe(s.id, probe, state.get("calls", []))
 
 
+def probe_label_error(run: Run, probes: list[dict[str, Any]]
+                      ) -> tuple[float, list[float], dict[str, Any] | None]:
+    """(share of the probes' labels estimated wrong, per probe the chance a wrong relabel
+    lands on a wrong label, the label model for the meta): the one-coin latent-class model of
+    :mod:`robustft.methods.label_error` fitted on every detected multiple-choice row's label
+    and detection answers (direct, first reasoning, each reflection: one source each), the
+    share the mean of the probes' posteriors. Free-text probes count as right-labelled (no
+    options to count) and get chance 0. The meta also holds the model's share among all
+    confirmed rows (``clean``): a blind audit's missed noise q is measured on those, and the
+    probes (rows every answer confirms) carry fewer wrong labels, so q stands in for the
+    probes' share as q · probes/clean — used as it is, it would over-correct (over-claim)."""
+    by_id = run.by_id()
+    chance = [1 / (len(by_id[p["id"]].letters) - 1) if by_id[p["id"]].is_mc else 0.0
+              for p in probes]
+    rows = [by_id[sid] for sid, _, _ in run.store.verdicts("clean", "noisy")]
+    rows = [s for s in rows if s.is_mc and s.label in s.letters]
+    if not rows or not probes:
+        return 0.0, chance, None
+    sources = {r: run.store.call_answers(Stage.DETECTED, (r,))
+               for r in ("direct", "reasoning", "reflection")}
+    width = 2 + run.config.detect.reflection_rounds
+    answers = np.full((len(rows), width), -1)
+    for i, s in enumerate(rows):
+        given = [*sources["direct"].get(s.id, [None])[:1],
+                 *sources["reasoning"].get(s.id, [None])[:1],
+                 *sources["reflection"].get(s.id, [])][:width]
+        for j, a in enumerate(given):
+            answers[i, j] = s.letters.index(a) if a in s.letters else -1
+    model = fit_label_model([s.letters.index(s.label) for s in rows], answers,
+                            [len(s.letters) for s in rows])
+    at = {s.id: i for i, s in enumerate(rows)}
+    wrong = [float(model.wrong[at[p["id"]]]) if p["id"] in at else 0.0 for p in probes]
+    clean = [at[sid] for sid, _, _ in run.store.verdicts("clean") if sid in at]
+    meta = {"noise": model.noise, "accuracy": model.accuracy.tolist(), "rows": len(rows),
+            "probes": float(np.mean(wrong)),
+            "clean": float(model.wrong[clean].mean()) if clean else None}
+    return float(np.mean(wrong)), chance, meta
+
+
 async def relabel(run: Run, graph, index: CleanIndex | None,
                   known: dict[str, np.ndarray] | None) -> None:
     """Every noisy sample not yet relabeled, with its neighbours from ``index`` (searched in
@@ -181,20 +222,46 @@ async def stages(run: Run) -> None:
     await canaries.robustft_canaries(run, graph, index, known)  # hook: planted errors
 
 
+def agents_agree(s: Sample, state: dict[str, Any]) -> bool:
+    """Whether the two relabel agents (context, reviewer) gave the same answer (letters;
+    token F1 ≥ 0.8 for free text): on a relabel and on a probe alike."""
+    return answers_match(state.get("context_answer"), state.get("reviewer_answer"), s.is_mc)
+
+
+def _noting_agreement(run: Run, records: Iterable[dict[str, Any]], agree: dict[str, bool]
+                      ) -> Iterator[dict[str, Any]]:
+    """``records`` as they are, noting each one's :func:`agents_agree` in ``agree``."""
+    by_id = run.by_id()
+    for r in records:
+        agree[r["id"]] = agents_agree(by_id[r["id"]], r)
+        yield r
+
+
 def fates(run: Run) -> list[FateRow]:
     """Fates of the relabeled samples: errors, unparsed answers, then the β lowest
     entropies (the cutoff computed exactly as a Ray run computes it across blocks) or, with
-    a precision target, the entropy cutoff the probes support."""
-    out, candidates = relabel_candidates(run.store.records(stage=Stage.RELABELED), run.config)
+    a precision target, the relabels the probes support: by entropy and, where the probes
+    show it matters, by whether the context and reviewer answers agreed."""
     sel = run.config.selection
+    records = run.store.records(stage=Stage.RELABELED)
+    agree: dict[str, bool] = {}
+    both = run.config.relabel.context and run.config.relabel.reviewer
+    if sel.target_precision is not None and both:
+        records = _noting_agreement(run, records, agree)
+    out, candidates = relabel_candidates(records, run.config)
     if sel.target_precision is not None:
         probes = [p for p in run.store.probes() if p.get("correct") is not None]
+        label_error, chance, model = probe_label_error(run, probes)
+        by_id = run.by_id()
+        strata = ({"probe_agree": [agents_agree(by_id[p["id"]], p) for p in probes],
+                   "agree": [agree[c.id] for c in candidates]} if both else {})
         cut = precision_cutoff([finite(p.get("entropy")) for p in probes],
                                [bool(p["correct"]) for p in probes],
-                               [finite(c.entropy) for c in candidates], sel.target_precision)
-        run.store.set_meta("precision", json.dumps(asdict(cut)))
+                               [finite(c.entropy) for c in candidates], sel.target_precision,
+                               label_error=label_error, chance=chance, **strata)
+        run.store.set_meta("precision", json.dumps({**asdict(cut), "label_model": model}))
         run.rep.note(f"precision target {sel.target_precision}: {cut.reason}")
-        out += precision_fates(candidates, cut)
+        out += precision_fates(candidates, cut, agree if both else None)
     else:
         run.store.delete_meta("precision")
         out += selected_fates(candidates, cutoff_key([c.key for c in candidates], sel.beta),
