@@ -23,6 +23,7 @@ from robustft.pipeline.fates import (
     relabel_candidates,
     selected_fates,
 )
+from robustft.pipeline.probe_labels import agents_agree, probe_label_error
 from robustft.pipeline.records import RobustftRecord
 from robustft.retrieval.embedder import BackgroundEmbedder, vectors_of
 from robustft.retrieval.index import INDEX_DIR, CleanIndex, import_lancedb
@@ -173,16 +174,33 @@ async def relabel(run: Run, params: Params) -> None:
     await run_stage(build_robustft_graph(), states, deps, done, lambda: None)
 
 
-def _candidates(data: Dataset):
+def _candidates(data: Dataset, agree: dict[str, bool]):
+    """Every block's selection candidates, noting in ``agree`` whether each one's two relabel
+    agents agreed."""
     for block in data.blocks():
-        yield from relabel_candidates(block.records(Stage.RELABELED), data.config)[1]
+        yield from _block_candidates(block, agree)
+
+
+def _block_candidates(block: Block, agree: dict[str, bool]):
+    records = list(block.records(Stage.RELABELED))
+    for r in records:
+        agree[r.id] = agents_agree(r.sample.is_mc, r.context_answer, r.reviewer_answer)
+    return relabel_candidates(records, block.config)[1]
+
+
+def _strata(config: Config) -> bool:
+    """Whether the precision fit may split on agreement (both relabel agents answer)."""
+    return config.relabel.context and config.relabel.reviewer
 
 
 def select(data: Dataset, params: Params) -> Params:
     """Barrier: the cutoff over every block's relabels: the β lowest entropies (ties by
-    input row), or, with a precision target, the entropy cutoff the probes support."""
+    input row), or, with a precision target, the relabels the probes support: by entropy
+    and, where the probes show it matters, by whether the context and reviewer answers
+    agreed."""
     sel, store = data.config.selection, data.store
-    candidates = list(_candidates(data))
+    agree: dict[str, bool] = {}
+    candidates = list(_candidates(data, agree))
     n_agreement = sum(1 for c in candidates if c.entropy_source == "agreement")
     if n_agreement:
         data.rep.note(f"{n_agreement} relabeled sample(s) had no answer logprobs: their "
@@ -191,10 +209,17 @@ def select(data: Dataset, params: Params) -> Params:
         store.delete_meta("precision")
         return {"cutoff": cutoff_key([c.key for c in candidates], sel.beta)}
     probes = [p for b in data.blocks() for p in b.store.probes() if p.get("correct") is not None]
+    label_error, chance, model = probe_label_error(data.config, data.blocks(), probes)
+    # (a probe's chance is above 0 exactly when it is multiple choice)
+    strata = ({"probe_agree": [agents_agree(n > 0, p.get("context_answer"),
+                                            p.get("reviewer_answer"))
+                               for p, n in zip(probes, chance, strict=True)],
+               "agree": [agree[c.id] for c in candidates]} if _strata(data.config) else {})
     cut = precision_cutoff([finite(p.get("entropy")) for p in probes],
                            [bool(p["correct"]) for p in probes],
-                           [finite(c.entropy) for c in candidates], sel.target_precision)
-    store.set_meta("precision", json.dumps(asdict(cut)))
+                           [finite(c.entropy) for c in candidates], sel.target_precision,
+                           label_error=label_error, chance=chance, **strata)
+    store.set_meta("precision", json.dumps({**asdict(cut), "label_model": model}))
     data.rep.note(f"precision target {sel.target_precision}: {cut.reason}")
     return {"precision": cut}
 
@@ -203,9 +228,12 @@ def fates(block: Block, params: Params) -> list[FateRow]:
     """Fates of the block's relabeled samples: errors, unparsed answers, then the selection
     the cutoff of :func:`select` makes (detection decided the others' as it saved them)."""
     config = block.config
-    out, candidates = relabel_candidates(block.records(Stage.RELABELED), config)
+    records = list(block.records(Stage.RELABELED))
+    out, candidates = relabel_candidates(records, config)
     if config.selection.target_precision is not None:
-        return out + precision_fates(candidates, params["precision"])
+        agree = {r.id: agents_agree(r.sample.is_mc, r.context_answer, r.reviewer_answer)
+                 for r in records} if _strata(config) else None
+        return out + precision_fates(candidates, params["precision"], agree)
     return out + selected_fates(candidates, params["cutoff"], config.selection.beta)
 
 

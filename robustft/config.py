@@ -230,9 +230,12 @@ class SelectionConfig(_Strict):
     target_precision: float | None = Field(
         None, gt=0, le=1, description="Keep every relabel the run can trust at this precision "
         "instead of a fixed β: probes (clean rows relabeled with their labels hidden) give "
-        "relabel accuracy as a function of entropy (logistic fit); the largest entropy "
-        "cutoff whose kept relabels' estimated precision reaches the target, with the "
-        "probes' bootstrap supporting it, is applied. null: fixed β.")
+        "relabel accuracy as a function of entropy (logistic fit with a ceiling, corrected "
+        "for the share of the probes' own labels estimated wrong from the detection "
+        "answers), one curve where the context and reviewer answers agree and one where they "
+        "differ when the probes show the two differ; the relabels are taken most accurate "
+        "first as long as the kept set's estimated precision reaches the target, with the "
+        "probes' bootstrap supporting it. null: fixed β.")
     probes: int = Field(
         400, ge=1, description="Probes drawn (seeded) from the clean rows when "
         "target_precision is set (each costs a context and a reviewer call); fewer when "

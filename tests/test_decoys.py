@@ -76,9 +76,10 @@ def _data(tmp_path):
 
 
 def _run(path, out, url, clear) -> dict:
-    return sim_curate(path, out, url, RunOptions(  # one cache: only the decoys differ
+    """One cache: only the decoys differ (no canaries: their calls would count too)."""
+    return sim_curate(path, out, url, RunOptions(
         method="clear", cache_path=out.parent / "cache.sqlite"), clear=clear,
-        audit={"canaries": 0})  # (canaries from the rows above each run's γ would differ)
+        audit={"canaries": 0})
 
 
 def _clean(out, truth) -> tuple[int, float]:

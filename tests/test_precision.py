@@ -9,13 +9,11 @@ import pytest
 
 from robustft.methods.precision import (
     TOLERANCE,
-    ceiling_fit,
-    fitted_accuracy,
     isotonic_blocks,
-    logistic_fit,
     precision_cutoff,
     wilson_lower,
 )
+from robustft.methods.relabel_accuracy import ceiling_fit, fitted_accuracy, logistic_fit
 
 SCORES = [round(0.01 * i, 2) for i in range(1, 101)]  # 0.01 .. 1.00
 

@@ -44,12 +44,26 @@ def test_precision_target_against_fixed_beta(tmp_path, calibration):
     n_target, p_target = _kept_relabels(tmp_path / "target", truth)
     est = summary["precision"]
     assert est["probes"] == 100 and est["target"] == 0.95
+    # the probes' label-error share, from the label model fitted on the detection answers:
+    # 40% of the labels flipped, three detection answers per row (direct, reasoning,
+    # reflection); a flip all three repeat is rare (5 options: ~6e-5 of the probes)
+    model = est["label_model"]
+    assert model["noise"] == pytest.approx(0.4, abs=0.04) and len(model["accuracy"]) == 3
+    assert all(a == pytest.approx(0.85, abs=0.04) for a in model["accuracy"])
+    assert 0 < est["label_error"] < 0.001
     if calibration == 1.0:  # confidence separates right from wrong: keep more, at the target
         assert n_target > 1.5 * n_beta and p_beta >= 0.95 and p_target >= 0.95 - 0.03
         assert est["kept"] == n_target and est["estimate"] >= 0.95 and est["lower"] >= 0.92
         assert abs(est["estimate"] - p_target) <= 0.03
-    else:  # no signal: about 85% right whatever the entropy -> the target is out of reach
-        assert n_target == 0 and est["cutoff"] is None and "no relabel kept" in est["reason"]
+    else:  # entropy says nothing (85% right whatever it is), but two agents that err
+        # independently rarely agree on one wrong option of five: 0.85² / (0.85² + 0.15²/4)
+        # = 0.992 right where they agree; those are kept, whatever their entropy
+        differ, same = est["strata"]
+        assert differ["fit"] is None and same["fit"] is None
+        assert differ["cutoff"] is None and same["kept"] == est["kept"] == n_target > 0
+        assert est["estimate"] >= 0.95 and p_target >= 0.97
+        assert abs(est["estimate"] - p_target) <= 0.03
+        assert "context and reviewer agree: entropy ≤" in est["reason"]
 
 
 def test_probes_stay_clean_and_never_see_their_label(tmp_path):

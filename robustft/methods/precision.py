@@ -1,33 +1,28 @@
 """Selection at a precision target (pure: arrays in, arrays out).
 
-Probes are clean rows sent through the relabel path with their labels hidden; for each we know
-its score (entropy: lower is more certain) and whether the relabel path got it right. From
-them:
+Probes are clean rows sent through the relabel path with their labels hidden. From them,
+:mod:`robustft.methods.relabel_accuracy` fits each relabel's accuracy p from its entropy and
+whether the two relabel agents (context and reviewer) agreed — one curve per agreement stratum
+where the probes show the strata differ, else one for all — corrected for the share of the
+probes' own labels that are wrong. Then:
 
-1. **Accuracy as a function of the score**: p(s) = c·σ(a + b·s), fitted by maximum
-   likelihood (EM over "slips": with probability 1 − c an answer is wrong whatever its score,
-   else right with probability σ; a ridge of ``RIDGE`` keeps separable probes finite without
-   softening the fall they show). The ceiling c
-   is what a plain logistic lacks: when part of the wrong answers come with high confidence
-   (a model confidently wrong), accuracy plateaus below 1 at low entropy, and a logistic
-   forced towards 1 there over-claimed (measured: 0.96 estimated, 0.91 achieved at
-   calibration 0.5) while flattening its fall (0.91 estimated, 0.98 achieved at 0.9). p must
-   fall with the score (b < 0); otherwise the score carries no signal and every relabel gets
-   the probes' overall accuracy. Three parameters cannot chase the noise of 100 probes the
-   way a step function can (measured: an isotonic fit kept relabels at 0.83 claiming 0.95
-   when confidence was pure noise).
-2. **The precision of a kept set** (the relabels with score ≤ a cutoff): the mean of p over
-   them — the estimate.
-3. **Its uncertainty**: the same estimate on ``BOOTSTRAP`` resamples of the probes (seeded);
-   ``lower`` is their 10% quantile.
-4. **The cutoff**: the largest score whose kept set's estimate meets the target and is
-   supported — at least ``MIN_PROBES`` probes, and the 10% bootstrap quantile within
-   ``TOLERANCE`` of the target — and at which p is still at least ``FLOOR``: a relabel the
-   fit calls more likely wrong than right is never kept, however much the kept set's mean
-   could absorb it (where accuracy drops off a cliff, the mean alone kept relabels past it
-   that were all wrong). None qualifies: keep none, and say why.
+1. **Order**: the relabels by fitted accuracy, highest first (within a stratum that is by
+   entropy, lowest first: its curve falls with entropy or is flat). This one score is what a
+   cutoff applies to; with one curve it is the entropy order of before.
+2. **The precision of a kept set** (the most accurate relabels down to some fitted
+   accuracy): the mean of p over them — the estimate.
+3. **Its uncertainty**: the same estimate on ``BOOTSTRAP`` resamples of the probes (seeded;
+   each refits the model, the choice of strata included); ``lower`` is their 10% quantile.
+4. **The cutoff**: the largest such set whose estimate meets the target and is supported —
+   at least ``MIN_PROBES`` probes, and the 10% bootstrap quantile within ``TOLERANCE`` of
+   the target — and whose least accurate relabel's p is still at least ``FLOOR``: a relabel
+   the fit calls more likely wrong than right is never kept, however much the kept set's
+   mean could absorb it (where accuracy drops off a cliff, the mean alone kept relabels past
+   it that were all wrong). Relabels with the same fitted accuracy share their fate. In each
+   stratum the kept relabels are those with entropy up to that stratum's cutoff. None
+   qualifies: keep none, and say why.
 
-The empirical curve (isotonic blocks of the probes with one-sided 90% Wilson bounds) is kept
+The empirical curve (isotonic blocks of all probes with one-sided 90% Wilson bounds) is kept
 for display beside the fit.
 
 Scores that are NaN (unknown certainty) are never kept at a precision target.
@@ -41,86 +36,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robustft.methods.relabel_accuracy import AccuracyModel, accuracy_model
+
 Z = 1.2816  # one-sided 90% normal quantile for the Wilson lower bound
 MIN_PROBES = 20  # probes an estimate must rest on
 BOOTSTRAP = 200  # probe resamples for the uncertainty
 TOLERANCE = 0.03  # how far below the target the lower bootstrap quantile may fall
 QUANTILE = 0.10  # the lower bootstrap quantile
-LR_MIN = 9.21  # likelihood ratio the fall with the score needs: χ², 2 degrees, 1%
 FLOOR = 0.5  # the least fitted accuracy a kept relabel may have
-RIDGE = 1e-6  # on (a, b): finite fits for separable probes; 1e-3 held slopes near 40 per nat
-
-
-def logistic_fit(scores: np.ndarray, correct: np.ndarray, ridge: float = RIDGE,
-                 weights: np.ndarray | None = None,
-                 start: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
-    """(a, b) of p(s) = σ(a + b·s) by Newton's method on the log-likelihood (+ ridge), each
-    probe counted with its weight (default 1), starting from ``start``."""
-    x = np.c_[np.ones_like(scores), scores]
-    wt = np.ones_like(scores) if weights is None else weights
-    beta = np.array(start, dtype=float)
-    for _ in range(100):
-        p = 1 / (1 + np.exp(-np.clip(x @ beta, -30, 30)))
-        grad = x.T @ (wt * (correct - p)) - ridge * beta
-        hess = x.T @ (x * (wt * p * (1 - p))[:, None]) + ridge * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        beta += step
-        if np.abs(step).max() < 1e-9:
-            break
-    return float(beta[0]), float(beta[1])
-
-
-def ceiling_fit(scores: np.ndarray, correct: np.ndarray, iters: int = 200
-                ) -> tuple[float, float, float]:
-    """(c, a, b) of p(s) = c·σ(a + b·s) by EM: a wrong answer is a slip (probability 1 − c)
-    or a miss of the logistic part; the right ones are never slips."""
-    a, b = logistic_fit(scores, correct)
-    c = 1.0 - 1e-6
-    for _ in range(iters):
-        sig = 1 / (1 + np.exp(-np.clip(a + b * scores, -30, 30)))
-        # posterior that an answer came from the logistic part (not a slip)
-        w = np.where(correct > 0, 1.0, c * (1 - sig) / np.maximum(1 - c * sig, 1e-12))
-        c_new = float(w.mean())
-        a, b = logistic_fit(scores, correct, weights=w, start=(a, b))
-        done = abs(c_new - c) < 1e-7
-        c = c_new
-        if done:
-            break
-    return c, a, b
-
-
-def _log_lik(p: np.ndarray, correct: np.ndarray) -> float:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return float(np.sum(correct * np.log(p) + (1 - correct) * np.log(1 - p)))
-
-
-def _curve(fit: tuple[float, float, float], x: np.ndarray) -> np.ndarray:
-    c, a, b = fit
-    return c / (1 + np.exp(-np.clip(a + b * x, -30, 30)))
-
-
-def falling_fit(scores: np.ndarray, correct: np.ndarray) -> tuple[float, float, float] | None:
-    """(c, a, b) when p falls with the score significantly (b < 0 and the likelihood ratio
-    over the flat accuracy ≥ ``LR_MIN``, 1% for χ² with two extra parameters); else None: the
-    score carries no signal."""
-    fit = ceiling_fit(scores, correct)
-    if fit[2] >= 0:
-        return None
-    flat = np.full(scores.shape, correct.mean())
-    lr = 2 * (_log_lik(_curve(fit, scores), correct) - _log_lik(flat, correct))
-    return fit if lr >= LR_MIN else None
-
-
-def accuracy_at(fit: tuple[float, float, float] | None, flat: float, x: np.ndarray
-                ) -> np.ndarray:
-    """p at ``x`` from a :func:`falling_fit`; ``flat`` (the probes' accuracy) where None."""
-    return np.full(x.shape, flat) if fit is None else _curve(fit, x)
-
-
-def fitted_accuracy(scores: np.ndarray, correct: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """p at ``x`` from the probes; the probes' overall accuracy where :func:`falling_fit`
-    finds no signal."""
-    return accuracy_at(falling_fit(scores, correct), float(correct.mean()), x)
+STRATA = ("context and reviewer differ", "context and reviewer agree")
+Z_SHIFT = 2.326  # one-sided 1% normal quantile: relabels agreeing less often than the probes
 
 
 def isotonic_blocks(scores: Sequence[float], correct: Sequence[bool]
@@ -164,74 +89,163 @@ class PrecisionCut:
     """The outcome of :func:`precision_cutoff`."""
 
     target: float
-    cutoff: float | None  # keep relabels with score <= cutoff; None: keep none
+    cutoff: float | None  # the largest entropy kept (per stratum: ``strata``); None: none kept
     kept: int  # candidates kept
     estimate: float | None  # estimated precision of the kept relabels
     lower: float | None  # its 10% bootstrap quantile
     probes: int  # probes with a known score
-    probe_accuracy: float | None  # share of probes the relabel path got right
+    probe_accuracy: float | None  # share of probes the relabel path got right (as judged)
     reason: str
-    fit: tuple[float, float, float] | None = None  # (c, a, b) of p(s) = c·σ(a + b·s)
+    label_error: float = 0.0  # share of the probes' labels taken to be wrong (corrected for)
+    fit: tuple[float, float, float] | None = None  # (c, a, b) of p(s) = c·σ(a + b·s), all probes
     # the empirical curve, for display: (upper score, accuracy, 90% lower bound, probes)
     curve: list[tuple[float, float, float, int]] = field(default_factory=list)
+    accuracy: float | None = None  # the least fitted accuracy kept
+    # per agreement stratum (differ, agree) when the fit uses them: name, probes,
+    # probe_accuracy, fit, flat, cutoff (the largest entropy kept; None: none), kept
+    strata: list[dict] | None = None
+    # how often the relabel agents agree on the probes and on the relabels, and the z of
+    # "less often on the relabels" (a two-proportion test): the relabels are harder
+    agreement: dict | None = None
+
+
+def _strata(model: AccuracyModel, agree: np.ndarray | None, correct: np.ndarray
+            ) -> list[dict] | None:
+    if model.strata is None or agree is None:
+        return None
+    return [{"name": STRATA[g], "probes": c.probes,
+             "probe_accuracy": float(correct[agree == bool(g)].mean()), "fit": c.fit,
+             "flat": c.flat, "cutoff": None, "kept": 0} for g, c in enumerate(model.strata)]
+
+
+def _strata_text(strata: list[dict] | None, kept: bool) -> str:
+    """Each stratum's probes and, when ``kept``, its entropy cutoff: agree first."""
+    if strata is None:
+        return ""
+    parts = []
+    for s in reversed(strata):
+        cut = ("none kept" if s["cutoff"] is None else f"entropy ≤ {s['cutoff']:.4f}")
+        parts.append(f"{s['name']}: " + (f"{cut}, " if kept else "")
+                     + f"{s['probes']} probes, {s['probe_accuracy']:.0%} judged right")
+        if not kept:
+            parts[-1] += "" if s["fit"] is not None else " (no entropy signal)"
+    return "; ".join(parts)
+
+
+def agreement_shift(probe_agree: np.ndarray, agree: np.ndarray) -> dict:
+    """How often the relabel agents agree on the probes and on the relabels, and z of a
+    two-proportion test (pooled variance) that they agree less often on the relabels: then
+    the relabels are harder than the probes, which the fit does not see within a stratum."""
+    n1, n2 = probe_agree.size, agree.size
+    p1, p2 = float(probe_agree.mean()), float(agree.mean())
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return {"probes": p1, "relabels": p2, "z": (p1 - p2) / se if se else 0.0}
 
 
 def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool],
-                     scores: Sequence[float], target: float, seed: int = 0) -> PrecisionCut:
-    """The largest cutoff on ``scores`` (the relabels') whose kept set's estimated precision
-    is ≥ ``target`` and supported by the probes (score, relabel right?); see the module."""
+                     scores: Sequence[float], target: float, seed: int = 0,
+                     label_error: float = 0.0, chance: Sequence[float] | float = 0.0,
+                     probe_agree: Sequence[bool] | None = None,
+                     agree: Sequence[bool] | None = None) -> PrecisionCut:
+    """The largest set of the relabels (``scores``: their entropies) most accurate by the
+    probes' fit whose estimated precision is ≥ ``target`` and supported by the probes (score,
+    relabel judged right against the probe's label?); see the module. ``label_error``: the
+    share of the probes' labels that are wrong (from
+    :func:`robustft.methods.label_error.fit_label_model`, or a blind audit's missed-noise
+    share); ``chance``: per probe (or one for all), the probability that a wrong relabel lands
+    on a wrong label, 1/(k − 1) on k options, 0 for free text. ``probe_agree`` and ``agree``
+    (both or neither): whether the context and reviewer answers agreed, per probe and per
+    relabel."""
+    if (probe_agree is None) != (agree is None):
+        raise ValueError("agreement is needed for the probes and the relabels alike")
     ps = np.asarray(probe_scores, dtype=float)
     py = np.asarray(probe_correct, dtype=float)
+    ph = np.broadcast_to(np.asarray(chance, dtype=float), ps.shape)
+    pa = None if probe_agree is None else np.asarray(probe_agree, dtype=bool)
     known = ~np.isnan(ps)
-    ps, py = ps[known], py[known]
+    ps, py, ph = ps[known], py[known], ph[known]
+    pa = None if pa is None else pa[known]
+    pi = float(label_error)
     hi, acc, n, k = isotonic_blocks(ps, py)
     curve = [(float(h), float(a), float(lo), int(m)) for h, a, lo, m in
              zip(hi, acc, wilson_lower(k, n), n, strict=True)]
     n_probes = int(ps.size)
     probe_acc = float(py.mean()) if n_probes else None
-    base = {"target": target, "probes": n_probes, "probe_accuracy": probe_acc, "curve": curve}
+    base = {"target": target, "probes": n_probes, "probe_accuracy": probe_acc, "curve": curve,
+            "label_error": pi}
+    labels = (f"; probe labels {pi:.2%} wrong, corrected for" if pi else "")
     none = {"cutoff": None, "kept": 0, "estimate": None, "lower": None}
     if n_probes < MIN_PROBES:
         return PrecisionCut(reason=f"{n_probes} probes with a known entropy: fewer than the "
                             f"{MIN_PROBES} an estimate needs: no relabel kept", **none, **base)
-    base["fit"] = falling_fit(ps, py)  # None: entropy carries no signal, one flat accuracy
+    model = accuracy_model(ps, py, pa, pi, ph)
+    base["fit"], base["strata"] = model.pooled.fit, _strata(model, pa, py)
     x = np.asarray(scores, dtype=float)
-    x = np.sort(x[~np.isnan(x)])
+    xa = None if agree is None else np.asarray(agree, dtype=bool)
+    has = ~np.isnan(x)
+    x, xa = x[has], (None if xa is None else xa[has])
     if not x.size:
         return PrecisionCut(reason="no relabel with a known entropy", **none, **base)
+    shift = ""
+    if pa is not None and xa is not None:
+        base["agreement"] = a = agreement_shift(pa, xa)
+        if a["z"] >= Z_SHIFT:
+            shift = (f"; the relabel agents agree on {a['relabels']:.0%} of the relabels "
+                     f"against {a['probes']:.0%} of the probes (z = {a['z']:.1f}): the "
+                     "relabels are harder than the probes, and the estimate is likely "
+                     "optimistic")
+    p = model.at(x, xa)
+    order = np.lexsort((x, -p))  # most accurate first; equal accuracy: lower entropy first
+    acc = p[order]
     count = np.arange(1, x.size + 1)
-    acc = accuracy_at(base["fit"], float(py.mean()), x)
     est = np.cumsum(acc) / count
     rng = np.random.default_rng(seed)
     boot = np.empty((BOOTSTRAP, x.size))
     for j in range(BOOTSTRAP):
         i = rng.integers(0, n_probes, n_probes)
-        boot[j] = np.cumsum(fitted_accuracy(ps[i], py[i], x)) / count
+        m = accuracy_model(ps[i], py[i], None if pa is None else pa[i], pi, ph[i])
+        boot[j] = np.cumsum(m.at(x, xa)[order]) / count
     low = np.quantile(boot, QUANTILE, axis=0)
-    # a cutoff keeps every relabel with the same score: only the last of equal scores counts
-    ends = np.r_[x[1:] != x[:-1], True]
+    # a cut keeps every relabel with the same fitted accuracy: only the last of equals counts
+    ends = np.r_[acc[1:] != acc[:-1], True]
     reach = ends & (est >= target - 1e-12)
     meets = reach & (acc >= FLOOR)
     ok = np.flatnonzero(meets & (low >= target - TOLERANCE - 1e-12))
+    probes_txt = (f"{n_probes} probes, {probe_acc:.0%} judged right"
+                  + (f"; {t}" if (t := _strata_text(base["strata"], False)) else ""))
     if not ok.size:
         if meets.any():
             i = int(np.flatnonzero(meets)[-1])
-            why = (f"the probes do not support precision {target:.2f}: at entropy ≤ "
-                   f"{x[i]:.4f} the estimate is {est[i]:.3f} but its 10% bootstrap "
-                   f"quantile {low[i]:.3f} is more than {TOLERANCE} below the target")
+            why = (f"the probes do not support precision {target:.2f}: keeping the "
+                   f"{i + 1} relabels of fitted accuracy ≥ {acc[i]:.3f} the estimate is "
+                   f"{est[i]:.3f} but its 10% bootstrap quantile {low[i]:.3f} is more than "
+                   f"{TOLERANCE} below the target ({probes_txt}{labels})")
         else:
+            signal = (model.pooled.fit is not None if model.strata is None
+                      else any(c.fit is not None for c in model.strata))
             why = (f"no cutoff reaches precision {target:.2f}: the best estimate is "
-                   f"{est[ends].max():.3f} ({n_probes} probes, {probe_acc:.0%} right"
-                   + ("; entropy carries no significant signal)" if base["fit"] is None
-                      else ")"))
-        return PrecisionCut(reason=why + ": no relabel kept", **none, **base)
+                   f"{est[ends].max():.3f} ({probes_txt}"
+                   + labels + ("; entropy carries no significant signal)" if not signal
+                               else ")"))
+        return PrecisionCut(reason=why + ": no relabel kept" + shift, **none, **base)
     i = int(ok[-1])
+    kept = order[: i + 1]
+    if base["strata"] is not None:
+        for g, s in enumerate(base["strata"]):
+            mine = kept[xa[kept] == bool(g)]
+            s["cutoff"] = float(x[mine].max()) if mine.size else None
+            s["kept"] = int(mine.size)
+        where = _strata_text(base["strata"], True)
+    else:
+        where = f"entropy ≤ {x[kept].max():.4f}"
     return PrecisionCut(
-        cutoff=float(x[i]), kept=i + 1, estimate=float(est[i]), lower=float(low[i]),
-        reason=(f"entropy ≤ {x[i]:.4f}: estimated precision {est[i]:.3f} ≥ target "
-                f"{target:.2f} (10% bootstrap quantile {low[i]:.3f}; {n_probes} probes)"
+        cutoff=float(x[kept].max()), kept=i + 1, estimate=float(est[i]), lower=float(low[i]),
+        accuracy=float(acc[i]),
+        reason=(f"{where}: estimated precision {est[i]:.3f} ≥ target {target:.2f} (10% "
+                f"bootstrap quantile {low[i]:.3f}; {n_probes} probes{labels})"
                 + (f"; past it a relabel's fitted accuracy falls below {FLOOR}"
-                   if (reach[i + 1:] & (acc[i + 1:] < FLOOR)).any() else "")),
+                   if (reach[i + 1:] & (acc[i + 1:] < FLOOR)).any() else "") + shift),
         **base)
 
 

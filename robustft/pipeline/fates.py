@@ -8,7 +8,7 @@ CLEAR: confidence against γ, corrections adopted above η.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from robustft.config import Config
@@ -114,20 +114,35 @@ def selected_fates(candidates: Iterable[Candidate], cutoff: SelectionKey | None,
     return out
 
 
-def precision_fates(candidates: Iterable[Candidate], cut: PrecisionCut) -> list[FateRow]:
-    """Kept when the candidate's entropy is known and within the precision cutoff."""
+def precision_fates(candidates: Iterable[Candidate], cut: PrecisionCut,
+                    agree: Mapping[str, bool] | None = None) -> list[FateRow]:
+    """Kept when the candidate's entropy is known and within the precision cutoff: its
+    agreement stratum's cutoff when the cut has strata (``agree``: candidate id -> whether
+    the context and reviewer answers agreed)."""
     out = []
     for c in candidates:
         if cut.cutoff is None:
             out.append((c.id, Fate.RELABELED_DROPPED, f"{c.story}; {cut.reason}", c.answer))
-        elif c.entropy is not None and c.entropy <= cut.cutoff:
-            out.append((c.id, Fate.RELABELED_KEPT, f"{c.story} ≤ cutoff {cut.cutoff:.4f} "
-                        f"(kept relabels' estimated precision {cut.estimate:.3f} ≥ target "
-                        f"{cut.target:.2f}; 10% bootstrap quantile {cut.lower:.3f})",
+            continue
+        where, cutoff, fitted = "", cut.cutoff, ""
+        if cut.strata is not None and agree is not None:
+            stratum = cut.strata[int(agree[c.id])]
+            where, cutoff = f" where {stratum['name']}", stratum["cutoff"]
+            fitted = f"fitted accuracy ≥ {cut.accuracy:.3f}; "
+        if cutoff is not None and c.entropy is not None and c.entropy <= cutoff:
+            out.append((c.id, Fate.RELABELED_KEPT, f"{c.story} ≤ cutoff {cutoff:.4f}{where} "
+                        f"({fitted}kept relabels' estimated precision {cut.estimate:.3f} ≥ "
+                        f"target {cut.target:.2f}; 10% bootstrap quantile {cut.lower:.3f}"
+                        + (f"; probe labels {cut.label_error:.2%} wrong, corrected for)"
+                           if cut.label_error else ")"),
                         c.answer))
+        elif cutoff is None:
+            out.append((c.id, Fate.RELABELED_DROPPED, f"{c.story}; none kept{where} at "
+                        f"precision {cut.target:.2f} (fitted accuracy below "
+                        f"{cut.accuracy:.3f})", c.answer))
         else:
             out.append((c.id, Fate.RELABELED_DROPPED, f"{c.story} above the cutoff "
-                        f"{cut.cutoff:.4f} for precision {cut.target:.2f}", c.answer))
+                        f"{cutoff:.4f}{where} for precision {cut.target:.2f}", c.answer))
     return out
 
 
