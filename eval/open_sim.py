@@ -50,7 +50,7 @@ from robustft.config import ROLES
 
 from .open_world import Fact, World
 from .scripted_server import Reply, ScriptedServer
-from .sim_server import SimParams, sim_models
+from .sim_server import SimParams, add_sim_args, sim_models
 
 # section headers (at a line start) and the trailing questions some prompts end with
 HEADERS = ("Prompt:", "Question:", "Reference response", "Response under audit:",
@@ -270,15 +270,9 @@ class OpenSimServer(ScriptedServer):
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("world", help="world JSON (eval/open_world.py's format)")
-    ap.add_argument("--accuracy", type=float, default=0.85)
-    ap.add_argument("--role-accuracy", action="append", default=[], metavar="ROLE=ACC")
-    ap.add_argument("--calibration", type=float, default=0.8)
-    ap.add_argument("--unsure", type=float, default=0.1)
+    add_sim_args(ap)
     ap.add_argument("--judge-unsure", type=float, default=0.3)
     ap.add_argument("--miss", type=float, default=0.5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--hard-share", type=float, default=0.0)
-    ap.add_argument("--hard-accuracy", type=float, default=0.5)
     a = ap.parse_args(argv)
     with OpenSimServer(OpenSimulator(World.load(a.world), params_of(a))) as s:
         print(s.base_url, flush=True)

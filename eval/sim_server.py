@@ -155,9 +155,8 @@ class SimServer(ScriptedServer):
         super().__init__(sim, models=list(sim_models().values()))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("truth", help="CSV/JSONL/Parquet with the true labels")
+def add_sim_args(ap: argparse.ArgumentParser) -> None:
+    """The simulated roles' settings, shared by every simulated server's command line."""
     ap.add_argument("--accuracy", type=float, default=0.85)
     ap.add_argument("--role-accuracy", action="append", default=[], metavar="ROLE=ACC")
     ap.add_argument("--calibration", type=float, default=0.8)
@@ -165,6 +164,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hard-share", type=float, default=0.0)
     ap.add_argument("--hard-accuracy", type=float, default=0.5)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("truth", help="CSV/JSONL/Parquet with the true labels")
+    add_sim_args(ap)
     a = ap.parse_args()
     roles = {k: float(v) for k, v in (x.split("=", 1) for x in a.role_accuracy)}
     params = SimParams(a.accuracy, roles, a.calibration, a.unsure, a.seed, a.hard_share,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.scripted_server import ScriptedServer
+from eval.scripted_server import Reply, ScriptedServer
 from eval.sim_server import sim_models
 from robustft.config import Config, RunOptions
 from robustft.graph.runner import curate
@@ -57,6 +57,24 @@ def noisy_mc_file(tmp_path: Path, n: int, seed: int, flipped: Callable[[int], bo
     path = write_jsonl(tmp_path / "noisy.jsonl", rows)
     return path, {f"r{i}": t for i, t in enumerate(truth.values())}, {
         q: (t, list("ABCD")) for q, t in truth.items()}
+
+
+def long_form_script(truth: dict[str, str]) -> Callable[[dict], Reply]:
+    """A scripted endpoint for long-form rows (prompt -> true response in ``truth``): the
+    judge says consistent (A) when the reference and the audited response are equal, else
+    contradicts (B); a correction and every expert answer give the prompt's true response."""
+    def script(body: dict) -> Reply:
+        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        if "Response under audit:" in user:
+            ref = user.split("Reference response:", 1)[1].split("Response under audit:")[0]
+            audited = user.split("Response under audit:", 1)[1]
+            return Reply(f"Compared.\nAnswer: {'A' if ref.strip() == audited.strip() else 'B'}")
+        if "Response to correct:" in user:
+            q = user.split("Prompt:\n", 1)[1].split("\n", 1)[0].strip()
+            return Reply(f"Fixed.\nAnswer: {truth[q]}")
+        q = user.rsplit("Question: ", 1)[-1].split("\n", 1)[0].strip()
+        return Reply(f"Thinking.\nAnswer: {truth[q]}")
+    return script
 
 
 def sim_curate(path: Path, out: Path, url: str, options: RunOptions, **config) -> dict:

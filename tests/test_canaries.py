@@ -32,7 +32,7 @@ from robustft.pipeline.plan import plan_calls
 from robustft.store.canaries import CanaryStore
 from robustft.store.runstore import RunStore
 
-from .conftest import noisy_mc_file, sim_curate, write_jsonl
+from .conftest import long_form_script, noisy_mc_file, sim_curate, write_jsonl
 from .test_graph import cfg_for
 
 
@@ -196,15 +196,7 @@ def long_script(body: dict) -> Reply:
         response = user.split("Correct response:\n", 1)[1].strip()
         return Reply("Changed the colour.\n<changed>" + response.replace("red", "green")
                      + "</changed>\nHope this helps.")
-    if "Response under audit:" in user:
-        ref = user.split("Reference response:", 1)[1].split("Response under audit:")[0]
-        audited = user.split("Response under audit:", 1)[1]
-        return Reply(f"Compared.\nAnswer: {'A' if ref.strip() == audited.strip() else 'B'}")
-    if "Response to correct:" in user:
-        q = user.split("Prompt:\n", 1)[1].split("\n", 1)[0].strip()
-        return Reply(f"Fixed.\nAnswer: {LONG[q]}")
-    q = user.rsplit("Question: ", 1)[-1].split("\n", 1)[0].strip()
-    return Reply(f"Thinking.\nAnswer: {LONG[q]}")
+    return long_form_script(LONG)(body)
 
 
 def test_long_form_canaries_carry_one_changed_fact_from_the_corruptor(tmp_path, serve):

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import pytest
 from langgraph.graph import END
 
-from eval.scripted_server import Reply
 from robustft.agents.base import Deps
 from robustft.config import ROLES, Config
 from robustft.data.files import load_samples
@@ -24,7 +23,7 @@ from robustft.pipeline.plan import plan_calls
 from robustft.schemas import Sample, Stage
 from robustft.store.runstore import RunStore
 
-from .conftest import write_jsonl
+from .conftest import long_form_script, write_jsonl
 from .test_graph import TRUTH, cfg_for, mc_rows, truthful
 
 STEP = {Stage.DETECTED: "detect", Stage.RELABELED: "relabel", Stage.SCORED: "score",
@@ -87,19 +86,7 @@ def test_long_form_plan_counts_matcher_calls(tmp_path, serve):
              range(4)}
     given = {**truth, "Describe item 1.": "Item 1 is a large blue box made of steel."}
 
-    def script(body):
-        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
-        if "Response under audit:" in user:
-            ref = user.split("Reference response:", 1)[1].split("Response under audit:")[0]
-            audited = user.split("Response under audit:", 1)[1]
-            return Reply(f"Compared.\nAnswer: {'A' if ref.strip() == audited.strip() else 'B'}")
-        if "Response to correct:" in user:
-            q = user.split("Prompt:\n", 1)[1].split("\n", 1)[0].strip()
-            return Reply(f"Fixed.\nAnswer: {truth[q]}")
-        q = user.rsplit("Question: ", 1)[-1].split("\n", 1)[0].strip()
-        return Reply(f"Thinking.\nAnswer: {truth[q]}")
-
-    srv = serve(script)
+    srv = serve(long_form_script(truth))
     inp = write_jsonl(tmp_path / "in.jsonl", [{"id": f"d{i}", "question": q, "answer": a}
                                               for i, (q, a) in enumerate(given.items())])
     cfg = cfg_for(srv.base_url, selection={"beta": 1.0})

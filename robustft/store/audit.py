@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from robustft.store.reviews import connect_people
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_sample (
     sample_id TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, stratum TEXT NOT NULL,
@@ -58,11 +60,7 @@ class AuditConflict(Exception):
 
 class AuditStore:
     def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / "reviews.sqlite"
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                  check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        self.path, self.db = connect_people(run_dir, SCHEMA)
         self._lock = threading.RLock()  # one connection, shared by the viewer's threads
 
     @classmethod

@@ -10,7 +10,7 @@ import sqlite3
 from typing import Any
 
 from robustft.schemas import AgentCall
-from robustft.store.runstore import RunStore
+from robustft.store.runstore import RunStore, insert_calls
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS canaries (
@@ -33,13 +33,7 @@ class CanaryStore:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO canaries VALUES (?, ?, ?, ?, ?)",
                             (cid, source, kind, stage, json.dumps(data, default=str)))
-            self.db.executemany(
-                "INSERT INTO calls (sample_id, stage, role, prompt, prompt_hash, model, answer, "
-                "prompt_tokens, completion_tokens, latency_s, error, cached, data) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(cid, STAGE, c.role, c.prompt, c.prompt_hash, c.model, c.answer,
-                  c.prompt_tokens, c.completion_tokens, c.latency_s, c.error, int(c.cached),
-                  c.model_dump_json()) for c in calls])
+            insert_calls(self.db, cid, STAGE, calls)
 
     def all(self) -> dict[str, dict[str, Any]]:
         """id -> {id, source, kind, stage, and its data}."""

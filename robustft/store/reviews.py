@@ -65,13 +65,19 @@ class ReviewConflict(Exception):
         self.current = current
 
 
+def connect_people(run_dir: str | Path, schema: str) -> tuple[Path, sqlite3.Connection]:
+    """The run's people's file, ``reviews.sqlite`` (WAL, autocommit, one connection the
+    viewer's threads share), with ``schema`` created."""
+    path = Path(run_dir) / "reviews.sqlite"
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(schema)
+    return path, db
+
+
 class ReviewStore:
     def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / "reviews.sqlite"
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                  check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        self.path, self.db = connect_people(run_dir, SCHEMA)
         self._lock = threading.RLock()  # one connection, shared by the viewer's threads
 
     @staticmethod

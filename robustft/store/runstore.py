@@ -193,13 +193,7 @@ class RunStore:
                 f"INSERT OR REPLACE INTO samples (id, row, source, stage, {', '.join(fields)}, "
                 f"data) VALUES ({', '.join('?' * (len(fields) + 5))})",
                 (sid, row, source, stage, *values, json.dumps(data, default=str)))
-            self.db.executemany(
-                "INSERT INTO calls (sample_id, stage, role, prompt, prompt_hash, model, answer, "
-                "prompt_tokens, completion_tokens, latency_s, error, cached, data) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(sid, stage, c.role, c.prompt, c.prompt_hash, c.model, c.answer,
-                  c.prompt_tokens, c.completion_tokens, c.latency_s, c.error, int(c.cached),
-                  c.model_dump_json()) for c in calls])
+            insert_calls(self.db, sid, stage, calls)
 
     def save_probe(self, sid: str, probe: dict[str, Any], calls: list[AgentCall],
                    kind: str = "probe") -> None:
@@ -209,13 +203,7 @@ class RunStore:
         with self._writing():
             self.db.execute(f"UPDATE samples SET data=json_set(data, '$.{kind}', json(?)) "
                             "WHERE id=?", (json.dumps(probe, default=str), sid))
-            self.db.executemany(
-                "INSERT INTO calls (sample_id, stage, role, prompt, prompt_hash, model, answer, "
-                "prompt_tokens, completion_tokens, latency_s, error, cached, data) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(sid, kind, c.role, c.prompt, c.prompt_hash, c.model, c.answer,
-                  c.prompt_tokens, c.completion_tokens, c.latency_s, c.error, int(c.cached),
-                  c.model_dump_json()) for c in calls])
+            insert_calls(self.db, sid, kind, calls)
 
     def probes(self, kind: str = "probe") -> list[dict[str, Any]]:
         """Every stored probe (or decoy) result (id, row, its fields), in input order."""
@@ -414,3 +402,16 @@ class RunStore:
         """The prices of the run's config snapshot (none without one)."""
         path = self.dir / "config.yaml"
         return prices_of(load_config(path)) if path.is_file() else {}
+
+
+def insert_calls(db: sqlite3.Connection, sample_id: str, stage: str,
+                 calls: Iterable[AgentCall]) -> None:
+    """Append ``calls`` of one sample (or canary) at ``stage`` to the ``calls`` table (inside
+    the caller's transaction)."""
+    db.executemany(
+        "INSERT INTO calls (sample_id, stage, role, prompt, prompt_hash, model, answer, "
+        "prompt_tokens, completion_tokens, latency_s, error, cached, data) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [(sample_id, stage, c.role, c.prompt, c.prompt_hash, c.model, c.answer,
+          c.prompt_tokens, c.completion_tokens, c.latency_s, c.error, int(c.cached),
+          c.model_dump_json()) for c in calls])
