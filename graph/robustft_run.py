@@ -17,6 +17,7 @@ from robustft.graph.state import SampleState
 from robustft.methods.matching import answers_match, match_mode
 from robustft.methods.precision import finite, precision_cutoff
 from robustft.methods.selection import cutoff_key
+from robustft.pipeline.audit import missed_noise
 from robustft.pipeline.contract import FateRow, Method, Params, PlannedCall, Step
 from robustft.pipeline.fates import (
     precision_fates,
@@ -210,6 +211,17 @@ def select(data: Dataset, params: Params) -> Params:
         return {"cutoff": cutoff_key([c.key for c in candidates], sel.beta)}
     probes = [p for b in data.blocks() for p in b.store.probes() if p.get("correct") is not None]
     label_error, chance, model = probe_label_error(data.config, data.blocks(), probes)
+    audited = missed_noise(data.root)
+    if audited is not None and model is not None:
+        # the blind audit's missed noise q (wrong labels among confirmed rows), scaled to
+        # the probes, which carry fewer: q · probes / clean (the label model's shares; as
+        # it is where the model sees no wrong label among confirmed rows at all)
+        label_error = audited.value * (model["probes"] / model["clean"] if model["clean"]
+                                       else 1.0)
+        model = {**model, "audit": {"missed_noise": audited.value,
+                                    "interval": [audited.low, audited.high]}}
+        data.rep.note(f"probe labels {label_error:.2%} wrong, from the blind audit's missed "
+                      f"noise {audited.value:.1%}")
     # (a probe's chance is above 0 exactly when it is multiple choice)
     strata = ({"probe_agree": [agents_agree(n > 0, p.get("context_answer"),
                                             p.get("reviewer_answer"))

@@ -313,3 +313,38 @@ def test_every_fate_and_free_text_by_hand(tmp_path):
     assert e == pytest.approx({"precision": 0.75, "missed_noise": 1 / 3, "noisy": 4,
                                "noise_rate": 4 / 7, "recall": 0.75, "curated_accuracy": 0.6},
                               abs=1e-4)
+
+
+def test_a_judged_audit_corrects_the_precision_targets_probe_labels(tmp_path):
+    """With a precision target, a rerun after the blind audit fits the probes with the
+    audit's missed noise q (2 of the 29 unflagged rows wrong, judged from the truth) in
+    place of the label model's share, scaled to the probes by the model's q · probes / clean
+    — here q as it is: every source repeats every label, so the model sees no wrong label
+    among the confirmed rows (0 / 0), and the probes are all of them."""
+    rows, says, truth = _rows()
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "run"
+
+    def script(body):
+        q = target_question(body)
+        return mc_reply(says[q], list("ABCD"), 0.55 + (sum(map(ord, q)) % 40) / 100)
+
+    with ScriptedServer(script, models=["scripted"]) as srv:
+        cfg = Config()
+        cfg.endpoint.base_url, cfg.concurrency = srv.base_url, 8
+        cfg.audit.sample_flagged = cfg.audit.sample_unflagged = 100
+        cfg.selection.target_precision = 0.9
+        asyncio.run(curate(cfg, data, run))
+        before = json.loads(RunStore.reader(run).get_meta("precision"))
+        assert "audit" not in before["label_model"]
+        store, audit = RunStore.reader(run), AuditStore(run)
+        _summary(run)  # draws the sample (the whole run)
+        scripted_review(store, audit, truth)
+        store.close()
+        asyncio.run(curate(cfg, data, run))
+    after = json.loads(RunStore.reader(run).get_meta("precision"))
+    model = after["label_model"]
+    assert model["audit"]["missed_noise"] == pytest.approx(2 / 29)
+    assert before["label_error"] == model["clean"] == 0 and before["probes"] == 29
+    assert after["label_error"] == pytest.approx(2 / 29)
