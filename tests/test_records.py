@@ -98,7 +98,7 @@ def test_the_graph_state_is_the_record_and_its_reducers():
 
 def test_decisions_columns_are_one_layout_for_every_method():
     expected = ["id", "row", "fate", "reason", "original_label", "final_label",
-                "expert_direct", "expert_reasoning", "context_answer", "reviewer_answer",
+                "expert_direct", "expert_reasoning", "verdict", "context_answer", "reviewer_answer",
                 "entropy", "entropy_source", "confidence", "neighbour_ids",
                 "review_action", "review_response", "review_note", "reviewed_by",
                 "reviewed_at", "review_stale", "exported_label"]
@@ -109,7 +109,7 @@ def test_decisions_columns_are_one_layout_for_every_method():
     # a CLEAR record writes the RobustFT columns' defaults (one file layout)
     rec = ClearRecord.read({"id": "a", "row": 1, "stage": "scored", "confidence": 0.5})
     assert {c.name: c.value(rec) for c in decision_cells(ClearRecord)} == {
-        "expert_direct": None, "expert_reasoning": None, "context_answer": None,
+        "expert_direct": None, "expert_reasoning": None, "verdict": None, "context_answer": None,
         "reviewer_answer": None, "entropy": None, "entropy_source": None, "confidence": 0.5,
         "neighbour_ids": "[]"}
 

@@ -193,7 +193,7 @@ class RobustftRecord(Record):
         None, description="the reasoning expert's final reply (after reflection)")
     reasoning_answer: Annotated[str | None, _DETECTED] = Field(
         None, description="the reasoning expert's final parsed answer")
-    verdict: Annotated[Verdict | None, _DETECTED] = Field(
+    verdict: Annotated[Verdict | None, _DETECTED, Column(group="answers")] = Field(
         None, description="the checker's verdict: clean, noisy, unsure or error")
     verdict_reason: Annotated[str | None, _DETECTED] = Field(
         None, description="why the checker decided so")
