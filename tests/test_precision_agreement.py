@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robustft.methods.precision import Z_SHIFT, agreement_shift, precision_cutoff
-from robustft.methods.relabel_accuracy import CHI2_99, accuracy_model
+from robustft.methods.relabel_accuracy import CHI2_99, accuracy_model, curve_fit
 from robustft.pipeline.contract import Fate
 from robustft.pipeline.fates import Candidate, precision_fates
 
@@ -173,3 +173,22 @@ def test_relabels_that_agree_less_often_than_the_probes_are_flagged():
         "estimate is likely optimistic")
     same = precision_cutoff(s, y, [0.2, 0.5], 0.95, probe_agree=a, agree=[True, False])
     assert same.agreement["z"] == 0.0 and "harder" not in same.reason
+
+
+def _cliff(seed: int = 25, n: int = 60):
+    """n probes right below entropy 0.95 and wrong past it, 3% wrong anywhere (seeded)."""
+    rng = np.random.default_rng(seed)
+    s = rng.uniform(0.05, 1.1, n)
+    y = (s < 0.95).astype(float)
+    y[rng.random(n) < 0.03] = 0
+    return s, y
+
+
+def test_a_stratum_fit_starts_from_the_pooled_curve_too():
+    # the EM from its own start stops at a gentle slope (a local maximum); started from a
+    # steep curve it finds the cliff, a higher likelihood, and keeps that
+    s, y = _cliff()
+    plain = curve_fit(s, y)
+    both = curve_fit(s, y, start=(0.97, 230.0, -240.0))
+    assert plain.fit[2] > -20 and both.fit[2] < -100
+    assert both.log_lik > plain.log_lik + 4
