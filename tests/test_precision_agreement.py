@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robustft.methods.precision import Z_SHIFT, agreement_shift, precision_cutoff
-from robustft.methods.relabel_accuracy import CHI2_99, accuracy_model
+from robustft.methods.relabel_accuracy import CHI2_99, accuracy_model, curve_fit
 from robustft.pipeline.contract import Fate
 from robustft.pipeline.fates import Candidate, precision_fates
 
@@ -78,15 +78,43 @@ def test_cut_keeps_the_agreeing_relabels():
         ("context and reviewer agree", 0.9, 3, 50)]
     assert cut.reason.startswith("context and reviewer agree: entropy ≤ 0.9000, 50 probes, "
                                  "98% judged right; context and reviewer differ: none kept")
-    # at 0.75 all five: (3·0.98 + 2·0.5)/5 = 0.788, and 0.5 is not below the floor
+    # at 0.75: all five would give (3·0.98 + 2·0.5)/5 = 0.788, but its 10% quantile falls
+    # short of 0.75 (a cut at target 0 keeps them all and reports it); four, the differing
+    # relabel of lower entropy joining the agreeing three, give (3·0.98 + 0.5)/4 = 0.86
+    every = precision_cutoff(s, y, scores, 0.0, probe_agree=a, agree=agree)
+    assert every.kept == 5 and every.estimate == pytest.approx(0.788) and every.lower < 0.75
+    assert [t["cutoff"] for t in every.strata] == [0.3, 0.9]
     low = precision_cutoff(s, y, scores, 0.75, probe_agree=a, agree=agree)
-    assert low.kept == 5 and low.estimate == pytest.approx(0.788)
-    assert [t["cutoff"] for t in low.strata] == [0.3, 0.9]
+    assert low.kept == 4 and low.estimate == pytest.approx(0.86) and low.lower >= 0.75
+    assert [t["cutoff"] for t in low.strata] == [0.1, 0.9]
     # entropy alone (the same probes pooled): 0.74 for every relabel, none kept at 0.95
     plain = precision_cutoff(s, y, scores, 0.95)
     assert plain.kept == 0 and plain.strata is None and "best estimate is 0.740" in plain.reason
     with pytest.raises(ValueError, match="agreement"):
         precision_cutoff(s, y, scores, 0.95, probe_agree=a)
+
+
+def test_the_quantile_must_reach_the_target_and_a_plateau_is_cut_by_entropy():
+    # agree 50 of 50 right, differ 38 of 50 (0.76), no entropy signal: 60 agreeing relabels
+    # at 1.0 and 40 differing ones at 0.76, a plateau of equal fitted accuracy
+    s, y, a = _probes(50, 38)
+    xs = np.r_[np.linspace(0.01, 1.0, 60), np.linspace(0.005, 0.995, 40)]
+    xa = np.r_[np.ones(60, dtype=bool), np.zeros(40, dtype=bool)]
+    # all 100: (60 + 40·0.76)/100 = 0.904 meets 0.90, but resamples of the 50 differing
+    # probes put its 10% quantile below it (±0.06 on 0.76, 0.4 of the set): only the part of
+    # the plateau whose quantile reaches the target is kept, lowest entropy first
+    assert (60 + 40 * 0.76) / 100 == pytest.approx(0.904)
+    cut = precision_cutoff(s, y, xs, 0.90, probe_agree=a, agree=xa)
+    differ, same = cut.strata
+    k = differ["kept"]
+    assert same["kept"] == 60 and 0 < k < 40 and cut.kept == 60 + k
+    assert differ["cutoff"] == pytest.approx(xs[60:][k - 1])  # the k lowest entropies
+    assert cut.estimate == pytest.approx((60 + 0.76 * k) / (60 + k))
+    assert cut.lower >= 0.90 and cut.accuracy == pytest.approx(0.76)
+    # one more differing relabel: its quantile falls short (a cut at target 0 keeps all 100
+    # and reports their quantile, seeded: the same at every target)
+    every = precision_cutoff(s, y, xs, 0.0, probe_agree=a, agree=xa)
+    assert every.kept == 100 and every.lower < 0.90 <= every.estimate
 
 
 def test_order_is_fitted_accuracy_across_strata():
@@ -145,3 +173,22 @@ def test_relabels_that_agree_less_often_than_the_probes_are_flagged():
         "estimate is likely optimistic")
     same = precision_cutoff(s, y, [0.2, 0.5], 0.95, probe_agree=a, agree=[True, False])
     assert same.agreement["z"] == 0.0 and "harder" not in same.reason
+
+
+def _cliff(seed: int = 25, n: int = 60):
+    """n probes right below entropy 0.95 and wrong past it, 3% wrong anywhere (seeded)."""
+    rng = np.random.default_rng(seed)
+    s = rng.uniform(0.05, 1.1, n)
+    y = (s < 0.95).astype(float)
+    y[rng.random(n) < 0.03] = 0
+    return s, y
+
+
+def test_a_stratum_fit_starts_from_the_pooled_curve_too():
+    # the EM from its own start stops at a gentle slope (a local maximum); started from a
+    # steep curve it finds the cliff, a higher likelihood, and keeps that
+    s, y = _cliff()
+    plain = curve_fit(s, y)
+    both = curve_fit(s, y, start=(0.97, 230.0, -240.0))
+    assert plain.fit[2] > -20 and both.fit[2] < -100
+    assert both.log_lik > plain.log_lik + 4

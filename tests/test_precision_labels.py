@@ -103,9 +103,12 @@ def test_cutoff_with_label_error():
     plain = precision_cutoff(s, y, [0.1, 0.2, 0.3, 0.9], 0.91)
     assert plain.cutoff is None and plain.label_error == 0.0
     assert "best estimate is 0.900" in plain.reason
-    # corrected for 2% wrong labels (3 options) it is 0.918: the three plateau relabels kept,
-    # the one past the cliff not; the reason and the cut say what was assumed
-    cut = precision_cutoff(s, y, [0.1, 0.2, 0.3, 0.9], 0.91, label_error=0.02, chance=1 / 3)
+    # corrected for 2% wrong labels (3 options) it is 0.918 ≥ 0.91, but 80 plateau probes
+    # put its 10% quantile below 0.91; at 0.85 the three plateau relabels are kept, the one
+    # past the cliff not; the reason and the cut say what was assumed
+    short = precision_cutoff(s, y, [0.1, 0.2, 0.3, 0.9], 0.91, label_error=0.02, chance=1 / 3)
+    assert short.cutoff is None and "the estimate is 0.918 but its 10%" in short.reason
+    cut = precision_cutoff(s, y, [0.1, 0.2, 0.3, 0.9], 0.85, label_error=0.02, chance=1 / 3)
     assert (cut.cutoff, cut.kept) == (0.3, 3)
     assert cut.estimate == pytest.approx(0.917808, abs=1e-4)
     assert cut.label_error == 0.02 and "probe labels 2.00% wrong, corrected for" in cut.reason

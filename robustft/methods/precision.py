@@ -13,14 +13,17 @@ probes' own labels that are wrong. Then:
    accuracy): the mean of p over them — the estimate.
 3. **Its uncertainty**: the same estimate on ``BOOTSTRAP`` resamples of the probes (seeded;
    each refits the model, the choice of strata included); ``lower`` is their 10% quantile.
-4. **The cutoff**: the largest such set whose estimate meets the target and is supported —
-   at least ``MIN_PROBES`` probes, and the 10% bootstrap quantile within ``TOLERANCE`` of
-   the target — and whose least accurate relabel's p is still at least ``FLOOR``: a relabel
-   the fit calls more likely wrong than right is never kept, however much the kept set's
-   mean could absorb it (where accuracy drops off a cliff, the mean alone kept relabels past
-   it that were all wrong). Relabels with the same fitted accuracy share their fate. In each
-   stratum the kept relabels are those with entropy up to that stratum's cutoff. None
-   qualifies: keep none, and say why.
+4. **The cutoff**: the largest such set that the probes support — at least ``MIN_PROBES``
+   probes, and the 10% bootstrap quantile of its estimate (not only the estimate) at or
+   above the target: the kept relabels fall short of the target in about one probe draw
+   in ten, where the estimate alone, sitting just above it, fell short about as often as
+   not — and whose least accurate relabel's p is still at least ``FLOOR``: a relabel the fit
+   calls more likely wrong than right is never kept, however much the kept set's mean could
+   absorb it (where accuracy drops off a cliff, the mean alone kept relabels past it that
+   were all wrong). A cut may end inside a run of equal fitted accuracy (a plateau below
+   a cliff): the relabels are then taken by entropy; only relabels of the same stratum and
+   entropy share their fate. In each stratum the kept relabels are those with entropy up to
+   that stratum's cutoff. None qualifies: keep none, and say why.
 
 The empirical curve (isotonic blocks of all probes with one-sided 90% Wilson bounds) is kept
 for display beside the fit.
@@ -41,7 +44,6 @@ from robustft.methods.relabel_accuracy import AccuracyModel, accuracy_model
 Z = 1.2816  # one-sided 90% normal quantile for the Wilson lower bound
 MIN_PROBES = 20  # probes an estimate must rest on
 BOOTSTRAP = 200  # probe resamples for the uncertainty
-TOLERANCE = 0.03  # how far below the target the lower bootstrap quantile may fall
 QUANTILE = 0.10  # the lower bootstrap quantile
 FLOOR = 0.5  # the least fitted accuracy a kept relabel may have
 STRATA = ("context and reviewer differ", "context and reviewer agree")
@@ -196,7 +198,8 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
                      "relabels are harder than the probes, and the estimate is likely "
                      "optimistic")
     p = model.at(x, xa)
-    order = np.lexsort((x, -p))  # most accurate first; equal accuracy: lower entropy first
+    g = np.zeros(x.size, bool) if xa is None else xa
+    order = np.lexsort((g, x, -p))  # most accurate first; equal accuracy: lower entropy first
     acc = p[order]
     count = np.arange(1, x.size + 1)
     est = np.cumsum(acc) / count
@@ -207,11 +210,13 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
         m = accuracy_model(ps[i], py[i], None if pa is None else pa[i], pi, ph[i])
         boot[j] = np.cumsum(m.at(x, xa)[order]) / count
     low = np.quantile(boot, QUANTILE, axis=0)
-    # a cut keeps every relabel with the same fitted accuracy: only the last of equals counts
-    ends = np.r_[acc[1:] != acc[:-1], True]
+    # a cut is an entropy cutoff per stratum: relabels of the same stratum and entropy (hence
+    # the same fitted accuracy) share their fate, so only the last of such equals counts
+    xs, gs = x[order], g[order]
+    ends = np.r_[(acc[1:] != acc[:-1]) | (xs[1:] != xs[:-1]) | (gs[1:] != gs[:-1]), True]
     reach = ends & (est >= target - 1e-12)
     meets = reach & (acc >= FLOOR)
-    ok = np.flatnonzero(meets & (low >= target - TOLERANCE - 1e-12))
+    ok = np.flatnonzero(meets & (low >= target - 1e-12))
     probes_txt = (f"{n_probes} probes, {probe_acc:.0%} judged right"
                   + (f"; {t}" if (t := _strata_text(base["strata"], False)) else ""))
     if not ok.size:
@@ -219,8 +224,8 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
             i = int(np.flatnonzero(meets)[-1])
             why = (f"the probes do not support precision {target:.2f}: keeping the "
                    f"{i + 1} relabels of fitted accuracy ≥ {acc[i]:.3f} the estimate is "
-                   f"{est[i]:.3f} but its 10% bootstrap quantile {low[i]:.3f} is more than "
-                   f"{TOLERANCE} below the target ({probes_txt}{labels})")
+                   f"{est[i]:.3f} but its 10% bootstrap quantile {low[i]:.3f} is below the "
+                   f"target ({probes_txt}{labels})")
         else:
             signal = (model.pooled.fit is not None if model.strata is None
                       else any(c.fit is not None for c in model.strata))

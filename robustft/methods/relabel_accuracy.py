@@ -91,7 +91,8 @@ def _right_posterior(p: np.ndarray, judged: np.ndarray, label_error: np.ndarray 
 
 
 def ceiling_fit(scores: np.ndarray, correct: np.ndarray, iters: int = 200,
-                label_error: np.ndarray | float = 0.0, chance: np.ndarray | float = 0.0
+                label_error: np.ndarray | float = 0.0, chance: np.ndarray | float = 0.0,
+                start: tuple[float, float, float] | None = None
                 ) -> tuple[float, float, float]:
     """(c, a, b) of p(s) = c·σ(a + b·s), the relabel's accuracy, by EM on the probes judged
     ``correct`` against their labels (see :func:`observed`). Latent per probe: whether the
@@ -100,8 +101,11 @@ def ceiling_fit(scores: np.ndarray, correct: np.ndarray, iters: int = 200,
     logistic part is fitted on each probe's posterior of being right, weighted by its
     posterior of coming from the logistic part. With wrong labels it starts from the plain
     fit: started at c ≈ 1 it explained every confident probe judged wrong as a wrong label
-    and stayed there (a likelihood far below the plain fit's)."""
-    if np.any(label_error):
+    and stayed there (a likelihood far below the plain fit's). ``start``: (c, a, b) to start
+    from instead."""
+    if start is not None:
+        c, a, b = start
+    elif np.any(label_error):
         c, a, b = ceiling_fit(scores, correct, iters)
     else:
         (a, b), c = logistic_fit(scores, correct), 1.0 - 1e-6
@@ -168,15 +172,22 @@ class Curve:
 
 
 def curve_fit(scores: np.ndarray, correct: np.ndarray, label_error: np.ndarray | float = 0.0,
-              chance: np.ndarray | float = 0.0) -> Curve:
+              chance: np.ndarray | float = 0.0,
+              start: tuple[float, float, float] | None = None) -> Curve:
     """p(s) from the probes: the ceiling fit when it falls (b < 0) with a likelihood ratio
     over the flat accuracy of at least ``LR_MIN`` (1% for χ² with two extra parameters); else
-    the flat accuracy. Both likelihoods are of the probes as judged (:func:`observed`)."""
+    the flat accuracy. Both likelihoods are of the probes as judged (:func:`observed`). The
+    EM can stop at a local maximum; with ``start`` it also starts from there and keeps the
+    higher likelihood."""
     flat = flat_accuracy(correct, label_error, chance)
     flat_ll = _log_lik(observed(np.full(scores.shape, flat), label_error, chance), correct)
-    fit = ceiling_fit(scores, correct, label_error=label_error, chance=chance)
+    fits = [ceiling_fit(scores, correct, label_error=label_error, chance=chance)]
+    if start is not None:
+        fits.append(ceiling_fit(scores, correct, label_error=label_error, chance=chance,
+                                start=start))
+    lls = [_log_lik(observed(_curve(f, scores), label_error, chance), correct) for f in fits]
+    fit, ll = fits[int(np.argmax(lls))], max(lls)
     if fit[2] < 0:
-        ll = _log_lik(observed(_curve(fit, scores), label_error, chance), correct)
         if 2 * (ll - flat_ll) >= LR_MIN:
             return Curve(fit, flat, ll, 3, int(scores.size))
     return Curve(None, flat, flat_ll, 1, int(scores.size))
@@ -217,7 +228,11 @@ def accuracy_model(scores: np.ndarray, correct: np.ndarray, agree: np.ndarray | 
         return AccuracyModel(pooled)
     pi = np.broadcast_to(np.asarray(label_error, dtype=float), scores.shape)
     h = np.broadcast_to(np.asarray(chance, dtype=float), scores.shape)
-    differ, same = (curve_fit(scores[m], correct[m], pi[m], h[m]) for m in (~agree, agree))
+    # each stratum's fit starts from the pooled curve too, so that a local maximum of its EM
+    # cannot make the nested comparison come out below the pooled curve (it did: a share of
+    # the bootstrap resamples fell back to the pooled curve, and their estimates with it)
+    differ, same = (curve_fit(scores[m], correct[m], pi[m], h[m], pooled.fit)
+                    for m in (~agree, agree))
     lr = 2 * (differ.log_lik + same.log_lik - pooled.log_lik)
     extra = differ.params + same.params - pooled.params
     if lr >= (CHI2_99[extra - 1] if extra > 0 else 1e-9):
