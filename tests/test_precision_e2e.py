@@ -59,8 +59,6 @@ def test_precision_target_against_fixed_beta(tmp_path, calibration):
     assert all(a == pytest.approx(0.85, abs=0.05) for a in relabel["accuracy"])
     assert est["estimate"] == pytest.approx(min(est["fitted"], est["support"]))
     assert abs(est["support"] - p_target) <= 0.03
-    print(f"calibration {calibration}: kept {n_target} at {p_target:.3f}; fit "
-          f"{est['fitted']:.3f}, support {est['support']:.3f}")
     if calibration == 1.0:  # confidence separates right from wrong: keep more, at the target
         assert n_target > 1.5 * n_beta and p_beta >= 0.95 and p_target >= 0.95 - 0.03
         assert est["kept"] == n_target and est["estimate"] >= est["lower"] >= 0.95
