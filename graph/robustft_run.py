@@ -24,7 +24,7 @@ from robustft.pipeline.fates import (
     relabel_candidates,
     selected_fates,
 )
-from robustft.pipeline.probe_labels import agents_agree, probe_label_error
+from robustft.pipeline.probe_labels import agents_agree, probe_label_error, relabel_support
 from robustft.pipeline.records import RobustftRecord
 from robustft.retrieval.embedder import BackgroundEmbedder, vectors_of
 from robustft.retrieval.index import INDEX_DIR, CleanIndex, import_lancedb
@@ -222,6 +222,11 @@ def select(data: Dataset, params: Params) -> Params:
                                     "interval": [audited.low, audited.high]}}
         data.rep.note(f"probe labels {label_error:.2%} wrong, from the blind audit's missed "
                       f"noise {audited.value:.1%}")
+    # a second, probe-free estimate of each relabel's accuracy: agreement of its sources
+    support, relabel_model = relabel_support(data.config, data.blocks(), probes,
+                                             [(c.id, c.answer) for c in candidates])
+    if relabel_model is None:
+        support = None
     # (a probe's chance is above 0 exactly when it is multiple choice)
     strata = ({"probe_agree": [agents_agree(n > 0, p.get("context_answer"),
                                             p.get("reviewer_answer"))
@@ -230,8 +235,9 @@ def select(data: Dataset, params: Params) -> Params:
     cut = precision_cutoff([finite(p.get("entropy")) for p in probes],
                            [bool(p["correct"]) for p in probes],
                            [finite(c.entropy) for c in candidates], sel.target_precision,
-                           label_error=label_error, chance=chance, **strata)
-    store.set_meta("precision", json.dumps({**asdict(cut), "label_model": model}))
+                           label_error=label_error, chance=chance, support=support, **strata)
+    store.set_meta("precision", json.dumps({**asdict(cut), "label_model": model,
+                                            "relabel_model": relabel_model}))
     data.rep.note(f"precision target {sel.target_precision}: {cut.reason}")
     return {"precision": cut}
 

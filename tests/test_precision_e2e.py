@@ -51,6 +51,14 @@ def test_precision_target_against_fixed_beta(tmp_path, calibration):
     assert model["noise"] == pytest.approx(0.4, abs=0.04) and len(model["accuracy"]) == 3
     assert all(a == pytest.approx(0.85, abs=0.04) for a in model["accuracy"])
     assert 0 < est["label_error"] < 0.001
+    # the second, probe-free estimate: the same model with the relabel agents' answers as
+    # two more sources (context, reviewer), fitted on every detected row; the kept set's
+    # estimate is the lower of the probes' fit and its mean posterior over the kept relabels
+    relabel = est["relabel_model"]
+    assert relabel["noise"] == pytest.approx(0.4, abs=0.04) and len(relabel["accuracy"]) == 5
+    assert all(a == pytest.approx(0.85, abs=0.05) for a in relabel["accuracy"])
+    assert est["estimate"] == pytest.approx(min(est["fitted"], est["support"]))
+    assert abs(est["support"] - p_target) <= 0.03
     if calibration == 1.0:  # confidence separates right from wrong: keep more, at the target
         assert n_target > 1.5 * n_beta and p_beta >= 0.95 and p_target >= 0.95 - 0.03
         assert est["kept"] == n_target and est["estimate"] >= est["lower"] >= 0.95

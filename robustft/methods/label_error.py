@@ -68,14 +68,20 @@ def _joint(labels: np.ndarray, answers: np.ndarray, options: np.ndarray, noise: 
     return np.where(t < options[:, None], joint, 0.0)
 
 
+def posterior_of(labels: np.ndarray, answers: np.ndarray, options: np.ndarray, noise: float,
+                 accuracy: np.ndarray, option: np.ndarray) -> np.ndarray:
+    """P(T = ``option`` | label, answers) for each row under given ρ and a_j.
+    ``labels``, ``option``: (rows,) option index; ``answers``: (rows, sources) option index,
+    −1 where a source gave none; ``options``: (rows,) option count (≥ 2)."""
+    joint = _joint(labels, answers, options, noise, accuracy)
+    return joint[np.arange(labels.size), option] / joint.sum(axis=1)
+
+
 def posterior_wrong(labels: np.ndarray, answers: np.ndarray, options: np.ndarray,
                     noise: float, accuracy: np.ndarray) -> np.ndarray:
-    """P(the label is wrong | label, answers) for each row under given ρ and a_j.
-    ``labels``: (rows,) option index; ``answers``: (rows, sources) option index, −1 where a
-    source gave none; ``options``: (rows,) option count (≥ 2)."""
-    joint = _joint(labels, answers, options, noise, accuracy)
-    right = joint[np.arange(labels.size), labels]
-    return 1 - right / joint.sum(axis=1)
+    """P(the label is wrong | label, answers) for each row under given ρ and a_j (arguments
+    as :func:`posterior_of`)."""
+    return 1 - posterior_of(labels, answers, options, noise, accuracy, labels)
 
 
 def fit_label_model(labels, answers, options, noise: float = 0.3,

@@ -10,7 +10,15 @@ probes' own labels that are wrong. Then:
    entropy, lowest first: its curve falls with entropy or is flat). This one score is what a
    cutoff applies to; with one curve it is the entropy order of before.
 2. **The precision of a kept set** (the most accurate relabels down to some fitted
-   accuracy): the mean of p over them — the estimate.
+   accuracy): the mean of p over them — the estimate. With ``support`` (a second, probe-free
+   estimate of each relabel's accuracy: the agreement of independent sources, see
+   :func:`robustft.pipeline.probe_labels.relabel_support`) it is the lower of that mean and
+   the mean of the support over the same set: the kept precision must be supported by both
+   (the support does not depend on the probes, so the estimate's bootstrap quantile is the
+   lower of the fit's quantile and the support).
+   The probes are few and judge a plateau of equal fitted accuracy by its mean; the sources'
+   agreement sees each relabel but over-claims where the sources share mistakes — each
+   catches where the other over-claims.
 3. **Its uncertainty**: the same estimate on ``BOOTSTRAP`` resamples of the probes (seeded;
    each refits the model, the choice of strata included); ``lower`` is their 10% quantile.
 4. **The cutoff**: the largest such set that the probes support — at least ``MIN_PROBES``
@@ -109,6 +117,10 @@ class PrecisionCut:
     # how often the relabel agents agree on the probes and on the relabels, and the z of
     # "less often on the relabels" (a two-proportion test): the relabels are harder
     agreement: dict | None = None
+    # the agreement model's estimate of the kept set's precision (``estimate`` is the lower
+    # of it and the probes' fit); None: no such model
+    support: float | None = None
+    fitted: float | None = None  # the probes' fit's estimate of the kept set's precision
 
 
 def _strata(model: AccuracyModel, agree: np.ndarray | None, correct: np.ndarray
@@ -149,7 +161,8 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
                      scores: Sequence[float], target: float, seed: int = 0,
                      label_error: float = 0.0, chance: Sequence[float] | float = 0.0,
                      probe_agree: Sequence[bool] | None = None,
-                     agree: Sequence[bool] | None = None) -> PrecisionCut:
+                     agree: Sequence[bool] | None = None,
+                     support: Sequence[float] | None = None) -> PrecisionCut:
     """The largest set of the relabels (``scores``: their entropies) most accurate by the
     probes' fit whose estimated precision is ≥ ``target`` and supported by the probes (score,
     relabel judged right against the probe's label?); see the module. ``label_error``: the
@@ -158,7 +171,8 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     share); ``chance``: per probe (or one for all), the probability that a wrong relabel lands
     on a wrong label, 1/(k − 1) on k options, 0 for free text. ``probe_agree`` and ``agree``
     (both or neither): whether the context and reviewer answers agreed, per probe and per
-    relabel."""
+    relabel. ``support``: per relabel, a second estimate of its accuracy (NaN: none, its fitted
+    accuracy stands in); the kept set's estimate is then the lower of the two means."""
     if (probe_agree is None) != (agree is None):
         raise ValueError("agreement is needed for the probes and the relabels alike")
     ps = np.asarray(probe_scores, dtype=float)
@@ -187,6 +201,7 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     xa = None if agree is None else np.asarray(agree, dtype=bool)
     has = ~np.isnan(x)
     x, xa = x[has], (None if xa is None else xa[has])
+    sup = None if support is None else np.asarray(support, dtype=float)[has]
     if not x.size:
         return PrecisionCut(reason="no relabel with a known entropy", **none, **base)
     shift = ""
@@ -202,7 +217,12 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
     order = np.lexsort((g, x, -p))  # most accurate first; equal accuracy: lower entropy first
     acc = p[order]
     count = np.arange(1, x.size + 1)
-    est = np.cumsum(acc) / count
+    fitted = np.cumsum(acc) / count
+    est, by_support = fitted, None
+    if sup is not None:
+        by_support = np.cumsum(np.where(np.isnan(sup), p, sup)[order]) / count
+        est = np.minimum(fitted, by_support)
+        base["support"] = None
     rng = np.random.default_rng(seed)
     boot = np.empty((BOOTSTRAP, x.size))
     for j in range(BOOTSTRAP):
@@ -210,6 +230,8 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
         m = accuracy_model(ps[i], py[i], None if pa is None else pa[i], pi, ph[i])
         boot[j] = np.cumsum(m.at(x, xa)[order]) / count
     low = np.quantile(boot, QUANTILE, axis=0)
+    if by_support is not None:  # the support does not depend on the probes: the quantile of
+        low = np.minimum(low, by_support)  # the lower of the two is the lower of the quantile
     # a cut is an entropy cutoff per stratum: relabels of the same stratum and entropy (hence
     # the same fitted accuracy) share their fate, so only the last of such equals counts
     xs, gs = x[order], g[order]
@@ -224,13 +246,13 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
             i = int(np.flatnonzero(meets)[-1])
             why = (f"the probes do not support precision {target:.2f}: keeping the "
                    f"{i + 1} relabels of fitted accuracy ≥ {acc[i]:.3f} the estimate is "
-                   f"{est[i]:.3f} but its 10% bootstrap quantile {low[i]:.3f} is below the "
-                   f"target ({probes_txt}{labels})")
+                   f"{est[i]:.3f}{_both(fitted, by_support, i)} but its 10% bootstrap "
+                   f"quantile {low[i]:.3f} is below the target ({probes_txt}{labels})")
         else:
             signal = (model.pooled.fit is not None if model.strata is None
                       else any(c.fit is not None for c in model.strata))
             why = (f"no cutoff reaches precision {target:.2f}: the best estimate is "
-                   f"{est[ends].max():.3f} ({probes_txt}"
+                   f"{est[ends].max():.3f}{_both(fitted, by_support, ends)} ({probes_txt}"
                    + labels + ("; entropy carries no significant signal)" if not signal
                                else ")"))
         return PrecisionCut(reason=why + ": no relabel kept" + shift, **none, **base)
@@ -244,14 +266,27 @@ def precision_cutoff(probe_scores: Sequence[float], probe_correct: Sequence[bool
         where = _strata_text(base["strata"], True)
     else:
         where = f"entropy ≤ {x[kept].max():.4f}"
+    if by_support is not None:
+        base["support"], base["fitted"] = float(by_support[i]), float(fitted[i])
     return PrecisionCut(
         cutoff=float(x[kept].max()), kept=i + 1, estimate=float(est[i]), lower=float(low[i]),
         accuracy=float(acc[i]),
-        reason=(f"{where}: estimated precision {est[i]:.3f} ≥ target {target:.2f} (10% "
+        reason=(f"{where}: estimated precision {est[i]:.3f}{_both(fitted, by_support, i)} ≥ "
+                f"target {target:.2f} (10% "
                 f"bootstrap quantile {low[i]:.3f}; {n_probes} probes{labels})"
                 + (f"; past it a relabel's fitted accuracy falls below {FLOOR}"
                    if (reach[i + 1:] & (acc[i + 1:] < FLOOR)).any() else "") + shift),
         **base)
+
+
+def _both(fitted: np.ndarray, by_support: np.ndarray | None, at: int | np.ndarray) -> str:
+    """The two estimates behind the lower one, for a reason (at index ``at``, or the best
+    over a mask)."""
+    if by_support is None:
+        return ""
+    if isinstance(at, np.ndarray):
+        at = int(np.flatnonzero(at)[np.argmax(np.minimum(fitted, by_support)[at])])
+    return f" (probes' fit {fitted[at]:.3f}, agreement model {by_support[at]:.3f})"
 
 
 def finite(value: float | None) -> float:

@@ -131,7 +131,10 @@ def precision_fates(candidates: Iterable[Candidate], cut: PrecisionCut,
             fitted = f"fitted accuracy ≥ {cut.accuracy:.3f}; "
         if cutoff is not None and c.entropy is not None and c.entropy <= cutoff:
             out.append((c.id, Fate.RELABELED_KEPT, f"{c.story} ≤ cutoff {cutoff:.4f}{where} "
-                        f"({fitted}kept relabels' estimated precision {cut.estimate:.3f} ≥ "
+                        f"({fitted}kept relabels' estimated precision {cut.estimate:.3f}"
+                        + (f" (probes' fit {cut.fitted:.3f}, agreement model "
+                           f"{cut.support:.3f})" if cut.support is not None else "")
+                        + " ≥ "
                         f"target {cut.target:.2f}; 10% bootstrap quantile {cut.lower:.3f}"
                         + (f"; probe labels {cut.label_error:.2%} wrong, corrected for)"
                            if cut.label_error else ")"),

@@ -4,13 +4,14 @@ agents agreed (the strata the accuracy fit may split on)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from robustft.config import Config
-from robustft.methods.label_error import fit_label_model
+from robustft.methods.label_error import fit_label_model, posterior_of
 from robustft.methods.matching import answers_match
 from robustft.schemas import Stage, Verdict
 
@@ -21,6 +22,40 @@ def agents_agree(is_mc: bool, context: str | None, reviewer: str | None) -> bool
     """Whether the two relabel agents (context, reviewer) gave the same answer (letters;
     token F1 ≥ 0.8 for free text): on a relabel and on a probe alike."""
     return answers_match(context, reviewer, is_mc)
+
+
+def _detected_rows(config: Config, blocks: Iterable[Any],
+                   relabel_answers: Mapping[str, tuple[str | None, str | None]] | None = None):
+    """(ids, labels, answers, option counts, sample letters, clean row positions) of every
+    detected multiple-choice row whose label is one of its options: one source per detection
+    answer (direct, first reasoning, each reflection) and, with ``relabel_answers`` (probe id
+    -> (context, reviewer)), two more: the relabel agents' answers, on the relabels (their
+    records) and the probes (the map), −1 elsewhere. Option indices; −1 where none."""
+    width = 2 + config.detect.reflection_rounds
+    extra = relabel_answers is not None
+    ids, labels, answers, sizes, letters, clean = [], [], [], [], [], []
+    for block in blocks:
+        sources = {r: block.store.call_answers(Stage.DETECTED, (r,)) for r in ROLES}
+        for rec in block.records():
+            s = rec.sample
+            if rec.verdict not in (Verdict.CLEAN, Verdict.NOISY) or not s.is_mc \
+                    or s.label not in s.letters:
+                continue
+            given = [*sources["direct"].get(s.id, [None])[:1],
+                     *sources["reasoning"].get(s.id, [None])[:1],
+                     *sources["reflection"].get(s.id, [])][:width]
+            given += [None] * (width - len(given))
+            if extra:
+                given += relabel_answers.get(s.id) or [getattr(rec, "context_answer", None),
+                                                       getattr(rec, "reviewer_answer", None)]
+            if rec.verdict == Verdict.CLEAN:
+                clean.append(len(ids))
+            ids.append(s.id)
+            labels.append(s.letters.index(s.label))
+            answers.append([s.letters.index(a) if a in s.letters else -1 for a in given])
+            sizes.append(len(s.letters))
+            letters.append(s.letters)
+    return ids, labels, answers, sizes, letters, clean
 
 
 def probe_label_error(config: Config, blocks: Iterable[Any], probes: list[dict[str, Any]]
@@ -34,28 +69,10 @@ def probe_label_error(config: Config, blocks: Iterable[Any], probes: list[dict[s
     confirmed rows (``clean``): a blind audit's missed noise q is measured on those, and the
     probes (rows every answer confirms) carry fewer wrong labels, so q stands in for the
     probes' share as q · probes/clean — used as it is, it would over-correct (over-claim).
+    The relabel agents' answers are no source here: a probe is judged on them, and its
+    label's prior must not already know the verdict.
     ``blocks``: every block of the run (a store and its typed records), in input order."""
-    width = 2 + config.detect.reflection_rounds
-    labels, answers, sizes, ids, clean = [], [], [], [], []
-    for block in blocks:
-        sources = {r: block.store.call_answers(Stage.DETECTED, (r,)) for r in ROLES}
-        for rec in block.records():
-            s = rec.sample
-            if rec.verdict not in (Verdict.CLEAN, Verdict.NOISY) or not s.is_mc \
-                    or s.label not in s.letters:
-                continue
-            given = [*sources["direct"].get(s.id, [None])[:1],
-                     *sources["reasoning"].get(s.id, [None])[:1],
-                     *sources["reflection"].get(s.id, [])][:width]
-            row = [-1] * width
-            for j, a in enumerate(given):
-                row[j] = s.letters.index(a) if a in s.letters else -1
-            if rec.verdict == Verdict.CLEAN:
-                clean.append(len(ids))
-            ids.append(s.id)
-            labels.append(s.letters.index(s.label))
-            answers.append(row)
-            sizes.append(len(s.letters))
+    ids, labels, answers, sizes, _, clean = _detected_rows(config, blocks)
     at = {sid: i for i, sid in enumerate(ids)}
     chance = [1 / (sizes[at[p["id"]]] - 1) if p["id"] in at else 0.0 for p in probes]
     if not ids or not probes:
@@ -66,3 +83,34 @@ def probe_label_error(config: Config, blocks: Iterable[Any], probes: list[dict[s
             "probes": float(np.mean(wrong)),
             "clean": float(model.wrong[clean].mean()) if clean else None}
     return float(np.mean(wrong)), chance, meta
+
+
+def relabel_support(config: Config, blocks: Iterable[Any], probes: list[dict[str, Any]],
+                    candidates: list[tuple[str, str]]
+                    ) -> tuple[list[float], dict[str, Any] | None]:
+    """(per candidate (id, answer) the probability that its answer is right, NaN where the
+    model has none (free text), the model for the meta): a second, probe-free estimate of
+    each relabel's accuracy — the one-coin latent-class model of
+    :mod:`robustft.methods.label_error` fitted on every detected multiple-choice row with the
+    label, the detection answers and the relabel agents' answers (context, reviewer) as
+    sources, each relabel's posterior that the true option is its answer. It assumes
+    sources that err independently; agents built on one model share mistakes, and then it
+    over-claims: the precision cut uses it only as a bound beside the probes' fit."""
+    given = {p["id"]: (p.get("context_answer"), p.get("reviewer_answer")) for p in probes}
+    ids, labels, answers, sizes, letters, _ = _detected_rows(config, blocks, given)
+    at = {sid: i for i, sid in enumerate(ids)}
+    rows = [(at[sid], letters[at[sid]].index(a)) for sid, a in candidates
+            if sid in at and a in letters[at[sid]]]
+    out = [math.nan] * len(candidates)
+    if not rows:
+        return out, None
+    model = fit_label_model(labels, np.array(answers), sizes)
+    i = np.array([r for r, _ in rows])
+    right = posterior_of(np.array(labels)[i], np.array(answers)[i], np.array(sizes)[i],
+                         model.noise, model.accuracy, np.array([o for _, o in rows]))
+    k = 0
+    for j, (sid, a) in enumerate(candidates):
+        if sid in at and a in letters[at[sid]]:
+            out[j] = float(right[k])
+            k += 1
+    return out, {"noise": model.noise, "accuracy": model.accuracy.tolist(), "rows": len(ids)}
