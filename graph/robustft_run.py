@@ -24,7 +24,12 @@ from robustft.pipeline.fates import (
     relabel_candidates,
     selected_fates,
 )
-from robustft.pipeline.probe_labels import agents_agree, probe_label_error, relabel_support
+from robustft.pipeline.probe_labels import (
+    agents_agree,
+    detected_rows,
+    probe_label_error,
+    relabel_support,
+)
 from robustft.pipeline.records import RobustftRecord
 from robustft.retrieval.embedder import BackgroundEmbedder, vectors_of
 from robustft.retrieval.index import INDEX_DIR, CleanIndex, import_lancedb
@@ -210,7 +215,8 @@ def select(data: Dataset, params: Params) -> Params:
         store.delete_meta("precision")
         return {"cutoff": cutoff_key([c.key for c in candidates], sel.beta)}
     probes = [p for b in data.blocks() for p in b.store.probes() if p.get("correct") is not None]
-    label_error, chance, model = probe_label_error(data.config, data.blocks(), probes)
+    rows = detected_rows(data.config, data.blocks(), probes)  # read once, for both models
+    label_error, chance, model = probe_label_error(rows, probes)
     audited = missed_noise(data.root)
     if audited is not None and model is not None:
         # the blind audit's missed noise q (wrong labels among confirmed rows), scaled to
@@ -223,8 +229,7 @@ def select(data: Dataset, params: Params) -> Params:
         data.rep.note(f"probe labels {label_error:.2%} wrong, from the blind audit's missed "
                       f"noise {audited.value:.1%}")
     # a second, probe-free estimate of each relabel's accuracy: agreement of its sources
-    support, relabel_model = relabel_support(data.config, data.blocks(), probes,
-                                             [(c.id, c.answer) for c in candidates])
+    support, relabel_model = relabel_support(rows, [(c.id, c.answer) for c in candidates])
     if relabel_model is None:
         support = None
     # (a probe's chance is above 0 exactly when it is multiple choice)

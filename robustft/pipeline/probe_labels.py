@@ -5,7 +5,8 @@ agents agreed (the strata the accuracy fit may split on)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,15 +25,32 @@ def agents_agree(is_mc: bool, context: str | None, reviewer: str | None) -> bool
     return answers_match(context, reviewer, is_mc)
 
 
-def _detected_rows(config: Config, blocks: Iterable[Any],
-                   relabel_answers: Mapping[str, tuple[str | None, str | None]] | None = None):
-    """(ids, labels, answers, option counts, sample letters, clean row positions) of every
-    detected multiple-choice row whose label is one of its options: one source per detection
-    answer (direct, first reasoning, each reflection) and, with ``relabel_answers`` (probe id
-    -> (context, reviewer)), two more: the relabel agents' answers, on the relabels (their
-    records) and the probes (the map), −1 elsewhere. Option indices; −1 where none."""
+@dataclass
+class DetectedRows:
+    """Every detected multiple-choice row whose label is one of its options, as option
+    indices (−1 where none): the label, one source per detection answer (direct, first
+    reasoning, each reflection: the first ``detection`` columns of ``answers``), then the
+    relabel agents' answers (context, reviewer) — on the relabels (their records) and the
+    probes, −1 elsewhere."""
+
+    ids: list[str]
+    labels: np.ndarray  # (rows,)
+    answers: np.ndarray  # (rows, detection + 2)
+    sizes: np.ndarray  # (rows,) option counts
+    letters: list[list[str]]
+    clean: list[int]  # positions of the confirmed rows
+    detection: int  # how many of the columns are detection answers
+
+    def __post_init__(self) -> None:
+        self.at = {sid: i for i, sid in enumerate(self.ids)}
+
+
+def detected_rows(config: Config, blocks: Iterable[Any], probes: list[dict[str, Any]]
+                  ) -> DetectedRows:
+    """The :class:`DetectedRows` of every block (a store and its typed records, in input
+    order), read once; ``probes``: the stored probe results (their relabel answers)."""
     width = 2 + config.detect.reflection_rounds
-    extra = relabel_answers is not None
+    relabel = {p["id"]: (p.get("context_answer"), p.get("reviewer_answer")) for p in probes}
     ids, labels, answers, sizes, letters, clean = [], [], [], [], [], []
     for block in blocks:
         sources = {r: block.store.call_answers(Stage.DETECTED, (r,)) for r in ROLES}
@@ -45,9 +63,8 @@ def _detected_rows(config: Config, blocks: Iterable[Any],
                      *sources["reasoning"].get(s.id, [None])[:1],
                      *sources["reflection"].get(s.id, [])][:width]
             given += [None] * (width - len(given))
-            if extra:
-                given += relabel_answers.get(s.id) or [getattr(rec, "context_answer", None),
-                                                       getattr(rec, "reviewer_answer", None)]
+            given += relabel.get(s.id) or [getattr(rec, "context_answer", None),
+                                           getattr(rec, "reviewer_answer", None)]
             if rec.verdict == Verdict.CLEAN:
                 clean.append(len(ids))
             ids.append(s.id)
@@ -55,10 +72,12 @@ def _detected_rows(config: Config, blocks: Iterable[Any],
             answers.append([s.letters.index(a) if a in s.letters else -1 for a in given])
             sizes.append(len(s.letters))
             letters.append(s.letters)
-    return ids, labels, answers, sizes, letters, clean
+    return DetectedRows(ids, np.array(labels, dtype=int),
+                        np.array(answers, dtype=int).reshape(len(ids), width + 2),
+                        np.array(sizes, dtype=int), letters, clean, width)
 
 
-def probe_label_error(config: Config, blocks: Iterable[Any], probes: list[dict[str, Any]]
+def probe_label_error(rows: DetectedRows, probes: list[dict[str, Any]]
                       ) -> tuple[float, list[float], dict[str, Any] | None]:
     """(share of the probes' labels estimated wrong, per probe the chance a wrong relabel
     lands on a wrong label, the label model for the meta): the one-coin latent-class model of
@@ -70,23 +89,20 @@ def probe_label_error(config: Config, blocks: Iterable[Any], probes: list[dict[s
     probes (rows every answer confirms) carry fewer wrong labels, so q stands in for the
     probes' share as q · probes/clean — used as it is, it would over-correct (over-claim).
     The relabel agents' answers are no source here: a probe is judged on them, and its
-    label's prior must not already know the verdict.
-    ``blocks``: every block of the run (a store and its typed records), in input order."""
-    ids, labels, answers, sizes, _, clean = _detected_rows(config, blocks)
-    at = {sid: i for i, sid in enumerate(ids)}
-    chance = [1 / (sizes[at[p["id"]]] - 1) if p["id"] in at else 0.0 for p in probes]
-    if not ids or not probes:
+    label's prior must not already know the verdict."""
+    at = rows.at
+    chance = [1 / (rows.sizes[at[p["id"]]] - 1) if p["id"] in at else 0.0 for p in probes]
+    if not rows.ids or not probes:
         return 0.0, chance, None
-    model = fit_label_model(labels, np.array(answers), sizes)
+    model = fit_label_model(rows.labels, rows.answers[:, :rows.detection], rows.sizes)
     wrong = [float(model.wrong[at[p["id"]]]) if p["id"] in at else 0.0 for p in probes]
-    meta = {"noise": model.noise, "accuracy": model.accuracy.tolist(), "rows": len(ids),
+    meta = {"noise": model.noise, "accuracy": model.accuracy.tolist(), "rows": len(rows.ids),
             "probes": float(np.mean(wrong)),
-            "clean": float(model.wrong[clean].mean()) if clean else None}
+            "clean": float(model.wrong[rows.clean].mean()) if rows.clean else None}
     return float(np.mean(wrong)), chance, meta
 
 
-def relabel_support(config: Config, blocks: Iterable[Any], probes: list[dict[str, Any]],
-                    candidates: list[tuple[str, str]]
+def relabel_support(rows: DetectedRows, candidates: list[tuple[str, str]]
                     ) -> tuple[list[float], dict[str, Any] | None]:
     """(per candidate (id, answer) the probability that its answer is right, NaN where the
     model has none (free text), the model for the meta): a second, probe-free estimate of
@@ -96,21 +112,17 @@ def relabel_support(config: Config, blocks: Iterable[Any], probes: list[dict[str
     sources, each relabel's posterior that the true option is its answer. It assumes
     sources that err independently; agents built on one model share mistakes, and then it
     over-claims: the precision cut uses it only as a bound beside the probes' fit."""
-    given = {p["id"]: (p.get("context_answer"), p.get("reviewer_answer")) for p in probes}
-    ids, labels, answers, sizes, letters, _ = _detected_rows(config, blocks, given)
-    at = {sid: i for i, sid in enumerate(ids)}
-    rows = [(at[sid], letters[at[sid]].index(a)) for sid, a in candidates
-            if sid in at and a in letters[at[sid]]]
     out = [math.nan] * len(candidates)
-    if not rows:
+    known = [(j, rows.at[sid], rows.letters[rows.at[sid]].index(a))
+             for j, (sid, a) in enumerate(candidates)
+             if sid in rows.at and a in rows.letters[rows.at[sid]]]
+    if not known:
         return out, None
-    model = fit_label_model(labels, np.array(answers), sizes)
-    i = np.array([r for r, _ in rows])
-    right = posterior_of(np.array(labels)[i], np.array(answers)[i], np.array(sizes)[i],
-                         model.noise, model.accuracy, np.array([o for _, o in rows]))
-    k = 0
-    for j, (sid, a) in enumerate(candidates):
-        if sid in at and a in letters[at[sid]]:
-            out[j] = float(right[k])
-            k += 1
-    return out, {"noise": model.noise, "accuracy": model.accuracy.tolist(), "rows": len(ids)}
+    model = fit_label_model(rows.labels, rows.answers, rows.sizes)
+    i = np.array([r for _, r, _ in known])
+    right = posterior_of(rows.labels[i], rows.answers[i], rows.sizes[i], model.noise,
+                         model.accuracy, np.array([o for _, _, o in known]))
+    for (j, _, _), p in zip(known, right, strict=True):
+        out[j] = float(p)
+    return out, {"noise": model.noise, "accuracy": model.accuracy.tolist(),
+                 "rows": len(rows.ids)}
