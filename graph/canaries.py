@@ -33,8 +33,14 @@ from robustft.methods.canaries import (
     other_answer,
     wrong_option,
 )
-from robustft.methods.matching import match_mode, similarity_mode
 from robustft.pipeline.contract import Params, PlannedCall
+from robustft.pipeline.plan import (
+    correction_vars,
+    judged_experts,
+    judged_samples,
+    review_correction_vars,
+    reviewer_vars,
+)
 from robustft.retrieval.embedder import vectors_of
 from robustft.retrieval.index import INDEX_DIR, CleanIndex
 from robustft.retrieval.vectors import read_vectors
@@ -239,19 +245,10 @@ async def clear_step(run: Run, params: Params) -> None:
     report(run, {cid: x for cid, x in store.all().items() if cid in canaries})
 
 
-def _judged(c: Config, s: Sample) -> int:
-    return len(c.detect.experts) if match_mode(c.detect.match, s.is_mc, s.long_form) == "judge" \
-        else 0
-
-
 def _cap(per_canary: int):
     def at_most(c: Config, rows: int) -> int:
         return per_canary * canary_count(rows, c.audit.canaries, c.audit.max_canaries)
     return at_most
-
-
-def _refs(c: Config, s: Sample) -> list[str]:
-    return [s.label] * len(c.detect.experts)
 
 
 _PLAN = {"upper_bound": True}
@@ -260,31 +257,23 @@ _PLAN = {"upper_bound": True}
 ROBUSTFT_CALLS = (
     PlannedCall("canary", "corruptor", "corrupt", lambda c, s: int(s.long_form),
                 lambda c, s: {"response": s.label}, at_most=_cap(1), **_PLAN),
-    PlannedCall("canary", "matcher", "verify", _judged,
+    PlannedCall("canary", "matcher", "verify", judged_experts,
                 lambda c, s: {"reference": s.label, "response": s.label},
                 at_most=lambda c, n: _cap(len(c.detect.experts))(c, n), **_PLAN),
     PlannedCall("canary", "context", "context", lambda c, s: int(not s.long_form), None,
                 at_most=_cap(1), **_PLAN),
     PlannedCall("canary", "context", "correct_context", lambda c, s: int(s.long_form),
-                lambda c, s: {"response": s.label, "references": _refs(c, s), "problems": [],
-                              "examples": [{"question": s.question, "answer": s.label}]
-                              * (c.retrieval.k if c.relabel.context else 0)},
-                at_most=_cap(1), **_PLAN),
+                correction_vars, at_most=_cap(1), **_PLAN),
     PlannedCall("canary", "reviewer", "reviewer", lambda c, s: int(not s.long_form),
-                lambda c, s: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
-                at_most=_cap(1), **_PLAN),
+                reviewer_vars, at_most=_cap(1), **_PLAN),
     PlannedCall("canary", "reviewer", "correct_review", lambda c, s: int(s.long_form),
-                lambda c, s: {"response": s.label, "proposal": s.label,
-                              "references": _refs(c, s), "problems": []},
-                at_most=_cap(1), **_PLAN),
+                review_correction_vars, at_most=_cap(1), **_PLAN),
 )
 
 CLEAR_CALLS = (
     PlannedCall("canary", "corruptor", "corrupt", lambda c, s: int(s.long_form),
                 lambda c, s: {"response": s.label}, at_most=_cap(1), **_PLAN),
-    PlannedCall("canary", "matcher", "verify",
-                lambda c, s: c.clear.k if similarity_mode(c.clear.similarity, s.is_mc,
-                                                          s.long_form) == "judge" else 0,
+    PlannedCall("canary", "matcher", "verify", judged_samples,
                 lambda c, s: {"reference": s.label, "response": s.label},
                 at_most=lambda c, n: _cap(c.clear.k)(c, n), **_PLAN),
     PlannedCall("canary", "certainty", "clear_reflect", lambda c, s: 1 + c.clear.correct,

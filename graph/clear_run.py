@@ -29,9 +29,10 @@ from robustft.methods.confidence import (
     threshold,
 )
 from robustft.methods.decoys import decoy_cutoff, signal_z
-from robustft.methods.matching import exact_match, similarity_mode
+from robustft.methods.matching import exact_match
 from robustft.pipeline.contract import FateRow, Method, Params, PlannedCall, Step
 from robustft.pipeline.fates import clear_fates
+from robustft.pipeline.plan import judged_samples
 from robustft.pipeline.records import ClearRecord
 from robustft.schemas import Fate, Sample, Stage
 
@@ -192,12 +193,6 @@ def _one(config: Config, s: Sample) -> int:
     return 1
 
 
-def _judged(config: Config, s: Sample) -> int:
-    """Matcher calls of the judge similarity: one per sampled answer (free text)."""
-    judged = similarity_mode(config.clear.similarity, s.is_mc, s.long_form) == "judge"
-    return config.clear.k if judged else 0
-
-
 def _fresh(config: Config, s: Sample) -> int:
     """A fresh candidate: multiple choice and short answers."""
     return int(not s.long_form)
@@ -221,6 +216,8 @@ def _decoy_cap(config: Config, n_samples: int) -> int:
 
 _CORRECT = {"upper_bound": True}
 _DECOY = {"upper_bound": True, "at_most": _decoy_cap}
+
+
 def _targeted(config: Config) -> bool:
     return config.clear.target_precision is not None
 
@@ -237,7 +234,7 @@ METHOD = Method(
     record=ClearRecord, first_stage=Stage.SCORED,
     calls=(
         PlannedCall("score", "sampler", "reasoning", lambda c, s: c.clear.k, _none),
-        PlannedCall("score", "matcher", "verify", _judged,
+        PlannedCall("score", "matcher", "verify", judged_samples,
                     lambda c, s: {"reference": s.label, "response": s.label},
                     upper_bound=True),
         PlannedCall("score", "certainty", "clear_reflect", _one, _response),

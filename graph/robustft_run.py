@@ -14,7 +14,7 @@ from robustft.graph import canaries
 from robustft.graph.robustft import build_robustft_graph
 from robustft.graph.stages import Block, Dataset, Run, run_stage
 from robustft.graph.state import SampleState
-from robustft.methods.matching import answers_match, match_mode
+from robustft.methods.matching import answers_match
 from robustft.methods.precision import finite, precision_cutoff
 from robustft.methods.selection import cutoff_key
 from robustft.pipeline.audit import missed_noise
@@ -23,6 +23,12 @@ from robustft.pipeline.fates import (
     precision_fates,
     relabel_candidates,
     selected_fates,
+)
+from robustft.pipeline.plan import (
+    correction_vars,
+    judged_experts,
+    review_correction_vars,
+    reviewer_vars,
 )
 from robustft.pipeline.probe_labels import (
     agents_agree,
@@ -260,12 +266,6 @@ def fates(block: Block, params: Params) -> list[FateRow]:
     return out + selected_fates(candidates, params["cutoff"], config.selection.beta)
 
 
-def _judged(config: Config, s: Sample) -> int:
-    """Matcher calls of one sample: one per expert when its answers are judged."""
-    mode = match_mode(config.detect.match, s.is_mc, s.long_form)
-    return len(config.detect.experts) if mode == "judge" else 0
-
-
 def _answered(config: Config, s: Sample) -> int:
     """Relabels with an answer prompt: multiple choice and short answers."""
     return int(not s.long_form)
@@ -274,17 +274,6 @@ def _answered(config: Config, s: Sample) -> int:
 def _corrected(config: Config, s: Sample) -> int:
     """Relabels that correct a long-form response."""
     return int(s.long_form)
-
-
-def _correction(config: Config, s: Sample) -> dict[str, Any]:
-    k = config.retrieval.k if config.relabel.context else 0
-    return {"response": s.label, "references": [s.label] * len(config.detect.experts),
-            "problems": [], "examples": [{"question": s.question, "answer": s.label}] * k}
-
-
-def _review_of_correction(config: Config, s: Sample) -> dict[str, Any]:
-    return {"response": s.label, "proposal": s.label,
-            "references": [s.label] * len(config.detect.experts), "problems": []}
 
 
 def _none(config: Config, s: Sample) -> dict[str, Any]:
@@ -320,21 +309,21 @@ METHOD = Method(
         PlannedCall("detect", "reflection", "reflection",
                     lambda c, s: c.detect.reflection_rounds,
                     lambda c, s: {"reasoning": "", "round": 1}),
-        PlannedCall("detect", "matcher", "verify", _judged,
+        PlannedCall("detect", "matcher", "verify", judged_experts,
                     lambda c, s: {"reference": s.label, "response": s.label},
                     upper_bound=True),
         PlannedCall("relabel", "context", "context", _answered, None, upper_bound=True),
-        PlannedCall("relabel", "context", "correct_context", _corrected, _correction,
+        PlannedCall("relabel", "context", "correct_context", _corrected, correction_vars,
                     upper_bound=True),
         PlannedCall("relabel", "reviewer", "reviewer", _answered,
-                    lambda c, s: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
+                    reviewer_vars,
                     upper_bound=True),
         PlannedCall("relabel", "reviewer", "correct_review", _corrected,
-                    _review_of_correction, upper_bound=True),
+                    review_correction_vars, upper_bound=True),
         PlannedCall("probe", "context", "context", _probing, None, upper_bound=True,
                     at_most=_probe_cap),
         PlannedCall("probe", "reviewer", "reviewer", _probing,
-                    lambda c, s: {"reasoning": "", "reasoning_answer": "", "context_answer": ""},
+                    reviewer_vars,
                     upper_bound=True, at_most=_probe_cap),
         *canaries.ROBUSTFT_CALLS,  # hook: planted errors
     ),
